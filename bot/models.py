@@ -1,0 +1,216 @@
+"""Billing domain, the same for every gateway.
+
+Gateways translate their own objects into these; commands, cards and the
+approval workflow only ever see these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.money import Money, zero
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Domain(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ChargeStatus(StrEnum):
+    succeeded = "succeeded"
+    authorized = "authorized"
+    partially_refunded = "partially_refunded"
+    refunded = "refunded"
+    disputed = "disputed"
+    failed = "failed"
+    voided = "voided"
+
+
+class SubscriptionStatus(StrEnum):
+    trialing = "trialing"
+    active = "active"
+    past_due = "past_due"
+    unpaid = "unpaid"
+    canceled = "canceled"
+    incomplete = "incomplete"
+
+
+class InvoiceStatus(StrEnum):
+    draft = "draft"
+    open = "open"
+    paid = "paid"
+    void = "void"
+    uncollectible = "uncollectible"
+
+
+class DisputeStatus(StrEnum):
+    needs_response = "needs_response"
+    under_review = "under_review"
+    won = "won"
+    lost = "lost"
+
+
+class Customer(_Domain):
+    gateway: str
+    id: str
+    email: str | None = None
+    name: str | None = None
+    created: datetime | None = None
+
+
+class Refund(_Domain):
+    gateway: str
+    id: str
+    charge_id: str
+    amount: Money
+    status: str = "succeeded"
+    reason: str | None = None
+    created: datetime | None = None
+
+
+class Charge(_Domain):
+    gateway: str
+    id: str
+    customer_id: str | None
+    amount: Money
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    status: ChargeStatus
+    description: str | None = None
+    invoice_id: str | None = None
+    created: datetime | None = None
+    failure_message: str | None = None
+
+    @property
+    def refundable(self) -> Money:
+        """What may still be refunded: captured minus refunded, nothing once disputed."""
+        if self.status not in (ChargeStatus.succeeded, ChargeStatus.partially_refunded):
+            return zero(self.amount.currency)
+        return Money(
+            minor=self.amount_captured - self.amount_refunded, currency=self.amount.currency
+        )
+
+    @property
+    def refunded(self) -> Money:
+        return Money(minor=self.amount_refunded, currency=self.amount.currency)
+
+
+class Subscription(_Domain):
+    gateway: str
+    id: str
+    customer_id: str
+    plan: str
+    status: SubscriptionStatus
+    amount: Money
+    interval: str = "month"
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = None
+
+
+class Invoice(_Domain):
+    gateway: str
+    id: str
+    customer_id: str
+    number: str | None = None
+    status: InvoiceStatus
+    amount_due: Money
+    amount_paid: Money
+    due_date: datetime | None = None
+    created: datetime | None = None
+    charge_id: str | None = None
+
+    def is_overdue(self, now: datetime | None = None) -> bool:
+        return (
+            self.status == InvoiceStatus.open
+            and self.due_date is not None
+            and self.due_date < (now or utcnow())
+        )
+
+
+class Dispute(_Domain):
+    gateway: str
+    id: str
+    charge_id: str
+    amount: Money
+    reason: str
+    status: DisputeStatus
+    evidence_due_by: datetime | None = None
+
+
+class GatewayProfile(_Domain):
+    """One customer as one gateway knows them."""
+
+    gateway: str
+    customer: Customer
+    charges: tuple[Charge, ...] = ()
+    refunds: tuple[Refund, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    invoices: tuple[Invoice, ...] = ()
+    disputes: tuple[Dispute, ...] = ()
+
+
+class GatewayFailure(_Domain):
+    """A gateway that could not answer a lookup: its part of the card says so."""
+
+    gateway: str
+    code: str
+    message: str
+
+
+class BillingProfile(_Domain):
+    """One customer merged across every gateway that knows them."""
+
+    query: str
+    profiles: tuple[GatewayProfile, ...] = ()
+    failures: tuple[GatewayFailure, ...] = ()
+
+    @property
+    def found(self) -> bool:
+        return bool(self.profiles)
+
+    @property
+    def email(self) -> str | None:
+        return next((p.customer.email for p in self.profiles if p.customer.email), None)
+
+    @property
+    def name(self) -> str | None:
+        return next((p.customer.name for p in self.profiles if p.customer.name), None)
+
+    def charges(self) -> list[Charge]:
+        return _newest_first(c for p in self.profiles for c in p.charges)
+
+    def subscriptions(self) -> list[Subscription]:
+        return [s for p in self.profiles for s in p.subscriptions]
+
+    def invoices(self) -> list[Invoice]:
+        return _newest_first(i for p in self.profiles for i in p.invoices)
+
+    def disputes(self) -> list[Dispute]:
+        return [d for p in self.profiles for d in p.disputes]
+
+    def lifetime_value(self) -> list[Money]:
+        """Net paid per currency: captured minus refunded over all charges."""
+        totals: dict[str, int] = {}
+        for charge in self.charges():
+            net = charge.amount_captured - charge.amount_refunded
+            totals[charge.amount.currency] = totals.get(charge.amount.currency, 0) + net
+        return [Money(minor=v, currency=c) for c, v in sorted(totals.items())]
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+_T = TypeVar("_T", Charge, Invoice)
+
+
+def _newest_first(items: Iterable[_T]) -> list[_T]:
+    return sorted(items, key=lambda i: getattr(i, "created", None) or _EPOCH, reverse=True)

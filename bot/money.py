@@ -1,0 +1,211 @@
+"""Exact money: integer minor units plus an ISO 4217 currency.
+
+The number of minor-unit digits comes from Babel's CLDR data (JPY 0, EUR 2,
+KWD 3), never from a hard-coded table, and no float is ever involved.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Self
+
+from babel.numbers import format_currency, get_currency_precision, is_currency
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Larger than any single card payment any gateway accepts (Stripe caps at
+# 99,999,999 minor units); anything above is a typo, not a refund.
+MAX_MINOR_DIGITS = 12
+
+# A symbol names a family of currencies; the charge being acted on picks one.
+_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "€": ("EUR",),
+    "£": ("GBP", "EGP", "GIP", "FKP", "SHP"),
+    "¥": ("JPY", "CNY"),
+    "₩": ("KRW",),
+    "₹": ("INR",),
+    "$": ("USD", "CAD", "AUD", "NZD", "SGD", "HKD", "MXN"),
+    "CHF": ("CHF",),
+}
+_AMOUNT = re.compile(r"^\d[\d.,]*$")
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be turned into exact money."""
+
+
+@lru_cache(maxsize=512)
+def exponent(currency: str) -> int:
+    """Minor-unit digits of an ISO 4217 currency (JPY 0, EUR 2, KWD 3)."""
+    return int(get_currency_precision(normalize_currency(currency)))
+
+
+@lru_cache(maxsize=1024)
+def normalize_currency(code: str) -> str:
+    """Upper-case an ISO 4217 code, refusing anything Babel does not know."""
+    upper = code.strip().upper()
+    if len(upper) != 3 or not is_currency(upper):
+        raise MoneyError(f"unknown currency {code!r}: use an ISO 4217 code such as EUR or USD")
+    return upper
+
+
+Currency = Annotated[str, Field(min_length=3, max_length=3)]
+
+
+class Money(BaseModel):
+    """An amount in integer minor units of one currency."""
+
+    model_config = ConfigDict(frozen=True)
+
+    minor: int
+    currency: Currency
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        return normalize_currency(value)
+
+    @classmethod
+    def of(cls, minor: int, currency: str) -> Self:
+        return cls(minor=minor, currency=currency)
+
+    @property
+    def decimal(self) -> Decimal:
+        """The amount as an exact Decimal in major units."""
+        return Decimal(self.minor).scaleb(-exponent(self.currency))
+
+    def plain(self) -> str:
+        """Machine-friendly text: `12.50 EUR`, `500 JPY`, `1.250 KWD`."""
+        digits = exponent(self.currency)
+        return f"{self.decimal:.{digits}f} {self.currency}"
+
+    def format(self, locale: str = "en_US") -> str:
+        """Human text in a locale: `€12.50`, `12,50 €`, `¥500`."""
+        return format_currency(self.decimal, self.currency, locale=locale)
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise MoneyError(f"currency mismatch: {self.currency} and {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(minor=self.minor + other.minor, currency=self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(minor=self.minor - other.minor, currency=self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor < other.minor
+
+    def __le__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor <= other.minor
+
+    def __str__(self) -> str:
+        return self.plain()
+
+
+def zero(currency: str) -> Money:
+    return Money(minor=0, currency=currency)
+
+
+def parse_money(text: str, currency: str | None = None) -> Money:
+    """Parse what a person types: `12.50`, `12,50`, `12.50 EUR`, `EUR 12.50`, `€12.50`, `¥500`.
+
+    `currency` is the currency expected (the charge's); a different one in the
+    text is a mismatch. Separators: with both `.` and `,` the last one is the
+    decimal mark; one mark repeated is grouping (`1,000,000`); a single mark
+    followed by exactly three digits is refused as ambiguous unless the
+    currency has no minor unit or three of them.
+    """
+    raw = text.strip()
+    if not raw:
+        raise MoneyError("amount is empty")
+    if raw.startswith("-") or raw.startswith("−"):
+        raise MoneyError(f"amount {text!r} is negative: amounts are always positive")
+    number, named = _split_currency(raw)
+    code = _resolve_currency(named, currency, text)
+    minor = _to_minor(number, code, text)
+    if minor <= 0:
+        raise MoneyError(f"amount {text!r} must be greater than zero")
+    return Money(minor=minor, currency=code)
+
+
+def _split_currency(raw: str) -> tuple[str, tuple[str, ...]]:
+    for symbol, codes in _SYMBOLS.items():
+        if raw.startswith(symbol) or raw.endswith(symbol):
+            rest = raw.removeprefix(symbol) if raw.startswith(symbol) else raw.removesuffix(symbol)
+            return rest.strip(), codes
+    parts = raw.split()
+    if len(parts) == 2:
+        code_first = parts[0].isalpha()
+        code, number = (parts[0], parts[1]) if code_first else (parts[1], parts[0])
+        return number, (normalize_currency(code),)
+    if len(parts) == 1:
+        match = re.fullmatch(r"([A-Za-z]{3})?([\d.,\-]+)([A-Za-z]{3})?", raw)
+        if match and (match.group(1) or match.group(3)):
+            return match.group(2), (normalize_currency(match.group(1) or match.group(3)),)
+        return raw, ()
+    raise MoneyError(f"malformed amount {raw!r}: write it like 12.50 or 12.50 EUR")
+
+
+def _resolve_currency(named: tuple[str, ...], expected: str | None, text: str) -> str:
+    if expected is not None:
+        expected = normalize_currency(expected)
+        if named and expected not in named:
+            raise MoneyError(
+                f"currency mismatch: {text!r} is in {named[0]} but the charge is in {expected}"
+            )
+        return expected
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise MoneyError(f"{text!r} could be {', '.join(named)}: add the currency code")
+    raise MoneyError(f"amount {text!r} has no currency: add one, e.g. {text} EUR")
+
+
+def _to_minor(number: str, currency: str, text: str) -> int:
+    if not _AMOUNT.match(number):
+        raise MoneyError(f"malformed amount {text!r}: write it like 12.50 or 12.50 {currency}")
+    digits = exponent(currency)
+    whole, fraction = _split_decimal(number, digits, text)
+    if len(fraction) > digits:
+        if digits == 0:
+            raise MoneyError(f"{currency} has no minor unit: {text!r} cannot have decimals")
+        raise MoneyError(f"{currency} has {digits} decimals at most: {text!r} has {len(fraction)}")
+    if len(whole.lstrip("0")) + digits > MAX_MINOR_DIGITS:
+        raise MoneyError(f"amount {text!r} is too large")
+    return int(whole or "0") * 10**digits + int(fraction.ljust(digits, "0") or "0")
+
+
+def _split_decimal(number: str, digits: int, text: str) -> tuple[str, str]:
+    marks = [c for c in number if c in ".,"]
+    if not marks:
+        return number, ""
+    if len(set(marks)) == 2:
+        decimal_mark = number[max(number.rfind("."), number.rfind(","))]
+        whole, fraction = number.rsplit(decimal_mark, 1)
+        return _ungroup(whole, text), fraction
+    mark = marks[0]
+    if len(marks) > 1:
+        return _ungroup(number, text), ""
+    whole, fraction = number.split(mark)
+    if len(fraction) == 3 and digits != 3:
+        if digits == 0:
+            return whole + fraction, ""
+        raise MoneyError(
+            f"ambiguous amount {text!r}: write {whole}{fraction} or {whole}.{fraction[:digits]}"
+        )
+    if not whole or not fraction:
+        raise MoneyError(f"malformed amount {text!r}: write it like 12.50")
+    return whole, fraction
+
+
+def _ungroup(number: str, text: str) -> str:
+    groups = re.split(r"[.,]", number)
+    if not groups[0] or len(groups[0]) > 3 or any(len(g) != 3 for g in groups[1:]):
+        raise MoneyError(f"malformed amount {text!r}: digit groups must have three digits")
+    return "".join(groups)

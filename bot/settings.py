@@ -1,0 +1,161 @@
+"""Settings from the environment and `config/chargedesk.toml`, validated at start.
+
+Precedence: explicit overrides (CLI flags) > environment > chargedesk.toml > defaults.
+Nested keys in the environment use `__`: `CHARGEDESK_LEDGER__FORWARD_URL`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_DIR_ENV = "CHARGEDESK_CONFIG_DIR"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot start the bot; the message names the bad key."""
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get(CONFIG_DIR_ENV, "config"))
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem, each naming the key as the user wrote it."""
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"{source}: {key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LedgerSettings(_Section):
+    enabled: bool = True
+    forward_url: HttpUrl | None = Field(
+        None, description="Where refunds, captures, voids and cancellations are sent for approval"
+    )
+    forward_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key for X-ChargeDesk-Signature"
+    )
+    forward_timeout: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("forward_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class LookupSettings(_Section):
+    timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds each gateway gets before its section says so"
+    )
+    max_charges: int = Field(1000, ge=10, le=100_000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGEDESK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(Path(".chargedesk"), description="SQLite file, embedded Redis, outbox")
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("database_url", "DATABASE_URL", "CHARGEDESK_DATABASE_URL"),
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("redis_url", "REDIS_URL", "CHARGEDESK_REDIS_URL")
+    )
+    redis_prefix: str = Field(
+        "chargedesk:", min_length=1, description="Namespace for every Redis key"
+    )
+    locale: str = "en_US"
+    approvals_lock_seconds: float = Field(
+        30.0, gt=0, description="Redis lock around one gateway action"
+    )
+    recover_after_seconds: float = Field(
+        60.0, gt=0, description="An execution older than this is re-run"
+    )
+    ledger: LedgerSettings = LedgerSettings()
+    lookup: LookupSettings = LookupSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgres://") or value.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            return value
+        raise ValueError("must start with postgresql:// or sqlite+aiosqlite://")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "chargedesk.toml")
+        return (init_settings, env_settings, toml)
+
+    @property
+    def sql_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'chargedesk.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sql_url.startswith("sqlite")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings, or raise ConfigError naming every bad key."""
+    path = config_dir() / "chargedesk.toml"
+    read_toml(path)  # a syntax error gets a clear message before pydantic sees it
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        source = f"settings ({path} or CHARGEDESK_* environment)"
+        raise ConfigError(describe_validation_error(exc, source)) from None
