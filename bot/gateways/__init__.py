@@ -1,0 +1,1 @@
+"""Payment gateways behind one protocol (see base.py)."""

@@ -1,0 +1,787 @@
+"""Import the business's billing data into the ledger gateway's tables.
+
+Two formats:
+
+* JSON: `{"customers": [...], "charges": [...], "refunds": [...], "subscriptions": [...],
+  "invoices": [...], "disputes": [...]}`, every key optional. Amounts are integers in
+  minor units beside a `currency`, as in Stripe's API (`"amount": 4200, "currency": "EUR"`).
+* CSV: one object type per file, named by the file's stem (`charges.csv`) or by `kind=`.
+  Amounts are decimal text in major units (`42.00`), read with `parse_money` in the
+  row's currency, so `500.5` JPY is refused. Rows are numbered as a spreadsheet shows
+  them: the header is row 1.
+
+Columns and keys are the same in both formats; references use Stripe's names
+(`customer`, `charge`, `invoice`). Every row is validated; every problem found is
+reported at once, and one problem means nothing at all is written. Rows are upserted
+by id, so importing the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+)
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.models import ChargeStatus, DisputeStatus, InvoiceStatus, SubscriptionStatus
+from bot.money import MAX_MINOR_DIGITS, Money, normalize_currency, parse_money
+from bot.store.db import Database
+from bot.store.tables import (
+    Base,
+    LedgerCharge,
+    LedgerCustomer,
+    LedgerDispute,
+    LedgerInvoice,
+    LedgerRefund,
+    LedgerSubscription,
+)
+
+# Summary order; it is also a valid write order (customers and charges come first).
+KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes")
+MAX_PROBLEMS_SHOWN = 20
+# Old SQLite builds cap a statement at 999 parameters; one query binds two chunks.
+_IN_CHUNK = 400
+_UNITS = "units"
+_ZERO = re.compile(r"^0+(?:[.,]0*)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class LedgerImportError(Exception):
+    """The import was refused; nothing was written. `problems` lists every one found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        shown = self.problems[:MAX_PROBLEMS_SHOWN]
+        count = len(self.problems)
+        lines = [f"import refused, nothing was written ({_plural(count, 'problem')}):"]
+        lines += [f"  {p}" for p in shown]
+        if count > len(shown):
+            lines.append(f"  ... and {count - len(shown)} more")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class ImportSummary:
+    """How many rows of each type were imported (inserted or updated)."""
+
+    customers: int = 0
+    charges: int = 0
+    refunds: int = 0
+    subscriptions: int = 0
+    invoices: int = 0
+    disputes: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def __str__(self) -> str:
+        parts = [
+            _plural(getattr(self, f.name), f.name.removesuffix("s"))
+            for f in fields(self)
+            if getattr(self, f.name)
+        ]
+        return f"imported {', '.join(parts)}" if parts else "imported nothing"
+
+
+# --- field types ------------------------------------------------------------------------
+
+
+def _object_id(value: str) -> str:
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} must not contain spaces")
+    return value
+
+
+def _currency(value: str) -> str:
+    return normalize_currency(value)
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Exports often drop the zone; UTC is the only reading that is not a guess per row.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _minor_units(value: Any, info: ValidationInfo) -> Any:
+    if (info.context or {}).get(_UNITS) == "major":
+        return _major_to_minor(value, info.data.get("currency"))
+    # bool is an int to Python, and a float would silently lose the exactness we promise.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"{value!r} is not an amount: use an integer in minor units (4200 for 42.00 EUR)"
+        )
+    if value < 0:
+        raise ValueError(f"{value} is negative: amounts are always positive")
+    if value >= 10**MAX_MINOR_DIGITS:
+        raise ValueError(f"{value} is too large")
+    return value
+
+
+def _major_to_minor(value: Any, currency: str | None) -> int:
+    if currency is None:
+        raise ValueError("cannot be read without a valid currency")
+    text = str(value).strip()
+    # parse_money refuses zero (nobody refunds nothing), but zero is a fine balance here.
+    if _ZERO.match(text):
+        return 0
+    return parse_money(text, currency).minor
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+ObjectId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_object_id),
+]
+CurrencyCode = Annotated[str, AfterValidator(_currency)]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+Minor = Annotated[int, BeforeValidator(_minor_units)]
+PositiveMinor = Annotated[int, BeforeValidator(_minor_units), AfterValidator(_positive)]
+
+
+Text64 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+Text200 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Text500 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
+# --- rows -------------------------------------------------------------------------------
+#
+# In every row `currency` comes before the amounts: CSV amounts are read in the
+# row's currency, and pydantic validates fields in the order they are declared.
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    table: ClassVar[type[Base]]
+
+    id: ObjectId
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules across fields, as (field, problem) pairs."""
+        return []
+
+    def columns(self) -> dict[str, Any]:
+        """The row as the table's column values."""
+        raise NotImplementedError
+
+
+class CustomerRow(_Row):
+    table = LedgerCustomer
+
+    email: Email | None = None
+    name: Text200 | None = None
+    created: UtcDatetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {"id": self.id, "email": self.email, "name": self.name, "created": self.created}
+
+
+_NOT_CAPTURED = (ChargeStatus.authorized, ChargeStatus.failed, ChargeStatus.voided)
+
+
+class ChargeRow(_Row):
+    table = LedgerCharge
+
+    customer: ObjectId | None = None
+    currency: CurrencyCode
+    amount: PositiveMinor
+    status: ChargeStatus
+    amount_captured: Minor | None = None
+    amount_refunded: Minor = 0
+    description: Text500 | None = None
+    invoice: ObjectId | None = None
+    failure_message: Text500 | None = None
+    created: UtcDatetime | None = None
+
+    @property
+    def captured(self) -> int:
+        if self.amount_captured is not None:
+            return self.amount_captured
+        return 0 if self.status in _NOT_CAPTURED else self.amount
+
+    def problems(self) -> list[tuple[str, str]]:
+        money = _formatter(self.currency)
+        status, captured, refunded = self.status, self.captured, self.amount_refunded
+        if captured > self.amount:
+            return [("amount_captured", f"{money(captured)} is more than the charge's amount")]
+        if status in _NOT_CAPTURED:
+            if captured:
+                return [("amount_captured", f"{_a(status)} charge has captured nothing")]
+            if refunded:
+                return [("amount_refunded", f"{_a(status)} charge has nothing to refund")]
+            return []
+        if refunded > captured:
+            problem = f"{money(refunded)} is more than the {money(captured)} captured"
+        elif status == ChargeStatus.succeeded and refunded:
+            problem = "a succeeded charge has no refunds: use partially_refunded or refunded"
+        elif status == ChargeStatus.partially_refunded and not 0 < refunded < captured:
+            problem = f"a partially_refunded charge refunds part of the {money(captured)} captured, not {money(refunded)}"
+        elif status == ChargeStatus.refunded and refunded != captured:
+            problem = (
+                f"a refunded charge refunds all {money(captured)} captured, not {money(refunded)}"
+            )
+        else:
+            return []
+        return [("amount_refunded", problem)]
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer,
+            "amount": self.amount,
+            "currency": self.currency,
+            "amount_captured": self.captured,
+            "amount_refunded": self.amount_refunded,
+            "status": self.status.value,
+            "description": self.description,
+            "invoice_id": self.invoice,
+            "failure_message": self.failure_message,
+            "created": self.created,
+        }
+
+
+class RefundRow(_Row):
+    table = LedgerRefund
+
+    charge: ObjectId
+    currency: CurrencyCode
+    amount: PositiveMinor
+    reason: Text500 | None = None
+    created: UtcDatetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "charge_id": self.charge,
+            "amount": self.amount,
+            "currency": self.currency,
+            "reason": self.reason,
+            "created": self.created,
+        }
+
+
+class SubscriptionRow(_Row):
+    table = LedgerSubscription
+
+    customer: ObjectId
+    plan: Text200
+    status: SubscriptionStatus
+    currency: CurrencyCode
+    amount: Minor
+    interval: Literal["day", "week", "month", "year"] = "month"
+    current_period_end: UtcDatetime | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: UtcDatetime | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        if not self.plan:
+            return [("plan", "must not be empty")]
+        if self.status == SubscriptionStatus.canceled and self.cancel_at_period_end:
+            return [("cancel_at_period_end", "a canceled subscription has nothing left to cancel")]
+        return []
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer,
+            "plan": self.plan,
+            "status": self.status.value,
+            "amount": self.amount,
+            "currency": self.currency,
+            "interval": self.interval,
+            "current_period_end": self.current_period_end,
+            "cancel_at_period_end": self.cancel_at_period_end,
+            "canceled_at": self.canceled_at,
+        }
+
+
+class InvoiceRow(_Row):
+    table = LedgerInvoice
+
+    customer: ObjectId
+    number: Text64 | None = None
+    status: InvoiceStatus
+    currency: CurrencyCode
+    amount_due: Minor
+    amount_paid: Minor | None = None
+    due_date: UtcDatetime | None = None
+    created: UtcDatetime | None = None
+    charge: ObjectId | None = None
+
+    @property
+    def paid(self) -> int:
+        if self.amount_paid is not None:
+            return self.amount_paid
+        return self.amount_due if self.status == InvoiceStatus.paid else 0
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.paid > self.amount_due:
+            money = _formatter(self.currency)
+            return [
+                ("amount_paid", f"{money(self.paid)} is more than the {money(self.amount_due)} due")
+            ]
+        return []
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer_id": self.customer,
+            "number": self.number,
+            "status": self.status.value,
+            "amount_due": self.amount_due,
+            "amount_paid": self.paid,
+            "currency": self.currency,
+            "due_date": self.due_date,
+            "created": self.created,
+            "charge_id": self.charge,
+        }
+
+
+class DisputeRow(_Row):
+    table = LedgerDispute
+
+    charge: ObjectId
+    currency: CurrencyCode
+    amount: PositiveMinor
+    reason: Text64 = "general"
+    status: DisputeStatus
+    evidence_due_by: UtcDatetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "charge_id": self.charge,
+            "amount": self.amount,
+            "currency": self.currency,
+            "reason": self.reason,
+            "status": self.status.value,
+            "evidence_due_by": self.evidence_due_by,
+        }
+
+
+ROWS: dict[str, type[_Row]] = {
+    "customers": CustomerRow,
+    "charges": ChargeRow,
+    "refunds": RefundRow,
+    "subscriptions": SubscriptionRow,
+    "invoices": InvoiceRow,
+    "disputes": DisputeRow,
+}
+
+
+# --- entry points -----------------------------------------------------------------------
+
+
+async def import_file(db: Database, path: Path | str, kind: str | None = None) -> ImportSummary:
+    """Import a JSON file (all types) or a CSV file (one type, from its name or `kind`)."""
+    path = Path(path)
+    name = path.name
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LedgerImportError([f"{name}: cannot be read: {exc}"]) from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return await _import(db, _json_batch(text, name, kind, path.stem), units="minor")
+    if suffix == ".csv":
+        kind = _kind(kind or path.stem.lower(), name)
+        return await _import(db, {kind: list(_csv_rows(text, name))}, units="major")
+    raise LedgerImportError([f"{name}: unknown format: use a .json or a .csv file"])
+
+
+async def import_data(
+    db: Database, data: Mapping[str, Any], *, source: str = "data"
+) -> ImportSummary:
+    """Import the JSON-shaped `data`; `source` names it in error messages."""
+    return await _import(db, _sections(data, source), units="minor")
+
+
+# --- reading ----------------------------------------------------------------------------
+
+# A row to validate: where it is ("charges.csv:row 3") and its raw fields.
+_Raw = tuple[str, Any]
+
+
+def _kind(kind: str, name: str) -> str:
+    if kind not in ROWS:
+        raise LedgerImportError(
+            [
+                f"{name}: cannot tell what it holds: name the file one of {', '.join(f'{k}.csv' for k in KINDS)} or pass kind="
+            ]
+        )
+    return kind
+
+
+def _json_batch(text: str, name: str, kind: str | None, stem: str) -> dict[str, list[_Raw]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LedgerImportError([f"{name}: not valid JSON: {exc}"]) from None
+    if isinstance(data, list):
+        # A bare list holds one type, named like a CSV file's.
+        kind = _kind(kind or stem.lower(), name)
+        return _sections({kind: data}, name)
+    if kind is not None:
+        raise LedgerImportError([f"{name}: kind= applies to CSV files and JSON lists only"])
+    return _sections(data, name)
+
+
+def _sections(data: Any, source: str) -> dict[str, list[_Raw]]:
+    if not isinstance(data, Mapping):
+        raise LedgerImportError([f"{source}: expected an object with keys {', '.join(KINDS)}"])
+    unknown = sorted(str(k) for k in data if k not in ROWS)
+    if unknown:
+        raise LedgerImportError(
+            [f"{source}: unknown key {k!r}: expected {', '.join(KINDS)}" for k in unknown]
+        )
+    batch: dict[str, list[_Raw]] = {}
+    for kind, rows in data.items():
+        if not isinstance(rows, list):
+            raise LedgerImportError([f"{source}: {kind} must be a list of objects"])
+        batch[kind] = [(f"{source}:{kind} row {n}", row) for n, row in enumerate(rows, 1)]
+    return batch
+
+
+def _csv_rows(text: str, name: str) -> Iterator[_Raw]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        return
+    header = [h.strip() for h in header]
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise LedgerImportError([f"{name}:row 1: duplicate columns {', '.join(duplicates)}"])
+    for n, cells in enumerate(reader, 2):
+        if not any(c.strip() for c in cells):
+            continue
+        where = f"{name}:row {n}"
+        # Trailing empty cells are what spreadsheets leave behind; anything else is a shift.
+        if any(c.strip() for c in cells[len(header) :]):
+            yield where, _TooWide(len(cells), len(header))
+            continue
+        # An empty cell is a missing value, so optional columns take their defaults.
+        yield where, {h: c for h, c in zip(header, cells, strict=False) if c.strip()}
+
+
+@dataclass(frozen=True)
+class _TooWide:
+    cells: int
+    columns: int
+
+
+# --- validating -------------------------------------------------------------------------
+
+_R = TypeVar("_R", bound=_Row)
+
+
+@dataclass
+class _Batch:
+    """Valid rows by kind and id, plus where every id was seen, valid or not."""
+
+    rows: dict[str, dict[str, tuple[str, _Row]]]
+    seen: dict[str, dict[str, str]]
+
+    def of(self, kind: str, model: type[_R]) -> list[tuple[str, _R]]:
+        """The valid rows of one kind, typed, with where each was."""
+        return [(where, row) for where, row in self.rows[kind].values() if isinstance(row, model)]
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, field: str | None, problem: str) -> None:
+        self.lines.append(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
+
+
+def _validate(batch: dict[str, list[_Raw]], units: str, problems: _Problems) -> _Batch:
+    result = _Batch(rows={k: {} for k in KINDS}, seen={k: {} for k in KINDS})
+    for kind, raws in batch.items():
+        model = ROWS[kind]
+        for where, raw in raws:
+            if isinstance(raw, _TooWide):
+                problems.add(
+                    where, None, f"{raw.cells} cells but the header has {raw.columns} columns"
+                )
+                continue
+            if not isinstance(raw, Mapping):
+                problems.add(where, None, "must be an object")
+                continue
+            raw_id = raw.get("id")
+            if isinstance(raw_id, str) and raw_id.strip():
+                raw_id = raw_id.strip()
+                if raw_id in result.seen[kind]:
+                    first = result.seen[kind][raw_id]
+                    problems.add(where, "id", f"duplicate id {raw_id} (also at {first})")
+                    continue
+                # Even an invalid row's id counts as present, so that rows referring
+                # to it are not reported a second time as dangling.
+                result.seen[kind][raw_id] = where
+            try:
+                row = model.model_validate(raw, context={_UNITS: units})
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    problems.add(where, _field(error), _describe(error, model))
+                continue
+            rules = row.problems()
+            for field, problem in rules:
+                problems.add(where, field, problem)
+            if not rules:
+                result.rows[kind][row.id] = (where, row)
+    return result
+
+
+def _field(error: Mapping[str, Any]) -> str | None:
+    return ".".join(str(part) for part in error["loc"]) or None
+
+
+def _describe(error: Mapping[str, Any], model: type[_Row]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return f"unknown field: expected {', '.join(model.model_fields)}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _formatter(currency: str) -> Callable[[int], str]:
+    return lambda minor: Money(minor=minor, currency=currency).plain()
+
+
+# --- checking against the ledger --------------------------------------------------------
+
+
+async def _check_references(s: AsyncSession, batch: _Batch, problems: _Problems) -> None:
+    """References resolve within the import or to rows already in the ledger."""
+    customer_refs: list[tuple[str, str]] = [
+        *((where, row.customer) for where, row in batch.of("charges", ChargeRow) if row.customer),
+        *((where, row.customer) for where, row in batch.of("subscriptions", SubscriptionRow)),
+        *((where, row.customer) for where, row in batch.of("invoices", InvoiceRow)),
+    ]
+    in_import = set(batch.seen["customers"])
+    wanted = {ref for _, ref in customer_refs} - in_import
+    known_customers = in_import | await _existing_ids(s, LedgerCustomer, wanted)
+    for where, ref in customer_refs:
+        if ref not in known_customers:
+            problems.add(where, "customer", f"no customer {ref} in this import or in the ledger")
+
+    charge_refs: list[tuple[str, RefundRow | DisputeRow]] = [
+        *batch.of("refunds", RefundRow),
+        *batch.of("disputes", DisputeRow),
+    ]
+    charges = _ChargeView(batch)
+    await charges.load(s, {row.charge for _, row in charge_refs} - set(batch.seen["charges"]))
+    for where, row in charge_refs:
+        if row.charge not in charges:
+            problems.add(where, "charge", f"no charge {row.charge} in this import or in the ledger")
+            continue
+        charge = charges.get(row.charge)
+        if charge is None:
+            continue  # the charge's own row is invalid and already reported
+        if row.currency != charge.currency:
+            problems.add(
+                where,
+                "currency",
+                f"is {row.currency} but charge {charge.id} is in {charge.currency}",
+            )
+        elif isinstance(row, DisputeRow) and row.amount > charge.amount:
+            money = _formatter(row.currency)
+            problems.add(
+                where,
+                "amount",
+                f"{money(row.amount)} is more than charge {charge.id}'s {money(charge.amount)}",
+            )
+    await _check_refund_totals(s, batch, charges, problems)
+
+
+@dataclass(frozen=True)
+class _Charge:
+    id: str
+    currency: str
+    amount: int
+    amount_refunded: int
+    where: str | None  # the charge's row in this import, if it is in it
+
+
+class _ChargeView:
+    """Charges as they will be after the import: its rows over the ledger's."""
+
+    def __init__(self, batch: _Batch) -> None:
+        self._batch = batch
+        self._ledger: dict[str, _Charge] = {}
+
+    async def load(self, s: AsyncSession, ids: set[str]) -> None:
+        for chunk in _chunks(ids):
+            for row in await s.scalars(select(LedgerCharge).where(LedgerCharge.id.in_(chunk))):
+                self._ledger[row.id] = _Charge(
+                    row.id, row.currency, row.amount, row.amount_refunded, None
+                )
+
+    def __contains__(self, charge_id: str) -> bool:
+        return charge_id in self._batch.seen["charges"] or charge_id in self._ledger
+
+    def get(self, charge_id: str) -> _Charge | None:
+        found = self._batch.rows["charges"].get(charge_id)
+        if found is not None:
+            where, row = found
+            assert isinstance(row, ChargeRow)
+            return _Charge(row.id, row.currency, row.amount, row.amount_refunded, where)
+        return self._ledger.get(charge_id)
+
+
+async def _check_refund_totals(
+    s: AsyncSession, batch: _Batch, charges: _ChargeView, problems: _Problems
+) -> None:
+    """A charge given refunds must have refunded exactly what they add up to.
+
+    The refunds counted are the ledger's for that charge, replaced or joined by the
+    import's, so refunds may arrive in a later file than their charges.
+    """
+    imported = {row.id: (where, row) for where, row in batch.of("refunds", RefundRow)}
+    if not imported:
+        return
+    ledger: dict[str, LedgerRefund] = {}
+    charge_ids = {row.charge for _, row in imported.values()}
+    for chunk in _chunks(set(imported) | charge_ids):
+        query = select(LedgerRefund).where(
+            LedgerRefund.id.in_(chunk) | LedgerRefund.charge_id.in_(chunk)
+        )
+        ledger.update({r.id: r for r in await s.scalars(query)})
+    for refund_id, (where, row) in imported.items():
+        before = ledger.get(refund_id)
+        if before is not None and before.charge_id != row.charge:
+            problems.add(
+                where,
+                "charge",
+                f"refund {refund_id} belongs to charge {before.charge_id} in the ledger and cannot move to {row.charge}",
+            )
+
+    totals: dict[str, dict[str, tuple[int, str]]] = {cid: {} for cid in charge_ids}
+    for refund in ledger.values():
+        if refund.charge_id in totals:
+            totals[refund.charge_id][refund.id] = (refund.amount, refund.currency)
+    for refund_id, (_, row) in imported.items():
+        totals[row.charge][refund_id] = (row.amount, row.currency)
+
+    for charge_id, refunds in sorted(totals.items()):
+        charge = charges.get(charge_id)
+        if charge is None or any(cur != charge.currency for _, cur in refunds.values()):
+            continue  # missing, invalid or mixed currencies: reported already
+        total = sum(amount for amount, _ in refunds.values())
+        if total == charge.amount_refunded:
+            continue
+        money = _formatter(charge.currency)
+        ids = ", ".join(sorted(refunds))
+        if charge.where is not None:
+            problems.add(
+                charge.where,
+                "amount_refunded",
+                f"is {money(charge.amount_refunded)} but the charge's refunds ({ids}) add up to {money(total)}",
+            )
+        else:
+            where = next(w for w, r in imported.values() if r.charge == charge_id)
+            problems.add(
+                where,
+                "amount",
+                f"charge {charge_id} has refunded {money(charge.amount_refunded)} in the ledger but its refunds ({ids}) add up to {money(total)}",
+            )
+
+
+async def _existing_ids(s: AsyncSession, table: Any, ids: set[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        found.update(await s.scalars(select(table.id).where(table.id.in_(chunk))))
+    return found
+
+
+def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
+    items = sorted(ids)
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+async def _import(db: Database, raw: dict[str, list[_Raw]], *, units: str) -> ImportSummary:
+    problems = _Problems()
+    batch = _validate(raw, units, problems)
+    # One transaction for checks and writes: the references checked are the ones
+    # written against, and any problem rolls everything back.
+    async with db.write() as s:
+        await _check_references(s, batch, problems)
+        if problems.lines:
+            raise LedgerImportError(problems.lines)
+        summary = ImportSummary()
+        now = datetime.now(UTC)
+        for kind in KINDS:
+            rows = [row for _, row in batch.rows[kind].values()]
+            await _upsert(s, ROWS[kind].table, rows, now)
+            setattr(summary, kind, len(rows))
+    return summary
+
+
+async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) -> None:
+    if not rows:
+        return
+    existing: dict[str, Any] = {}
+    for chunk in _chunks(row.id for row in rows):
+        existing.update(
+            {r.id: r for r in await s.scalars(select(table).where(table.id.in_(chunk)))}
+        )
+    for row in rows:
+        values = row.columns()
+        current = existing.get(row.id)
+        if current is None:
+            if "created" in values and values["created"] is None:
+                values["created"] = now
+            s.add(table(**values))
+            continue
+        for column, value in values.items():
+            # No `created` in the file means "unchanged", not "now".
+            if column == "created" and value is None:
+                continue
+            setattr(current, column, value)
+    # Flushed type by type so that rows exist before the rows that point at them.
+    await s.flush()
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
