@@ -1,0 +1,223 @@
+"""Append-only, hash-chained audit log.
+
+Each entry's hash is SHA-256 over the canonical JSON of the entry and the
+previous entry's hash, so changing, removing or inserting a row breaks the
+chain from that point on. The chain head lives in one row (`audit_head`):
+appends lock it, which keeps the chain linear under concurrency on every
+backend, and it also reveals rows removed from the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.money import Money
+from bot.store.db import Database
+from bot.store.tables import AuditEntry, AuditHead
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+FIELDS = (
+    "seq", "at", "actor_platform", "actor_id", "actor_name", "action", "gateway", "object_id",
+    "customer_id", "amount", "currency", "reason", "approval_id", "approvers", "outcome",
+    "gateway_request_id", "detail", "prev_hash", "hash",
+)  # fmt: skip
+
+
+class AuditRecord(BaseModel):
+    """What happened, as the caller knows it; seq, time and hashes are added on append."""
+
+    actor: Actor
+    action: str
+    outcome: str
+    gateway: str | None = None
+    object_id: str | None = None
+    customer_id: str | None = None
+    amount: Money | None = None
+    reason: str | None = None
+    approval_id: str | None = None
+    approvers: list[str] = Field(default_factory=list)
+    gateway_request_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+def entry_dict(row: AuditEntry) -> dict[str, Any]:
+    data = {name: getattr(row, name) for name in FIELDS}
+    data["at"] = row.at.astimezone(UTC).isoformat()
+    return data
+
+
+def entry_hash(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def append(
+    session: AsyncSession, record: AuditRecord, *, now: datetime | None = None
+) -> AuditEntry:
+    """Add one entry inside the caller's write transaction, so it commits with what it records."""
+    head = await session.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update())
+    if head is None:
+        raise RuntimeError("audit_head row missing: run `chargedesk db upgrade`")
+    at = now or datetime.now(UTC)
+    row = AuditEntry(
+        seq=head.seq + 1,
+        at=at,
+        actor_platform=record.actor.platform,
+        actor_id=record.actor.id,
+        actor_name=record.actor.name,
+        action=record.action,
+        gateway=record.gateway,
+        object_id=record.object_id,
+        customer_id=record.customer_id,
+        amount=record.amount.minor if record.amount else None,
+        currency=record.amount.currency if record.amount else None,
+        reason=record.reason,
+        approval_id=record.approval_id,
+        approvers=list(record.approvers),
+        outcome=record.outcome,
+        gateway_request_id=record.gateway_request_id,
+        detail=dict(record.detail),
+        prev_hash=head.hash,
+        hash="",
+    )
+    row.hash = entry_hash(entry_dict(row))
+    session.add(row)
+    head.seq, head.hash = row.seq, row.hash
+    return row
+
+
+async def record(db: Database, record: AuditRecord) -> AuditEntry:
+    """Append in a transaction of its own (for events with no other write)."""
+    async with db.write() as session:
+        return await append(session, record)
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    entries: int
+    problem: str | None = None
+    first_bad_seq: int | None = None
+
+
+async def verify(db: Database, batch: int = 1000) -> Verification:
+    """Walk the chain; name the first entry that was changed, removed or inserted."""
+    expected_seq, prev = 1, GENESIS
+    async with db.read() as session:
+        async for row in _stream(session, batch):
+            data = entry_dict(row)
+            if row.seq != expected_seq:
+                return Verification(
+                    False,
+                    expected_seq - 1,
+                    f"entry {expected_seq} is missing (the log jumps from {expected_seq - 1} to {row.seq})",
+                    expected_seq,
+                )
+            if row.prev_hash != prev:
+                return Verification(
+                    False,
+                    expected_seq - 1,
+                    f"entry {row.seq} does not follow entry {row.seq - 1}: a row was inserted or replaced",
+                    row.seq,
+                )
+            if entry_hash(data) != row.hash:
+                return Verification(
+                    False,
+                    expected_seq - 1,
+                    f"entry {row.seq} was changed after it was written",
+                    row.seq,
+                )
+            prev = row.hash
+            expected_seq += 1
+        head = await session.get(AuditHead, HEAD_ID)
+    last = expected_seq - 1
+    if head is None or head.seq != last or head.hash != prev:
+        head_seq = head.seq if head else 0
+        if head_seq > last:
+            problem = f"entries {last + 1} to {head_seq} were removed from the end"
+            return Verification(False, last, problem, last + 1)
+        return Verification(
+            False,
+            last,
+            f"entry {last} was added outside the log (the chain head is at {head_seq})",
+            last,
+        )
+    return Verification(True, last)
+
+
+async def _stream(session: AsyncSession, batch: int) -> AsyncIterator[AuditEntry]:
+    after = 0
+    while True:
+        rows = list(
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.seq > after)
+                .order_by(AuditEntry.seq)
+                .limit(batch)
+            )
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        after = rows[-1].seq
+
+
+class AuditFilter(BaseModel):
+    actor: str | None = None
+    since: datetime | None = None
+    approval_id: str | None = None
+    limit: int = Field(20, ge=1, le=10_000)
+
+
+async def query(db: Database, filters: AuditFilter) -> list[AuditEntry]:
+    """Newest first, matching an actor (ID, name or platform:ID), a time and an approval."""
+    stmt = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(filters.limit)
+    if filters.actor:
+        who = filters.actor
+        platform, _, ident = who.partition(":")
+        matches = (AuditEntry.actor_id == who) | (AuditEntry.actor_name == who)
+        if ident:
+            matches |= (AuditEntry.actor_platform == platform) & (AuditEntry.actor_id == ident)
+        stmt = stmt.where(matches)
+    if filters.since:
+        stmt = stmt.where(AuditEntry.at >= filters.since)
+    if filters.approval_id:
+        stmt = stmt.where(AuditEntry.approval_id == filters.approval_id)
+    async with db.read() as session:
+        return list(await session.scalars(stmt))
+
+
+async def export(db: Database, fmt: str, out: io.TextIOBase | Any) -> int:
+    """Write the whole log as CSV or JSON Lines, oldest first; returns the entry count."""
+    count = 0
+    writer = csv.DictWriter(out, fieldnames=FIELDS) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    async with db.read() as session:
+        async for row in _stream(session, 1000):
+            data = entry_dict(row)
+            if writer:
+                writer.writerow({k: _csv_cell(v) for k, v in data.items()})
+            else:
+                out.write(json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
