@@ -1,0 +1,90 @@
+"""The services every command needs, opened once per process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from bot.approvals.budget import Budgets
+from bot.approvals.policy import Policy, load_policy
+from bot.gateways.base import Gateway
+from bot.gateways.ledger import Forwarder, LedgerGateway
+from bot.gateways.registry import Gateways, plugin_factories
+from bot.settings import Settings, config_dir
+from bot.store import redis as redis_store
+from bot.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    gateways: Gateways
+    policy: Policy
+    budgets: Budgets
+    _engine: redis_store.EmbeddedEngine | None = field(default=None, repr=False)
+
+    def key(self, *parts: str) -> str:
+        """A Redis key in this deployment's namespace."""
+        return self.settings.redis_prefix + ":".join(parts)
+
+    async def close(self) -> None:
+        await self.gateways.close()
+        await self.redis.aclose()
+        await self.db.close()
+        if self._engine is not None:
+            self._engine.stop()
+
+
+def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
+    gateways: list[Gateway] = []
+    if settings.ledger.enabled:
+        forwarder = None
+        if settings.ledger.forward_url is not None:
+            if settings.ledger.forward_secret is None:
+                from bot.settings import ConfigError
+
+                raise ConfigError("ledger.forward_secret: required when ledger.forward_url is set")
+            forwarder = Forwarder(
+                url=str(settings.ledger.forward_url),
+                secret=settings.ledger.forward_secret.get_secret_value(),
+                timeout=settings.ledger.forward_timeout,
+            )
+        gateways.append(
+            LedgerGateway(db, forwarder=forwarder, max_charges=settings.lookup.max_charges)
+        )
+    for name, factory in plugin_factories().items():
+        log.info("loading gateway plugin %s", name)
+        gateways.append(factory(settings=settings, db=db))
+    return gateways
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    gateways: list[Gateway] | None = None,
+    policy: Policy | None = None,
+    migrate: bool = True,
+) -> Services:
+    """Connect the stores (starting the embedded Redis engine if no REDIS_URL), load gateways and policy."""
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
+    db = Database(settings.sql_url)
+    if migrate:
+        await db.migrate()
+    client, engine = await redis_store.connect(settings.redis_url, Path(settings.data_dir))
+    chosen = gateways if gateways is not None else configured_gateways(settings, db)
+    return Services(
+        settings=settings,
+        db=db,
+        redis=client,
+        gateways=Gateways(chosen, timeout=settings.lookup.timeout),
+        policy=policy if policy is not None else load_policy(config_dir() / "policy.toml"),
+        budgets=Budgets(client, settings.redis_prefix),
+        _engine=engine,
+    )

@@ -1,0 +1,151 @@
+"""Approval policy (`config/policy.toml`): who may ask, what they may do alone, who approves.
+
+Without a policy file every action needs one manager's approval: the safe default.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.actors import Actor, Role
+from bot.money import Money, MoneyError, normalize_currency, parse_money
+from bot.settings import ConfigError, describe_validation_error, read_toml
+
+ACTIONS = ("refund", "cancel", "capture", "void")
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Most senior first: the policy line for the actor's highest role applies.
+_SENIORITY = (Role.admin, Role.manager, Role.agent)
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: write 30m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+Amounts = dict[str, Money]
+
+
+def _amounts(raw: dict[str, Any]) -> dict[str, Amounts]:
+    """`{role: {currency: "50.00"}}` parsed into exact money per currency."""
+    parsed: dict[str, Amounts] = {}
+    for role, per_currency in raw.items():
+        Role(role)  # raises ValueError naming the bad role
+        parsed[role] = {}
+        for code, text in per_currency.items():
+            try:
+                code = normalize_currency(code)
+                parsed[role][code] = parse_money(str(text), code)
+            except MoneyError as exc:
+                raise ValueError(f"{role}.{code}: {exc}") from None
+    return parsed
+
+
+class ActionPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    requesters: list[Role] = Field(default_factory=lambda: [Role.agent])
+    approver_role: Role = Role.manager
+    approvals: int = Field(1, ge=1, le=10, description="N distinct approvers needed")
+    expires: timedelta = timedelta(hours=24)
+    reason_codes: list[str] = Field(default_factory=list)
+    alone_roles: list[Role] = Field(
+        default_factory=list, description="for actions without an amount"
+    )
+    limits: dict[str, Amounts] = Field(default_factory=dict, description="per request, per role")
+    daily_budget: dict[str, Amounts] = Field(
+        default_factory=dict, description="per day, per person"
+    )
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("limits", "daily_budget", mode="before")
+    @classmethod
+    def _money(cls, value: Any) -> Any:
+        return _amounts(value) if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _approver_is_senior(self) -> ActionPolicy:
+        if self.approver_role not in (Role.manager, Role.admin):
+            raise ValueError("approver_role must be manager or admin")
+        return self
+
+    def may_request(self, actor: Actor) -> bool:
+        return any(actor.has(role) for role in self.requesters)
+
+    def _line(self, table: dict[str, Amounts], actor: Actor, currency: str) -> Money | None:
+        for role in _SENIORITY:
+            if actor.has(role) and currency in table.get(role.value, {}):
+                return table[role.value][currency]
+        return None
+
+    def limit_for(self, actor: Actor, currency: str) -> Money | None:
+        return self._line(self.limits, actor, currency)
+
+    def budget_for(self, actor: Actor, currency: str) -> Money | None:
+        return self._line(self.daily_budget, actor, currency)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy says of one request before anyone approves."""
+
+    alone: bool
+    why: str
+    budget: Money | None = None
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refund: ActionPolicy = ActionPolicy()
+    cancel: ActionPolicy = ActionPolicy()
+    capture: ActionPolicy = ActionPolicy()
+    void: ActionPolicy = ActionPolicy()
+
+    def for_action(self, action: str) -> ActionPolicy:
+        if action not in ACTIONS:
+            raise KeyError(action)
+        return getattr(self, action)
+
+    def decide(self, action: str, actor: Actor, amount: Money | None) -> Decision:
+        """Whether the actor may do this alone (subject to their daily budget) or needs approval."""
+        rules = self.for_action(action)
+        approvers = f"{rules.approvals} {rules.approver_role.value}" + (
+            "s" if rules.approvals > 1 else ""
+        )
+        if amount is None:
+            if any(actor.has(role) for role in rules.alone_roles):
+                return Decision(True, f"your role may {action} without approval")
+            return Decision(False, f"{action} needs approval by {approvers}")
+        limit = rules.limit_for(actor, amount.currency)
+        if limit is None:
+            return Decision(False, f"{action}s in {amount.currency} need approval by {approvers}")
+        if amount.minor > limit.minor:
+            return Decision(
+                False,
+                f"{amount.format()} is above your limit of {limit.format()}: needs approval by {approvers}",
+            )
+        return Decision(
+            True, f"within your limit of {limit.format()}", rules.budget_for(actor, amount.currency)
+        )
+
+
+def load_policy(path: Path) -> Policy:
+    """Read a policy file; a missing file gives the safe default (everything needs a manager)."""
+    raw = read_toml(path)
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(path))) from None

@@ -1,0 +1,50 @@
+"""The approval workflow as commands use it: submit a request, decide on one."""
+
+from __future__ import annotations
+
+from bot.actors import Actor
+from bot.app import Services
+from bot.approvals.executor import execute
+from bot.approvals.workflow import ActionRequest, ApprovalView, State, create, vote
+from bot.errors import UserError
+
+
+async def submit(services: Services, actor: Actor, request: ActionRequest) -> ApprovalView:
+    """Check the policy, record the request, and run it at once when the actor may act alone."""
+    rules = services.policy.for_action(request.action)
+    if not rules.may_request(actor):
+        allowed = ", ".join(r.value for r in rules.requesters)
+        raise UserError("forbidden", f"{request.action} may be requested by: {allowed}")
+    if rules.reason_codes and request.reason_code not in rules.reason_codes:
+        raise UserError(
+            "reason_code",
+            f"start the reason with one of: {', '.join(rules.reason_codes)} (e.g. reason: {rules.reason_codes[0]} ...)",
+        )
+    decision = services.policy.decide(request.action, actor, request.amount)
+    alone, why = decision.alone, decision.why
+    spent = None
+    if alone and decision.budget is not None and request.amount is not None:
+        if await services.budgets.spend(actor.key, request.amount, decision.budget):
+            spent = request.amount
+        else:
+            alone = False
+            why = f"your daily budget of {decision.budget.format()} is used up: needs approval"
+    view = await create(services, actor, request, auto=alone, why=why)
+    if not alone:
+        return view
+    view = await execute(services, view.id, actor)
+    if spent is not None and view.state in (State.failed, State.stale):
+        await services.budgets.give_back(actor.key, spent)
+    return view
+
+
+async def decide(
+    services: Services, actor: Actor, approval_id: str, *, approve: bool, reason: str | None = None
+) -> ApprovalView:
+    """Approve or deny; the last approval needed runs the action (once, whoever clicks)."""
+    if not approve and not (reason and reason.strip()):
+        raise UserError("reason_required", "a denial needs a reason: deny <id> reason: <text>")
+    view = await vote(services, actor, approval_id, approve=approve, reason=reason)
+    if view.state == State.approved:
+        view = await execute(services, view.id, actor)
+    return view
