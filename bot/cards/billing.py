@@ -1,0 +1,287 @@
+"""Billing objects as neutral cards: the customer card, approval cards, audit tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.approvals.workflow import ApprovalView, State
+from bot.cards.model import Button, Card, Fact, Section, Table, Tone
+from bot.models import (
+    BillingProfile,
+    Charge,
+    ChargeStatus,
+    InvoiceStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+from bot.money import Money
+from bot.store.tables import AuditEntry
+
+_CHARGE_TONE: dict[ChargeStatus, str] = {
+    ChargeStatus.disputed: "⚠ disputed",
+    ChargeStatus.failed: "✗ failed",
+    ChargeStatus.authorized: "◌ authorized",
+}
+_STATE_TONE: dict[State, Tone] = {
+    State.pending: "warning",
+    State.approved: "normal",
+    State.executing: "warning",
+    State.succeeded: "success",
+    State.failed: "danger",
+    State.denied: "danger",
+    State.expired: "muted",
+    State.stale: "muted",
+}
+
+
+def day(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d}" if value else "—"
+
+
+def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) -> Card:
+    """The customer card: who, where, what they paid, what is open, what is disputed."""
+    gateways = sorted({p.gateway for p in profile.profiles})
+    ids = ", ".join(f"{p.gateway}:{p.customer.id}" for p in profile.profiles)
+    ltv = ", ".join(m.format(locale) for m in profile.lifetime_value()) or "—"
+    sections = [
+        Section(facts=[
+            Fact(label="Email", value=profile.email or "—"),
+            Fact(label="Customer", value=ids or "—"),
+            Fact(label="Gateways", value=", ".join(gateways) or "—"),
+            Fact(label="Lifetime value", value=ltv),
+        ])
+    ]  # fmt: skip
+    sections += [
+        Section(title=f"{f.gateway}: unavailable", text=f"{f.message} ({f.code})", tone="danger")
+        for f in profile.failures
+    ]
+    disputes = profile.disputes()
+    if disputes:
+        sections.append(Section(
+            title=f"Disputes ({len(disputes)})", tone="danger",
+            table=Table(columns=["Dispute", "Charge", "Amount", "Reason", "Status", "Evidence due"], rows=[
+                [d.id, d.charge_id, d.amount.format(locale), d.reason, d.status.value, day(d.evidence_due_by)]
+                for d in disputes
+            ]),
+        ))  # fmt: skip
+    charges = profile.charges()
+    if charges:
+        sections.append(Section(
+            title=f"Charges ({len(charges)})",
+            table=Table(columns=["Charge", "Date", "Amount", "Refunded", "Status", "Description"], rows=[
+                [c.id, day(c.created), c.amount.format(locale),
+                 c.refunded.format(locale) if c.amount_refunded else "", _CHARGE_TONE.get(c.status, c.status.value),
+                 c.description or ""]
+                for c in charges[:max_rows]
+            ], more=max(0, len(charges) - max_rows)),
+        ))  # fmt: skip
+    subs = profile.subscriptions()
+    if subs:
+        sections.append(Section(
+            title="Subscriptions",
+            table=Table(columns=["Subscription", "Plan", "Amount", "Status", "Renews / ends"], rows=[
+                [s.id, s.plan, f"{s.amount.format(locale)}/{s.interval}", _sub_status(s.status, s.cancel_at_period_end),
+                 day(s.canceled_at if s.status == SubscriptionStatus.canceled else s.current_period_end)]
+                for s in subs
+            ]),
+        ))  # fmt: skip
+    invoices = [i for i in profile.invoices() if i.status != InvoiceStatus.draft]
+    if invoices:
+        sections.append(Section(
+            title="Invoices",
+            table=Table(columns=["Invoice", "Number", "Amount", "Status", "Due"], rows=[
+                [i.id, i.number or "", i.amount_due.format(locale),
+                 "⚠ overdue" if i.is_overdue() else i.status.value, day(i.due_date)]
+                for i in invoices[:max_rows]
+            ], more=max(0, len(invoices) - max_rows)),
+        ))  # fmt: skip
+    return Card(
+        title=profile.name or profile.email or profile.query,
+        subtitle=f"Billing profile for {profile.query}",
+        tone="danger" if disputes else "normal",
+        sections=sections,
+        actions=_charge_actions(charges) + _subscription_actions(subs),
+    )
+
+
+def _sub_status(status: SubscriptionStatus, ending: bool) -> str:
+    if ending and status != SubscriptionStatus.canceled:
+        return f"{status.value}, cancels at period end"
+    return {SubscriptionStatus.past_due: "⚠ past due"}.get(status, status.value)
+
+
+def _charge_actions(charges: Sequence[Charge], limit: int = 3) -> list[Button]:
+    buttons: list[Button] = []
+    for charge in charges:
+        if len(buttons) >= limit:
+            break
+        if charge.refundable.minor > 0:
+            buttons.append(
+                Button(
+                    label=f"Refund {charge.id}",
+                    command=f"refund {charge.gateway}:{charge.id} reason: ",
+                    style="danger",
+                )
+            )
+        elif charge.status == ChargeStatus.authorized:
+            buttons.append(
+                Button(
+                    label=f"Capture {charge.id}",
+                    command=f"capture {charge.gateway}:{charge.id} reason: ",
+                    style="primary",
+                )
+            )
+            buttons.append(
+                Button(
+                    label=f"Void {charge.id}", command=f"void {charge.gateway}:{charge.id} reason: "
+                )
+            )
+    return buttons
+
+
+def _subscription_actions(subs: Sequence[Subscription]) -> list[Button]:
+    return [
+        Button(
+            label=f"Cancel {s.id}",
+            command=f"cancel {s.gateway}:{s.id} period-end reason: ",
+            style="danger",
+        )
+        for s in subs
+        if s.status != SubscriptionStatus.canceled and not s.cancel_at_period_end
+    ][:2]
+
+
+def describe_action(view: ApprovalView, locale: str) -> str:
+    amount = f" of {view.amount.format(locale)}" if view.amount else ""
+    if view.action == "cancel":
+        when = "at period end" if view.params.get("at_period_end", True) else "now"
+        return f"Cancel {view.target_id} {when}"
+    return f"{view.action.capitalize()}{amount} on {view.target_id}"
+
+
+def approval_card(view: ApprovalView, *, locale: str, note: str | None = None) -> Card:
+    """A request and where it stands; pending ones carry Approve / Deny."""
+    facts = [
+        Fact(label="Request", value=view.id),
+        Fact(
+            label="State",
+            value=view.state.value + (" (auto-approved by policy)" if view.auto_approved else ""),
+        ),
+        Fact(label="Gateway", value=view.gateway),
+        Fact(label="Customer", value=view.customer_id or "—"),
+        Fact(label="Requested by", value=f"{view.requester_name} ({view.requester_key})"),
+        Fact(label="Reason", value=view.reason),
+    ]
+    if view.policy_note:
+        facts.append(Fact(label="Policy", value=view.policy_note))
+    if view.state == State.pending:
+        got = sum(1 for v in view.votes if v.decision == "approve")
+        facts.append(
+            Fact(
+                label="Needs",
+                value=f"{view.approvals_required - got} more {view.approver_role} approval(s)",
+            )
+        )
+        facts.append(Fact(label="Expires", value=f"{view.expires_at:%Y-%m-%d %H:%M} UTC"))
+    for v in view.votes:
+        label = "Approved by" if v.decision == "approve" else "Denied by"
+        facts.append(
+            Fact(
+                label=label,
+                value=f"{v.name} ({v.key}) at {v.at:%H:%M:%S}"
+                + (f": {v.reason}" if v.reason else ""),
+            )
+        )
+    if view.result_id:
+        facts.append(Fact(label="Result", value=view.result_id))
+    if view.error_message:
+        facts.append(Fact(label="Gateway said", value=f"{view.error_message} ({view.error_code})"))
+    actions = []
+    if view.state == State.pending:
+        actions = [
+            Button(label="Approve", command=f"approve {view.id}", style="primary"),
+            Button(label="Deny", command=f"deny {view.id} reason: ", style="danger"),
+        ]
+    return Card(
+        title=f"{describe_action(view, locale)}: {_headline(view)}",
+        tone=_STATE_TONE[view.state],
+        sections=[Section(facts=facts)] + ([Section(text=note, tone="muted")] if note else []),
+        actions=actions,
+    )
+
+
+def _headline(view: ApprovalView) -> str:
+    return {
+        State.pending: "waiting for approval",
+        State.approved: "approved",
+        State.executing: "in progress (outcome unknown: will be retried with the same key)",
+        State.succeeded: "done",
+        State.failed: "failed",
+        State.denied: "denied",
+        State.expired: "expired",
+        State.stale: "stale: the charge changed since the request, ask again",
+    }[view.state]
+
+
+def approvals_card(views: Sequence[ApprovalView], *, locale: str, title: str) -> Card:
+    rows = [
+        [
+            v.id,
+            describe_action(v, locale),
+            v.requester_name,
+            v.state.value,
+            f"{v.expires_at:%Y-%m-%d %H:%M}",
+            v.reason[:40],
+        ]
+        for v in views
+    ]
+    return Card(
+        title=title,
+        sections=[
+            Section(
+                table=Table(
+                    columns=["Request", "Action", "By", "State", "Expires (UTC)", "Reason"],
+                    rows=rows,
+                )
+            )
+        ]
+        if rows
+        else [Section(text="Nothing waiting.", tone="muted")],
+        actions=[
+            Button(label=f"Approve {v.id}", command=f"approve {v.id}", style="primary")
+            for v in views[:3]
+            if v.state == State.pending
+        ],
+    )
+
+
+def audit_card(entries: Sequence[AuditEntry], *, locale: str, title: str) -> Card:
+    rows = [
+        [str(e.seq), f"{e.at:%Y-%m-%d %H:%M:%S}", f"{e.actor_name} ({e.actor_platform}:{e.actor_id})", e.action, e.outcome,
+         e.object_id or "", Money(minor=e.amount, currency=e.currency).format(locale) if e.amount is not None and e.currency else "",
+         e.approval_id or ""]
+        for e in entries
+    ]  # fmt: skip
+    return Card(
+        title=title,
+        sections=[
+            Section(
+                table=Table(
+                    columns=[
+                        "#",
+                        "When (UTC)",
+                        "Who",
+                        "Action",
+                        "Outcome",
+                        "Object",
+                        "Amount",
+                        "Request",
+                    ],
+                    rows=rows,
+                )
+            )
+        ]
+        if rows
+        else [Section(text="No entries.", tone="muted")],
+    )

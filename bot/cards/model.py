@@ -1,0 +1,78 @@
+"""The neutral card: what a reply shows, before any platform draws it.
+
+Renderers (terminal, JSON; later Block Kit and Discord embeds) turn it into
+their own idiom. Nothing here knows about a platform.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Tone = Literal["normal", "success", "warning", "danger", "muted"]
+
+
+class Fact(BaseModel):
+    label: str
+    value: str
+
+
+class Table(BaseModel):
+    columns: list[str]
+    rows: list[list[str]]
+    more: int = Field(0, description="rows left out; a `more` action pages on")
+
+
+class Section(BaseModel):
+    title: str | None = None
+    text: str | None = None
+    facts: list[Fact] = Field(default_factory=list)
+    table: Table | None = None
+    tone: Tone = "normal"
+
+
+class Button(BaseModel):
+    """An action the user can take next; `command` is the text command it runs."""
+
+    label: str
+    command: str
+    style: Literal["primary", "danger", "default"] = "default"
+
+
+class Card(BaseModel):
+    title: str
+    subtitle: str | None = None
+    tone: Tone = "normal"
+    sections: list[Section] = Field(default_factory=list)
+    actions: list[Button] = Field(default_factory=list)
+    footer: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class ApprovalRef(BaseModel):
+    id: str
+    state: str
+
+
+class Reply(BaseModel):
+    """What a command answers: cards, or an error, and the approval it touched."""
+
+    cards: list[Card] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+    approval: ApprovalRef | None = None
+    ephemeral: bool = False
+
+    @classmethod
+    def fail(cls, code: str, message: str) -> Reply:
+        return cls(error=ErrorInfo(code=code, message=message))
+
+    def text(self) -> str:
+        """A plain one-line summary (logs, notifications)."""
+        if self.error:
+            return f"error: {self.error.message}"
+        return self.cards[0].title if self.cards else ""

@@ -1,0 +1,126 @@
+"""The terminal shell: the bot in a terminal, or fed one command per line on stdin.
+
+A chat adapter like Slack's or Discord's: it turns a line into (actor,
+channel, command), calls the core, and draws the reply. No billing logic here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+from bot.actors import Actor, Channel, ChannelKind, Role
+from bot.app import Services
+from bot.cards.model import Card, Reply, Section
+from bot.cards.text import render, to_json
+from bot.commands import Context, dispatch
+from bot.errors import UserError
+
+CHANNEL = Channel(platform="shell", id="terminal", kind=ChannelKind.internal)
+
+
+def parse_identity(text: str) -> Actor:
+    """`manager:maria` -> Actor maria with the manager role (and the roles it implies)."""
+    role, sep, name = text.partition(":")
+    if not sep or not name.strip():
+        raise UserError("usage", f"{text!r}: write ROLE:NAME, e.g. agent:alex or manager:maria")
+    try:
+        parsed = Role(role.strip().lower())
+    except ValueError:
+        raise UserError(
+            "usage", f"unknown role {role!r}: one of {', '.join(r.value for r in Role)}"
+        ) from None
+    name = name.strip()
+    return Actor(platform="shell", id=name, name=name, roles=frozenset({parsed}))
+
+
+class Shell:
+    def __init__(
+        self, services: Services, actor: Actor, *, json_lines: bool, out: TextIO | None = None
+    ) -> None:
+        self.services = services
+        self.actor = actor
+        self.json_lines = json_lines
+        self.out = out or sys.stdout
+        self.console = Console(file=self.out, highlight=False, soft_wrap=False)
+
+    def prompt(self) -> str:
+        return f"chargedesk ({self.actor.key.removeprefix('shell:')} · {'/'.join(sorted(r.value for r in self.actor.roles))})> "
+
+    async def handle(self, line: str) -> Reply | None:
+        """One line in, one reply out; `/as ROLE:NAME` switches who is typing."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return None
+        if line.startswith("/"):
+            return self._meta(line)
+        return await dispatch(Context(self.services, self.actor, CHANNEL), line)
+
+    def _meta(self, line: str) -> Reply:
+        word, _, rest = line.partition(" ")
+        if word == "/as":
+            try:
+                self.actor = parse_identity(rest)
+            except UserError as exc:
+                return Reply.fail(exc.code, exc.message)
+            roles = ", ".join(sorted(r.value for r in self.actor.roles))
+            return Reply(
+                cards=[
+                    Card(
+                        title=f"You are now {self.actor.name}",
+                        sections=[Section(text=f"roles: {roles}")],
+                    )
+                ]
+            )
+        if word == "/whoami":
+            return Reply(cards=[Card(title=self.actor.label())])
+        return Reply.fail(
+            "unknown_command", f"unknown shell command {word}: /as ROLE:NAME, /whoami, /quit"
+        )
+
+    def show(self, reply: Reply) -> None:
+        if self.json_lines:
+            self.out.write(to_json(reply) + "\n")
+            self.out.flush()
+        else:
+            render(reply, self.console)
+
+    async def run(self, stdin: TextIO, history: Path | None) -> int:
+        """Read until end of input or /quit. Fed from a pipe, exit 1 if any command failed."""
+        interactive = stdin.isatty()
+        read = _interactive_reader(self, history) if interactive else stdin.readline
+        failed = False
+        while True:
+            line = await asyncio.to_thread(read)
+            if line is None or line == "" or line.strip() in ("/quit", "/exit"):
+                return 1 if failed and not interactive else 0
+            reply = await self.handle(line)
+            if reply is not None:
+                failed = failed or reply.error is not None
+                self.show(reply)
+
+
+def _interactive_reader(shell: Shell, history: Path | None) -> Callable[[], str | None]:
+    import readline  # line editing and history on a terminal only
+
+    if history is not None:
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+        readline.set_history_length(1000)
+
+    def read() -> str | None:
+        try:
+            line = input(shell.prompt())
+        except EOFError:
+            return None
+        if history is not None:
+            readline.write_history_file(history)
+        return line + "\n"
+
+    return read

@@ -1,0 +1,246 @@
+"""`chargedesk`: shell | demo | import | audit | db | recover | serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bot.app import Services, open_services
+from bot.errors import UserError
+from bot.settings import ConfigError, Settings, load_settings
+from bot.store.redis import RedisUnavailable
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chargedesk", description="Billing support from chat, across payment gateways."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    shell = sub.add_parser(
+        "shell", help="the bot in your terminal (or one command per line on stdin)"
+    )
+    shell.add_argument(
+        "--demo",
+        action="store_true",
+        help="a fresh temporary workspace loaded with the demo dataset",
+    )
+    shell.add_argument(
+        "--as",
+        dest="identity",
+        default="agent:alex",
+        metavar="ROLE:NAME",
+        help="who is typing (default agent:alex)",
+    )
+    shell.add_argument(
+        "--json", action="store_true", help="print each reply as one JSON object per line"
+    )
+
+    sub.add_parser("demo", help="load the demo dataset into the configured ledger")
+
+    imp = sub.add_parser("import", help="import ledger data from a JSON or CSV file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--kind", choices=["customers", "charges", "refunds", "subscriptions", "invoices", "disputes"],
+                     help="object type of a CSV file (default: from its name)")  # fmt: skip
+
+    audit = sub.add_parser("audit", help="verify or export the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser(
+        "verify", help="walk the hash chain; non-zero exit names the first broken entry"
+    )
+    export = audit_sub.add_parser("export", help="write the log as CSV or JSON Lines")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("--output", type=Path, help="file to write (default: standard output)")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply Alembic migrations up to the newest")
+
+    sub.add_parser(
+        "recover",
+        help="re-run executions interrupted by a crash, with their original idempotency keys",
+    )
+
+    serve = sub.add_parser(
+        "serve", help="the web app (health; later Slack events, portal, webhooks)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(**_overrides(args))
+        _logging(settings, quiet=args.command == "shell")
+        if args.command == "serve":
+            return _serve(settings, args)
+        return asyncio.run(_COMMANDS[args.command](settings, args))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except (UserError, RedisUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "demo", False):
+        workspace = Path(tempfile.mkdtemp(prefix="chargedesk-demo-"))
+        return {"data_dir": workspace, "database_url": None, "redis_url": None}
+    return {}
+
+
+def _logging(settings: Settings, *, quiet: bool) -> None:
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(Path(settings.data_dir) / "chargedesk.log")
+    ]
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.ERROR if quiet else logging.INFO)
+    handlers.append(stderr)
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=handlers,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+    services = await open_services(settings)
+    try:
+        return await work(services)
+    finally:
+        await services.close()
+
+
+async def _shell(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.approvals.executor import SYSTEM, recover
+    from bot.approvals.workflow import expire_due
+    from bot.chat.shell import Shell, parse_identity
+    from bot.demo.dataset import load_demo
+
+    actor = parse_identity(args.identity)
+
+    async def work(services: Services) -> int:
+        if args.demo:
+            await load_demo(services.db)
+        await expire_due(services, SYSTEM)
+        await recover(services)
+        shell = Shell(services, actor, json_lines=args.json)
+        if sys.stdin.isatty() and not args.json:
+            shell.console.print(f"[bold]ChargeDesk[/] shell on {settings.sql_url.split('///')[0]} · type [bold]help[/], "
+                                "[bold]/as manager:maria[/] to switch user, Ctrl-D to leave")  # fmt: skip
+        return await shell.run(sys.stdin, Path(settings.data_dir) / "shell_history")
+
+    try:
+        return await _with_services(settings, work)
+    finally:
+        if args.demo:  # the demo workspace is temporary by promise
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo.dataset import load_demo
+
+    async def work(services: Services) -> int:
+        print(await load_demo(services.db))
+        return 0
+
+    return await _with_services(settings, work)
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.gateways.ledger_import import LedgerImportError, import_file
+
+    async def work(services: Services) -> int:
+        try:
+            print(await import_file(services.db, args.file, kind=args.kind))
+        except LedgerImportError as exc:
+            print(f"nothing imported:\n{exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return await _with_services(settings, work)
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.audit.log import export, verify
+    from bot.store.db import Database
+
+    db = Database(settings.sql_url)
+    try:
+        await db.migrate()
+        if args.audit_command == "verify":
+            result = await verify(db)
+            if result.ok:
+                print(f"audit log intact: {result.entries} entries")
+                return 0
+            print(
+                f"audit log BROKEN at entry {result.first_bad_seq}: {result.problem}",
+                file=sys.stderr,
+            )
+            return 1
+        if args.output:
+            with args.output.open("w", newline="", encoding="utf-8") as out:
+                count = await export(db, args.format, out)
+            print(f"exported {count} entries to {args.output}", file=sys.stderr)
+        else:
+            await export(db, args.format, sys.stdout)
+        return 0
+    finally:
+        await db.close()
+
+
+async def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store.db import Database
+
+    db = Database(settings.sql_url)
+    try:
+        await db.migrate()
+        print("database schema is up to date")
+        return 0
+    finally:
+        await db.close()
+
+
+async def _recover(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from bot.approvals.executor import recover
+
+    async def work(services: Services) -> int:
+        for view in await recover(services, older_than=timedelta(0)):
+            print(f"{view.id}: {view.state.value}")
+        return 0
+
+    return await _with_services(settings, work)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.web import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "shell": _shell,
+    "demo": _demo,
+    "import": _import,
+    "audit": _audit,
+    "db": _db,
+    "recover": _recover,
+}

@@ -1,0 +1,33 @@
+"""`capture`: take the money of an authorized charge, all or part of it."""
+
+from __future__ import annotations
+
+from bot.approvals.workflow import ActionRequest
+from bot.cards.model import Reply
+from bot.commands.args import AmountText, Args, ObjectRef, Reason
+from bot.commands.requests import amount_in, reason_code, request_action
+from bot.commands.router import Context, command
+from bot.gateways.checks import check_capture
+
+
+class CaptureArgs(Args):
+    charge: ObjectRef
+    amount: AmountText | None = None
+    reason: Reason
+
+
+@command(
+    "capture",
+    args=CaptureArgs,
+    usage="capture <charge> [amount] reason: <text>",
+    positional=("charge", "amount"),
+)
+async def capture(ctx: Context, args: CaptureArgs) -> Reply:
+    """Capture an authorized charge: the full authorization, or the amount given (the rest is released)."""
+    gateway, charge = await ctx.services.gateways.locate_charge(args.charge)
+    amount = amount_in(args.amount, charge.amount.currency) or charge.amount
+    check_capture(charge, amount)
+    return await request_action(ctx, ActionRequest(
+        action="capture", gateway=gateway.name, target_id=charge.id, customer_id=charge.customer_id,
+        amount=amount, reason=args.reason, reason_code=reason_code(ctx, "capture", args.reason),
+    ))  # fmt: skip

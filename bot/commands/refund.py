@@ -1,0 +1,40 @@
+"""`refund`: give money back, fully or in part, behind the approval policy."""
+
+from __future__ import annotations
+
+from bot.approvals.workflow import ActionRequest
+from bot.cards.model import Reply
+from bot.commands.args import AmountText, Args, ObjectRef, Reason
+from bot.commands.requests import amount_in, reason_code, request_action
+from bot.commands.router import Context, command
+from bot.gateways.checks import check_refund
+
+
+class RefundArgs(Args):
+    charge: ObjectRef
+    amount: AmountText | None = None
+    reason: Reason
+
+
+@command(
+    "refund",
+    args=RefundArgs,
+    usage="refund <charge> [amount] reason: <code> <text>",
+    positional=("charge", "amount"),
+)
+async def refund(ctx: Context, args: RefundArgs) -> Reply:
+    """Refund a charge: the whole refundable amount, or the amount given.
+
+    `refund ch_123 reason: duplicate charged twice` refunds what remains;
+    `refund ch_123 12.50 reason: goodwill late delivery` refunds part of it.
+    Within your limit it runs at once; above it a manager must approve.
+    A refund larger than what remains refundable is refused, naming what remains.
+    """
+    gateway, charge = await ctx.services.gateways.locate_charge(args.charge)
+    amount = amount_in(args.amount, charge.amount.currency) or charge.refundable
+    check_refund(charge, amount)
+    return await request_action(ctx, ActionRequest(
+        action="refund", gateway=gateway.name, target_id=charge.id, customer_id=charge.customer_id,
+        amount=amount, refundable=charge.refundable, reason=args.reason,
+        reason_code=reason_code(ctx, "refund", args.reason),
+    ))  # fmt: skip

@@ -1,0 +1,172 @@
+"""Command registry, text parsing and dispatch: one grammar on every platform.
+
+A command is an async function with a pydantic argument model, the roles
+allowed to run it, and a docstring that is its help text. Text platforms go
+through `dispatch(line)`; platforms with forms (Slack modals, Discord options)
+fill the argument model and call `run()` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from bot.actors import Actor, Channel, ChannelKind, Role
+from bot.app import Services
+from bot.cards.model import Reply
+from bot.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_REASON = re.compile(r"\breason:\s*", re.IGNORECASE)
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_NUMBER = re.compile(r"^[^A-Za-z]*\d[\d.,]*$")
+A = TypeVar("A", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Context:
+    services: Services
+    actor: Actor
+    channel: Channel
+
+
+Handler = Callable[[Context, Any], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: type[BaseModel]
+    roles: frozenset[Role]
+    handler: Handler
+    usage: str
+    positional: tuple[str, ...]
+
+    @property
+    def help(self) -> str:
+        return (self.handler.__doc__ or "").strip()
+
+    @property
+    def summary(self) -> str:
+        return self.help.splitlines()[0] if self.help else ""
+
+    def allowed(self, actor: Actor) -> bool:
+        return any(actor.has(role) for role in self.roles)
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str,
+    *,
+    args: type[A],
+    usage: str,
+    roles: tuple[Role, ...] = (Role.agent,),
+    positional: tuple[str, ...] = (),
+) -> Callable[[Callable[[Context, A], Awaitable[Reply]]], Callable[[Context, A], Awaitable[Reply]]]:
+    """Register a command; its docstring becomes its help."""
+
+    def register(
+        handler: Callable[[Context, A], Awaitable[Reply]],
+    ) -> Callable[[Context, A], Awaitable[Reply]]:
+        COMMANDS[name] = Command(name, args, frozenset(roles), handler, usage, positional)
+        return handler
+
+    return register
+
+
+def parse(line: str) -> tuple[Command, dict[str, Any]]:
+    """`refund ch_1 12.50 reason: duplicate charged twice` -> (refund, {charge, amount, reason})."""
+    text = line.strip().removeprefix("/billing").strip()
+    parts = _REASON.split(text, maxsplit=1)
+    words = parts[0].split()
+    if not words:
+        raise UserError("unknown_command", "type a command, or `help` to list them")
+    name = words[0].lower()
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise UserError(
+            "unknown_command", f"unknown command {words[0]!r}: type `help` to list commands"
+        )
+    raw: dict[str, Any] = {}
+    rest = _join_currency(words[1:])
+    if len(rest) > len(spec.positional):
+        raise UserError("usage", f"too many arguments: {spec.usage}")
+    raw.update(zip(spec.positional, rest, strict=False))
+    if len(parts) == 2:
+        if "reason" not in spec.args.model_fields:
+            raise UserError("usage", f"{name} takes no reason: {spec.usage}")
+        raw["reason"] = parts[1].strip()
+    return spec, raw
+
+
+def _join_currency(words: list[str]) -> list[str]:
+    """`12.50 EUR` typed as two words is one amount."""
+    joined: list[str] = []
+    for word in words:
+        if joined and _CURRENCY.match(word) and _NUMBER.match(joined[-1]):
+            joined[-1] = f"{joined[-1]} {word}"
+        else:
+            joined.append(word)
+    return joined
+
+
+async def dispatch(ctx: Context, line: str) -> Reply:
+    """Parse one line of text and run it; every failure becomes a one-line error reply."""
+    try:
+        spec, raw = parse(line)
+    except UserError as exc:
+        log.info("%s: %s", ctx.actor.key, exc.message)
+        return Reply.fail(exc.code, exc.message)
+    return await run(ctx, spec, raw)
+
+
+async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> Reply:
+    """Check the role, validate the arguments, run the command."""
+    if not spec.allowed(ctx.actor):
+        needed = " or ".join(sorted(r.value for r in spec.roles))
+        log.warning("%s may not run %s", ctx.actor.key, spec.name)
+        return Reply.fail("forbidden", f"{spec.name} needs the {needed} role")
+    try:
+        args = raw if isinstance(raw, spec.args) else spec.args.model_validate(raw)
+    except ValidationError as exc:
+        message = describe_arguments(spec, exc)
+        log.info("%s: %s", ctx.actor.key, message)
+        return Reply.fail("invalid_arguments", message)
+    try:
+        reply = await spec.handler(ctx, args)
+    except UserError as exc:
+        log.info("%s: %s: %s", ctx.actor.key, spec.name, exc.message)
+        return Reply.fail(exc.code, exc.message)
+    except Exception:
+        incident = secrets.token_hex(4)
+        log.exception("command %s failed (incident %s)", spec.name, incident)
+        return Reply.fail(
+            "internal",
+            f"{spec.name} failed on our side (incident {incident}); check `approvals` before trying again",
+        )
+    if ctx.channel.kind != ChannelKind.internal and not ctx.actor.has(Role.customer):
+        reply.ephemeral = True  # agent answers never land publicly outside internal channels
+    return reply
+
+
+def describe_arguments(spec: Command, error: ValidationError) -> str:
+    """The first problem, in words a person typing the command understands."""
+    problem = error.errors()[0]
+    field = ".".join(str(p) for p in problem["loc"]) or "arguments"
+    if problem["type"] == "missing":
+        return f"{spec.name}: {field} is required: {spec.usage}"
+    if problem["type"] == "string_pattern_mismatch":
+        return f"{spec.name}: {field} {problem['input']!r} is malformed: {spec.usage}"
+    if problem["type"] == "extra_forbidden":
+        return f"{spec.name}: unexpected {field}: {spec.usage}"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{spec.name}: {field}: {message}"

@@ -1,0 +1,27 @@
+"""`void`: release an authorization without taking any money."""
+
+from __future__ import annotations
+
+from bot.approvals.workflow import ActionRequest
+from bot.cards.model import Reply
+from bot.commands.args import Args, ObjectRef, Reason
+from bot.commands.requests import reason_code, request_action
+from bot.commands.router import Context, command
+from bot.gateways.checks import require_status
+from bot.models import ChargeStatus
+
+
+class VoidArgs(Args):
+    charge: ObjectRef
+    reason: Reason
+
+
+@command("void", args=VoidArgs, usage="void <charge> reason: <text>", positional=("charge",))
+async def void(ctx: Context, args: VoidArgs) -> Reply:
+    """Void an authorized charge: the hold on the customer's card is released, nothing is charged."""
+    gateway, charge = await ctx.services.gateways.locate_charge(args.charge)
+    require_status(charge, ChargeStatus.authorized, "voided")
+    return await request_action(ctx, ActionRequest(
+        action="void", gateway=gateway.name, target_id=charge.id, customer_id=charge.customer_id,
+        reason=args.reason, reason_code=reason_code(ctx, "void", args.reason),
+    ))  # fmt: skip
