@@ -1,0 +1,87 @@
+"""The terminal shell, as a person (or a script) uses it: `chargedesk shell --demo --json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+WALKTHROUGH = """\
+lookup jane.doe@example.com
+refund ch_jane_1 80 reason: duplicate charged twice for one order
+/as manager:maria
+approvals
+approve {id}
+audit
+"""
+
+
+def shell(stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"PYTHONPATH": str(REPO), "CHARGEDESK_CONFIG_DIR": str(REPO / "config")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "shell", "--demo", "--json", *args],
+        input=stdin, capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+
+
+def test_walkthrough_request_switch_user_approve_audit():
+    # The approval ID is only known after the refund, so feed the shell interactively line by line.
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"PYTHONPATH": str(REPO), "CHARGEDESK_CONFIG_DIR": str(REPO / "config")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "shell", "--demo", "--json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdin and proc.stdout
+    lines = WALKTHROUGH.splitlines()
+
+    def send(line: str) -> dict:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    try:
+        card = send(lines[0])
+        assert card["cards"][0]["title"] == "Jane Doe"
+        request = send(lines[1])
+        assert request["approval"]["state"] == "pending"
+        approval_id = request["approval"]["id"]
+        assert send(lines[2])["cards"][0]["title"] == "You are now maria"
+        listing = send(lines[3])
+        assert approval_id in json.dumps(listing)
+        approved = send(lines[4].format(id=approval_id))
+        assert approved["approval"] == {"id": approval_id, "state": "succeeded"}
+        audit = send(lines[5])
+        outcomes = [row[4] for row in audit["cards"][0]["sections"][0]["table"]["rows"]]
+        assert outcomes[:4] == ["succeeded", "executing", "approved", "requested"]
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_json_lines_carry_errors_and_exit_status_for_scripts():
+    result = shell(
+        "refund ch_jane_1 500.5 reason: duplicate x\nrefund ch_yuki_1 500.5 reason: duplicate x\n"
+    )
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert replies[0]["error"]["code"] == "amount_too_large"
+    assert replies[1]["error"] == {
+        "code": "invalid_amount",
+        "message": "JPY has no minor unit: '500.5' cannot have decimals",
+    }
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_as_flag_and_bad_identity():
+    ok = shell("approvals\n", "--as", "manager:maria")
+    assert (
+        ok.returncode == 0 and json.loads(ok.stdout)["cards"][0]["title"] == "Waiting for approval"
+    )
+    bad = shell("/as boss:maria\n")
+    assert "unknown role 'boss'" in json.loads(bad.stdout)["error"]["message"]
