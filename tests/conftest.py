@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from bot.demo.dataset import load_demo
 
 from bot.actors import Actor, Channel, Role
 from bot.app import Services, open_services
 from bot.approvals.policy import Policy, load_policy
 from bot.cards.model import Reply
 from bot.commands import Context, dispatch
+from bot.demo.dataset import load_demo
 from bot.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,10 @@ async def test_healthz_reports_sql_and_redis(services):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bot") as client:
             ok = await client.get("/healthz")
-            real, services.redis = services.redis, redis.from_url("redis://127.0.0.1:1/0")  # nothing listens
+            real, services.redis = (
+                services.redis,
+                redis.from_url("redis://127.0.0.1:1/0"),
+            )  # nothing listens
             try:
                 degraded = await client.get("/healthz")
             finally:

@@ -70,9 +70,3 @@ class Reply(BaseModel):
     @classmethod
     def fail(cls, code: str, message: str) -> Reply:
         return cls(error=ErrorInfo(code=code, message=message))
-
-    def text(self) -> str:
-        """A plain one-line summary (logs, notifications)."""
-        if self.error:
-            return f"error: {self.error.message}"
-        return self.cards[0].title if self.cards else ""

@@ -69,14 +69,15 @@ def _section(section: Section) -> RenderableType:
         grid.add_column(style="dim")
         grid.add_column()
         for fact in section.facts:
-            grid.add_row(fact.label, fact.value)
+            grid.add_row(Text(fact.label), Text(fact.value))
         items.append(grid)
     if section.table:
         table = RichTable(show_edge=False, header_style="bold", pad_edge=False)
         for column in section.table.columns:
-            table.add_column(column)
+            table.add_column(Text(column))
         for row in section.table.rows:
-            table.add_row(*row)
+            # Text, not str: card content is data, never rich markup (`[amount]` must stay).
+            table.add_row(*(Text(cell) for cell in row))
         items.append(table)
         if section.table.more:
             items.append(Text(f"… and {section.table.more} more", style="dim"))

@@ -20,7 +20,3 @@ AmountText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class NoArgs(Args):
-    pass

@@ -62,7 +62,9 @@ async def test_concurrent_approvals_by_many_managers_execute_once(services, agen
     ]
     losers = [r for r in results if isinstance(r, UserError)]
     assert len(winners) == 1
-    assert len(winners) + len(losers) == len(results), [r for r in results if r not in winners and r not in losers]
+    assert len(winners) + len(losers) == len(results), [
+        r for r in results if r not in winners and r not in losers
+    ]
     assert await refund_rows(services) == 1
     async with services.db.read() as s:
         executions = await s.scalar(

@@ -65,8 +65,12 @@ async def test_an_inserted_row_is_detected_even_with_a_valid_hash(services, agen
         forged["hash"] = entry_hash(forged)
         forged["at"] = second.at
         # Make room after entry 2, then slip in a row whose own hash is right.
-        await s.execute(update(AuditEntry).where(AuditEntry.seq > 2).values(seq=AuditEntry.seq + 100))
-        await s.execute(update(AuditEntry).where(AuditEntry.seq > 100).values(seq=AuditEntry.seq - 99))
+        await s.execute(
+            update(AuditEntry).where(AuditEntry.seq > 2).values(seq=AuditEntry.seq + 100)
+        )
+        await s.execute(
+            update(AuditEntry).where(AuditEntry.seq > 100).values(seq=AuditEntry.seq - 99)
+        )
         await s.execute(insert(AuditEntry).values(**forged))
     result = await verify(services.db)
     assert not result.ok

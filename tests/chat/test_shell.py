@@ -85,3 +85,28 @@ def test_as_flag_and_bad_identity():
     )
     bad = shell("/as boss:maria\n")
     assert "unknown role 'boss'" in json.loads(bad.stdout)["error"]["message"]
+
+
+def test_terminal_cards_show_text_literally():
+    """Usage strings such as `[amount]` are content, not rich markup."""
+    import io
+
+    from rich.console import Console
+
+    from bot.cards.model import Card, Fact, Reply, Section, Table
+    from bot.cards.text import render
+
+    out = io.StringIO()
+    card = Card(
+        title="[bold]x",
+        sections=[
+            Section(
+                facts=[Fact(label="[a]", value="[b]")],
+                table=Table(columns=["[c]"], rows=[["refund <charge> [amount]"]]),
+            )
+        ],
+    )
+    render(Reply(cards=[card]), Console(file=out, width=120))
+    text = out.getvalue()
+    for literal in ("[bold]x", "[a]", "[b]", "[c]", "refund <charge> [amount]"):
+        assert literal in text
