@@ -26,9 +26,9 @@ import sys
 import time
 from collections import Counter
 
+from _common import add_customer, bench_services, quiet_logs, table
 from sqlalchemy import func, select
 
-from bench._common import add_customer, bench_services, quiet_logs, table
 from bot.actors import Actor, Role
 from bot.app import Services
 from bot.approvals.policy import Policy

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench._common import (
+from _common import (
     add_customer,
     add_other_customers,
     bench_services,
@@ -29,6 +29,7 @@ from bench._common import (
     summarize,
     table,
 )
+
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.commands import Context, dispatch
 from bot.gateways.base import Capability, Gateway, LookupQuery
