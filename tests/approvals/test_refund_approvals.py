@@ -195,6 +195,15 @@ async def test_capture_and_void_authorizations(services, agent, manager):
     assert void.error.code == "invalid_state"
 
 
+async def test_void_releases_an_authorization_and_agents_may_do_it_alone(services, agent):
+    void = await say(services, agent, "void ch_jane_auth reason: order cancelled before shipping")
+    assert void.approval.state == "succeeded", void.error
+    charge = await services.gateways.get("ledger").get_charge("ch_jane_auth")
+    assert (charge.status.value, charge.amount_captured) == ("voided", 0)
+    capture = await say(services, agent, "capture ch_jane_auth reason: too late")
+    assert capture.error.code == "invalid_state"
+
+
 async def test_every_step_is_in_the_audit_log(services, agent, manager):
     reply = await say(services, agent, f"refund {CHARGE} 80 reason: duplicate charged twice")
     await say(services, manager, f"approve {reply.approval.id}")

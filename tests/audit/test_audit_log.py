@@ -135,6 +135,16 @@ def test_cli_verify_exit_codes(tmp_path):
         timeout=60,
         check=True,
     )
+    exported = subprocess.run(
+        [sys.executable, "-m", "bot", "audit", "export", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert exported.returncode == 0
+    assert list(csv.DictReader(io.StringIO(exported.stdout)))[-1]["outcome"] == "succeeded"
     ok = subprocess.run(
         [sys.executable, "-m", "bot", "audit", "verify"],
         capture_output=True,

@@ -46,7 +46,7 @@ async def test_lookup_by_email_shows_the_whole_profile(services, agent):
 
 
 async def test_lookup_by_charge_invoice_and_customer_id(services, agent):
-    for ref in ("ch_jane_1", "cus_jane"):
+    for ref in ("ch_jane_1", "cus_jane", "in_jane_overdue", "sub_jane_pro", "dp_jane_1"):
         reply = await say(services, agent, f"lookup {ref}")
         assert reply.cards[0].title == "Jane Doe", ref
 
