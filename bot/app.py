@@ -59,6 +59,14 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
         gateways.append(
             LedgerGateway(db, forwarder=forwarder, max_charges=settings.lookup.max_charges)
         )
+    if settings.stripe.api_key is not None:
+        from bot.gateways.stripe import StripeGateway
+
+        gateways.append(StripeGateway(settings.stripe))
+    if settings.paypal.client_id and settings.paypal.client_secret is not None:
+        from bot.gateways.paypal import PayPalGateway
+
+        gateways.append(PayPalGateway(settings.paypal))
     for name, factory in plugin_factories().items():
         log.info("loading gateway plugin %s", name)
         gateways.append(factory(settings=settings, db=db))

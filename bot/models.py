@@ -66,6 +66,15 @@ class Customer(_Domain):
     created: datetime | None = None
 
 
+class TaxId(_Domain):
+    gateway: str
+    id: str
+    type: str  # eu_vat, gb_vat, au_abn, ... (Stripe's names)
+    value: str
+    country: str | None = None
+    verified: bool | None = None
+
+
 class Refund(_Domain):
     gateway: str
     id: str
@@ -86,6 +95,7 @@ class Charge(_Domain):
     status: ChargeStatus
     description: str | None = None
     invoice_id: str | None = None
+    payment_intent_id: str | None = None
     created: datetime | None = None
     failure_message: str | None = None
 
@@ -127,6 +137,8 @@ class Invoice(_Domain):
     due_date: datetime | None = None
     created: datetime | None = None
     charge_id: str | None = None
+    pdf_url: str | None = None
+    hosted_url: str | None = None
 
     def is_overdue(self, now: datetime | None = None) -> bool:
         return (
@@ -156,6 +168,8 @@ class GatewayProfile(_Domain):
     subscriptions: tuple[Subscription, ...] = ()
     invoices: tuple[Invoice, ...] = ()
     disputes: tuple[Dispute, ...] = ()
+    tax_ids: tuple[TaxId, ...] = ()
+    discounts: tuple[str, ...] = ()  # human descriptions: "WELCOME10: 10% off, forever"
 
 
 class GatewayFailure(_Domain):

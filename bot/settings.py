@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -80,11 +80,51 @@ class LedgerSettings(_Section):
         return value
 
 
+class StripeSettings(_Section):
+    """Stripe is enabled when `api_key` is set."""
+
+    api_key: SecretStr | None = Field(
+        None, description="sk_live_... or sk_test_...; restricted keys work"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="whsec_... of the /webhooks/stripe endpoint"
+    )
+    webhook_tolerance: int = Field(
+        300, ge=1, le=3600, description="seconds a signature stays valid"
+    )
+    base_url: HttpUrl | None = Field(None, description="API base override, for a local emulator")
+    timeout: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(
+        2, ge=0, le=10, description="retries of reads, and of writes with their key"
+    )
+    dashboard_url: str = "https://dashboard.stripe.com"
+
+
+class PayPalSettings(_Section):
+    """PayPal is enabled when `client_id` and `client_secret` are set."""
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    environment: Literal["sandbox", "live"] = "sandbox"
+    base_url: HttpUrl | None = Field(None, description="API base override, for a local emulator")
+    webhook_id: str | None = Field(
+        None, description="the webhook's ID, needed to verify deliveries"
+    )
+    lookback_days: int = Field(
+        365, ge=1, le=3 * 365, description="how far transaction search looks for a payer"
+    )
+    timeout: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(2, ge=0, le=10)
+
+
 class LookupSettings(_Section):
     timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds each gateway gets before its section says so"
     )
     max_charges: int = Field(1000, ge=10, le=100_000)
+    cache_seconds: int = Field(
+        30, ge=0, le=3600, description="how long a card is reused (0: never)"
+    )
 
 
 class Settings(BaseSettings):
@@ -113,7 +153,12 @@ class Settings(BaseSettings):
     recover_after_seconds: float = Field(
         60.0, gt=0, description="An execution older than this is re-run"
     )
+    alerts_channel: str | None = Field(
+        None, description="where dispute and failed-payment alerts go"
+    )
     ledger: LedgerSettings = LedgerSettings()
+    stripe: StripeSettings = StripeSettings()
+    paypal: PayPalSettings = PayPalSettings()
     lookup: LookupSettings = LookupSettings()
 
     @field_validator("database_url")

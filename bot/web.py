@@ -1,7 +1,8 @@
-"""The ASGI app served by `chargedesk serve`: health now; Slack, portal and webhooks plug in here."""
+"""The ASGI app served by `chargedesk serve`: health and gateway webhooks; Slack and the portal plug in here."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.app import Services, open_services
+from bot.gateways.base import GatewayError, WebhookRejected
 from bot.settings import Settings
+from bot.webhooks import receive
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -46,4 +51,24 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             status_code=200 if healthy else 503,
         )
 
-    return Starlette(routes=[Route("/healthz", healthz)], lifespan=lifespan)
+    async def webhook(request: Request) -> JSONResponse:
+        """A gateway's webhook: 400 and nothing changed unless the signature is genuine and fresh."""
+        svc: Services = request.app.state.services
+        name = request.path_params["gateway"]
+        body = await request.body()
+        try:
+            outcomes = await receive(svc, name, body, request.headers)
+        except WebhookRejected as exc:
+            log.warning("%s webhook rejected: %s", name, exc.message)
+            return JSONResponse({"error": exc.message}, status_code=400)
+        except GatewayError as exc:  # unknown gateway, or one that takes no webhooks
+            return JSONResponse({"error": exc.message}, status_code=404)
+        return JSONResponse({"received": len(outcomes), "outcomes": outcomes})
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/webhooks/{gateway}", webhook, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )

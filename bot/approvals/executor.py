@@ -18,6 +18,7 @@ from typing import Any
 from redis.exceptions import LockError
 from sqlalchemy import select, update
 
+from bot import lookup_cache
 from bot.actors import Actor, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, audit_record, load, now, transition
@@ -174,6 +175,10 @@ async def _finish(
         current = await load(session, view.id)
         await append(session, audit_record(current, actor, outcome, detail=detail or {},
                                            gateway_request_id=result_id))  # fmt: skip
+    if state in (State.succeeded, State.executing):
+        await lookup_cache.forget(
+            services, view.gateway, view.customer_id
+        )  # money moved, or may have
     if error is not None:
         log.warning("approval %s %s: %s", view.id, outcome, error.message)
     return current

@@ -3,7 +3,7 @@
 Importing this package registers every command with the router.
 """
 
-from bot.commands import approvals, audit, cancel, capture, help, lookup, refund, void  # noqa: F401
+from bot.commands import alerts, approvals, audit, cancel, capture, help, lookup, refund, void  # noqa: F401
 from bot.commands.router import COMMANDS, Context, dispatch, run
 
 __all__ = ["COMMANDS", "Context", "dispatch", "run"]

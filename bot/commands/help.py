@@ -18,6 +18,7 @@ ORDER = (
     "approve",
     "deny",
     "audit",
+    "alerts",
 )
 
 

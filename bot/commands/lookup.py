@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from bot import lookup_cache
 from bot.cards.billing import profile_card
 from bot.cards.model import Reply
 from bot.commands.args import Args
@@ -28,7 +29,7 @@ async def lookup(ctx: Context, args: LookupArgs) -> Reply:
     owns: customer, charge, invoice or subscription. Every gateway is asked at
     once; one that is slow or down is marked on the card, the rest still shows.
     """
-    profile = await ctx.services.gateways.lookup(args.query)
+    profile = await lookup_cache.lookup(ctx.services, args.query)
     if not profile.found:
         down = "; ".join(f"{f.gateway}: {f.message}" for f in profile.failures)
         raise UserError(

@@ -6,12 +6,14 @@ fails the same way: `Unsupported`, naming the gateway and the capability.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
 from bot.errors import UserError
-from bot.models import Charge, GatewayProfile, Refund, Subscription
+from bot.gateways.events import GatewayEvent
+from bot.models import Charge, GatewayProfile, Invoice, Refund, Subscription, TaxId
 from bot.money import Money
 
 
@@ -28,6 +30,7 @@ class Capability(StrEnum):
     invoices = "invoices"
     send_invoice = "send_invoice"
     disputes = "disputes"
+    webhooks = "webhooks"
 
 
 class ErrorCode(StrEnum):
@@ -64,6 +67,13 @@ class GatewayError(UserError):
         self.gateway = gateway
         self.raw_code = raw_code
         self.raw_message = raw_message
+
+
+class WebhookRejected(GatewayError):
+    """A delivery whose signature is missing, forged or too old: answer 400, change nothing."""
+
+    def __init__(self, gateway: str, message: str) -> None:
+        super().__init__(ErrorCode.rejected, message, gateway=gateway)
 
 
 class Unsupported(GatewayError):
@@ -125,6 +135,28 @@ class Gateway:
         self, subscription_id: str, *, at_period_end: bool, reason: str, idempotency_key: str
     ) -> Subscription:
         raise Unsupported(self.name, Capability.cancel_subscription)
+
+    async def create_subscription(
+        self, customer_id: str, price: str, *, idempotency_key: str
+    ) -> Subscription:
+        """Start a subscription to `price` (a price or plan ID) for a customer."""
+        raise Unsupported(self.name, Capability.create_subscription)
+
+    async def apply_coupon(self, target_id: str, code: str, *, idempotency_key: str) -> str:
+        """Apply a coupon or promotion code to a customer or subscription; returns what was applied."""
+        raise Unsupported(self.name, Capability.coupon)
+
+    async def add_tax_id(self, customer_id: str, tax_id: str, *, idempotency_key: str) -> TaxId:
+        """Add a tax ID (`DE123456789`, `eu_vat:DE123456789`) to a customer."""
+        raise Unsupported(self.name, Capability.tax_id)
+
+    async def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
+        """Finalize (if draft) and send an invoice to the customer."""
+        raise Unsupported(self.name, Capability.send_invoice)
+
+    async def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[GatewayEvent]:
+        """Verify a webhook delivery and translate it; raise WebhookRejected if it is not genuine."""
+        raise Unsupported(self.name, Capability.webhooks)
 
     async def close(self) -> None:
         """Release connections; called once at shutdown."""

@@ -232,3 +232,48 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- gateway events and notifications ---------------------------------------------------
+
+
+class ProcessedEvent(Base):
+    """Every webhook event handled once: a redelivery finds its row and does nothing."""
+
+    __tablename__ = "processed_events"
+
+    gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    raw_type: Mapped[str] = mapped_column(String(80))
+    object_id: Mapped[str] = mapped_column(String(128))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(32))
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GatewayObjectState(Base):
+    """The newest state we heard of per gateway object; an older event never overwrites it."""
+
+    __tablename__ = "gateway_object_state"
+
+    gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str | None] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_created: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Notification(Base):
+    """An alert card waiting for (or delivered to) a chat channel: durable, so none is lost."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    channel: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
