@@ -1,0 +1,124 @@
+"""Regenerate the pruned PayPal OpenAPI descriptions beside this file.
+
+Each output keeps only the operations the emulator serves, and the components
+they reference, from PayPal's published descriptions (Apache-2.0, see LICENSE
+and SOURCE). Run: `python tests/fakes/data/paypal/extract.py /path/to/specs/paypal`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MODIFIED = (
+    "Pruned by ChargeDesk (tests/fakes/data/paypal/extract.py) to the operations its test "
+    "emulator serves, with the corrections listed there; original: "
+    "paypal/paypal-rest-api-specifications (see SOURCE), Apache-2.0 (see LICENSE)."
+)
+SERVERS = [
+    {"url": "https://api-m.sandbox.paypal.com", "description": "PayPal Sandbox Environment"},
+    {"url": "https://api-m.paypal.com", "description": "PayPal Live Environment"},
+]
+USED: dict[str, dict[str, list[str]]] = {
+    "payments_payment_v2": {
+        "/v2/payments/captures/{capture_id}": ["get"],
+        "/v2/payments/captures/{capture_id}/refund": ["post"],
+        "/v2/payments/refunds/{refund_id}": ["get"],
+        "/v2/payments/authorizations/{authorization_id}": ["get"],
+        "/v2/payments/authorizations/{authorization_id}/capture": ["post"],
+        "/v2/payments/authorizations/{authorization_id}/void": ["post"],
+    },
+    "checkout_orders_v2": {"/v2/checkout/orders/{id}": ["get"]},
+    "billing_subscriptions_v1": {
+        "/v1/billing/subscriptions/{id}": ["get"],
+        "/v1/billing/subscriptions/{id}/cancel": ["post"],
+    },
+    "reporting_transactions_v1": {"/v1/reporting/transactions": ["get"]},
+    "invoicing_v2": {
+        "/v2/invoicing/search-invoices": ["post"],
+        "/v2/invoicing/invoices/{invoice_id}": ["get"],
+        "/v2/invoicing/invoices/{invoice_id}/send": ["post"],
+    },
+    "notifications_webhooks_v1": {"/v1/notifications/verify-webhook-signature": ["post"]},
+}
+
+
+def _refs(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/"):
+            found.add(ref)
+        for value in node.values():
+            _refs(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _refs(value, found)
+
+
+def _drop_examples(node: Any) -> Any:
+    # Media-type examples point at components/examples, which the emulator never needs.
+    if isinstance(node, dict):
+        return {k: _drop_examples(v) for k, v in node.items() if k != "examples"}
+    if isinstance(node, list):
+        return [_drop_examples(v) for v in node]
+    return node
+
+
+def prune(spec: dict[str, Any], used: dict[str, list[str]]) -> dict[str, Any]:
+    paths = {
+        path: {
+            key: _drop_examples(value)
+            for key, value in spec["paths"][path].items()
+            if key in methods or key == "parameters"
+        }
+        for path, methods in used.items()
+    }
+    components: dict[str, dict[str, Any]] = {}
+    pending: set[str] = set()
+    _refs(paths, pending)
+    seen: set[str] = set()
+    while pending:
+        ref = pending.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        _, _, section, name = ref.split("/", 3)
+        value = _drop_examples(spec["components"][section][name])
+        components.setdefault(section, {})[name] = value
+        _refs(value, pending)
+    if "securitySchemes" in spec["components"]:
+        components["securitySchemes"] = spec["components"]["securitySchemes"]
+    return {
+        "openapi": spec["openapi"],
+        # Apache-2.0 asks modified files to say so.
+        "info": {**spec["info"], "x-modified": MODIFIED},
+        # The reporting description's server repeats /v1/reporting; every copy uses the hosts.
+        "servers": SERVERS,
+        "paths": paths,
+        "components": {k: dict(sorted(v.items())) for k, v in sorted(components.items())},
+    }
+
+
+def correct(name: str, pruned: dict[str, Any]) -> None:
+    """Where a description contradicts what PayPal sends, follow PayPal (and say so here)."""
+    if name == "reporting_transactions_v1":
+        # Rows of type SUB carry the subscription ID (I-...), which has a dash.
+        info = pruned["components"]["schemas"]["transaction_info"]["properties"]
+        info["paypal_reference_id"]["pattern"] = "^[a-zA-Z0-9-]*$"
+
+
+def main(source: Path) -> None:
+    for name, used in USED.items():
+        spec = json.loads((source / f"{name}.json").read_text())
+        pruned = prune(spec, used)
+        correct(name, pruned)
+        out = HERE / f"{name}.json"
+        out.write_text(json.dumps(pruned, indent=1, sort_keys=False) + "\n")
+        print(f"{out.name}: {out.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
