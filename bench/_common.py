@@ -11,7 +11,8 @@ import math
 import secrets
 import statistics
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,18 @@ class Summary:
     mean: float
     minimum: float
     maximum: float
+
+
+async def timed(call: Callable[[], Awaitable[object]], runs: int, warmup: int = 0) -> list[float]:
+    """Seconds per call, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        await call()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - start)
+    return samples
 
 
 def percentile(sorted_values: Sequence[float], pct: float) -> float:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
 
 from _common import (
     add_customer,
@@ -28,6 +27,7 @@ from _common import (
     quiet_logs,
     summarize,
     table,
+    timed,
 )
 
 from bot.actors import Actor, Channel, ChannelKind, Role
@@ -39,17 +39,6 @@ from bot.models import Customer, GatewayProfile
 EMAIL = "bench.customer@example.com"
 AGENT = Actor(platform="bench", id="agent", name="Bench Agent", roles=frozenset({Role.agent}))
 CHANNEL = Channel(platform="bench", id="ops", kind=ChannelKind.internal)
-
-
-async def timed(call: Callable[[], Awaitable[object]], runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        await call()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 # --- part 1: ledger lookup latency -------------------------------------------------------

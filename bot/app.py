@@ -62,7 +62,7 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
     if settings.stripe.api_key is not None:
         from bot.gateways.stripe import StripeGateway
 
-        gateways.append(StripeGateway(settings.stripe))
+        gateways.append(StripeGateway(settings.stripe, max_charges=settings.lookup.max_charges))
     if settings.paypal.client_id and settings.paypal.client_secret is not None:
         from bot.gateways.paypal import PayPalGateway
 
