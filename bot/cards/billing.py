@@ -70,7 +70,7 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
         sections.append(Section(
             title=f"Charges ({len(charges)})",
             table=Table(columns=["Charge", "Date", "Amount", "Refunded", "Status", "Description"], rows=[
-                [c.id, day(c.created), c.amount.format(locale),
+                [c.id, day(c.created), _charged(c, locale),
                  c.refunded.format(locale) if c.amount_refunded else "", _CHARGE_TONE.get(c.status, c.status.value),
                  c.description or ""]
                 for c in charges[:max_rows]
@@ -103,6 +103,14 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
         sections=sections,
         actions=_charge_actions(charges) + _subscription_actions(subs),
     )
+
+
+def _charged(charge: Charge, locale: str) -> str:
+    """What the customer paid: a partial capture shows what was taken of what was held."""
+    captured = Money(minor=charge.amount_captured, currency=charge.amount.currency)
+    if charge.status != ChargeStatus.authorized and 0 < charge.amount_captured < charge.amount.minor:
+        return f"{captured.format(locale)} of {charge.amount.format(locale)}"
+    return charge.amount.format(locale)
 
 
 def _sub_status(status: SubscriptionStatus, ending: bool) -> str:

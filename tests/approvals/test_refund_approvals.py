@@ -191,6 +191,8 @@ async def test_capture_and_void_authorizations(services, agent, manager):
     assert capture.approval.state == "succeeded", capture.error
     charge = await services.gateways.get("ledger").get_charge("ch_jane_auth")
     assert charge.status.value == "succeeded" and charge.amount_captured == 1000
+    card = (await say(services, agent, "lookup ch_jane_auth")).cards[0]
+    assert "€10.00 of €250.00" in card.model_dump_json()
     void = await say(services, agent, "void ch_jane_auth reason: order cancelled")
     assert void.error.code == "invalid_state"
 

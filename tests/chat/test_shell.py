@@ -110,3 +110,30 @@ def test_terminal_cards_show_text_literally():
     text = out.getvalue()
     for literal in ("[bold]x", "[a]", "[b]", "[c]", "refund <charge> [amount]"):
         assert literal in text
+
+
+async def test_shell_looks_up_and_refunds_real_stripe_objects():
+    """`chargedesk shell` with Stripe settings pointing at the emulator: same commands, Stripe objects."""
+    import asyncio
+
+    from tests.fakes.stripe_env import stripe_fake
+
+    async with stripe_fake() as fake:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env |= {
+            "PYTHONPATH": str(REPO),
+            "CHARGEDESK_CONFIG_DIR": str(REPO / "config"),
+            "CHARGEDESK_STRIPE__API_KEY": fake.emulator.api_key or "sk_test_shell",
+            "CHARGEDESK_STRIPE__BASE_URL": fake.emulator.url,
+        }
+        script = f"lookup {fake.env.email}\nrefund stripe:{fake.env.charge_id} 20 reason: goodwill late parcel\n"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "shell", "--demo", "--json",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(script.encode()), 120)
+        lookup, refund = (json.loads(line) for line in out.decode().splitlines())
+        assert f"stripe:{fake.env.customer_id}" in json.dumps(lookup), err.decode()
+        assert refund["approval"]["state"] == "succeeded"
+        charge = await fake.gateway.get_charge(fake.env.charge_id)
+        assert charge.amount_refunded == 2000
