@@ -117,6 +117,26 @@ class PayPalSettings(_Section):
     max_retries: int = Field(2, ge=0, le=10)
 
 
+class SlackSettings(_Section):
+    """Slack is enabled when `bot_token` and `signing_secret` are set."""
+
+    bot_token: SecretStr | None = Field(None, description="xoxb-...")
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = Field(
+        None, description="xapp-...: Socket Mode, no public URL needed"
+    )
+    base_url: HttpUrl | None = Field(None, description="Web API base override, for a test server")
+    agents: list[str] = Field(
+        default_factory=list, description="user IDs (U...) or user group IDs (S...)"
+    )
+    managers: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)
+    helpdesk_channels: list[str] = Field(
+        default_factory=list, description="channel IDs whose new messages get a card"
+    )
+    approvals_channel: str | None = Field(None, description="also post every approval request here")
+
+
 class LookupSettings(_Section):
     timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds each gateway gets before its section says so"
@@ -159,6 +179,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     stripe: StripeSettings = StripeSettings()
     paypal: PayPalSettings = PayPalSettings()
+    slack: SlackSettings = SlackSettings()
     lookup: LookupSettings = LookupSettings()
 
     @field_validator("database_url")

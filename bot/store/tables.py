@@ -277,3 +277,16 @@ class Notification(Base):
     card: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChatMessage(Base):
+    """Where a chat platform shows an approval request, so every decision updates it in place."""
+
+    __tablename__ = "chat_messages"
+
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id"), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    thread_id: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)

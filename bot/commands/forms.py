@@ -1,0 +1,126 @@
+"""Forms: what a button asks before a command runs, described once for every platform.
+
+A Slack modal or a Discord modal is drawn from a Form; what the user submits
+comes back through `submit()`, which runs the very same command as typing it.
+The form is filled from the gateway (the refundable amount, the reason codes of
+the policy) so the person starts from the right answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bot.cards.model import Reply
+from bot.commands.router import COMMANDS, Context, run
+from bot.errors import UserError
+
+
+class Choice(BaseModel):
+    value: str
+    label: str
+
+
+class FormField(BaseModel):
+    name: str
+    label: str
+    kind: Literal["text", "textarea", "select"] = "text"
+    default: str | None = None
+    choices: list[Choice] = Field(default_factory=list)
+    optional: bool = False
+    hint: str | None = None
+
+
+class Form(BaseModel):
+    """A command with some arguments fixed (`given`) and the rest asked for (`fields`)."""
+
+    command: str
+    title: str
+    submit_label: str
+    given: dict[str, str] = Field(default_factory=dict)
+    fields: list[FormField]
+
+
+def _reason_fields(ctx: Context, action: str) -> list[FormField]:
+    codes = ctx.services.policy.for_action(action).reason_codes
+    fields = []
+    if codes:
+        fields.append(FormField(
+            name="reason_code", label="Reason code", kind="select", default=codes[0],
+            choices=[Choice(value=c, label=c.replace("_", " ").capitalize()) for c in codes],
+        ))  # fmt: skip
+    fields.append(
+        FormField(
+            name="reason_text",
+            label="Reason",
+            kind="textarea",
+            hint="What happened, for the audit log",
+        )
+    )
+    return fields
+
+
+async def refund_form(ctx: Context, charge_ref: str) -> Form:
+    """Refund a charge: the amount starts at what is still refundable."""
+    gateway, charge = await ctx.services.gateways.locate_charge(charge_ref)
+    if charge.refundable.minor <= 0:
+        raise UserError("invalid_state", f"charge {charge.id} has nothing left to refund")
+    return Form(
+        command="refund",
+        title=f"Refund {charge.id}",
+        submit_label="Request refund",
+        given={"charge": f"{gateway.name}:{charge.id}"},
+        fields=[
+            FormField(
+                name="amount", label=f"Amount ({charge.amount.currency})", default=charge.refundable.plain(),
+                hint=f"Up to {charge.refundable.format(ctx.services.settings.locale)}",
+            ),
+            *_reason_fields(ctx, "refund"),
+        ],
+    )  # fmt: skip
+
+
+async def cancel_form(ctx: Context, subscription_ref: str) -> Form:
+    """Cancel a subscription: at period end unless the agent says now."""
+    gateway, sub = await ctx.services.gateways.locate_subscription(subscription_ref)
+    return Form(
+        command="cancel",
+        title=f"Cancel {sub.id}",
+        submit_label="Request cancellation",
+        given={"subscription": f"{gateway.name}:{sub.id}"},
+        fields=[
+            FormField(name="when", label="When", kind="select", default="period-end", choices=[
+                Choice(value="period-end", label="At the end of the paid period"),
+                Choice(value="now", label="Now"),
+            ]),
+            *_reason_fields(ctx, "cancel"),
+        ],
+    )  # fmt: skip
+
+
+def deny_form(approval_id: str) -> Form:
+    """Deny a request: the requester reads the reason."""
+    return Form(
+        command="deny",
+        title="Deny request",
+        submit_label="Deny",
+        given={"id": approval_id},
+        fields=[FormField(name="reason", label="Why", kind="textarea")],
+    )
+
+
+async def submit(ctx: Context, form: Form, values: dict[str, Any]) -> Reply:
+    """Run the form's command with what was submitted: the same path as typing it."""
+    spec = COMMANDS[form.command]
+    raw: dict[str, Any] = dict(form.given)
+    known = {f.name for f in form.fields}
+    for name, value in values.items():
+        if name not in known:
+            return Reply.fail("invalid_arguments", f"{form.command}: unexpected field {name}")
+        if value not in (None, ""):
+            raw[name] = value
+    code, text = raw.pop("reason_code", None), raw.pop("reason_text", None)
+    if text is not None or code is not None:
+        raw["reason"] = " ".join(part for part in (code, text) if part)
+    return await run(ctx, spec, raw)
