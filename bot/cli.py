@@ -1,4 +1,4 @@
-"""`chargedesk`: shell | demo | import | audit | db | recover | serve."""
+"""`chargedesk`: shell | demo | import | audit | db | recover | serve | slack."""
 
 from __future__ import annotations
 
@@ -69,10 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     serve = sub.add_parser(
-        "serve", help="the web app (health; later Slack events, portal, webhooks)"
+        "serve",
+        help="the web app: health, gateway webhooks, /slack/events when Slack is configured",
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+
+    slack = sub.add_parser(
+        "slack", help="the Slack app: over HTTP at /slack/events, or --socket for Socket Mode"
+    )
+    slack.add_argument(
+        "--socket",
+        action="store_true",
+        help="connect out over Socket Mode with CHARGEDESK_SLACK__APP_TOKEN (no public URL needed)",
+    )
+    slack.add_argument("--host", default="127.0.0.1")
+    slack.add_argument("--port", type=int, default=8000)
     return parser
 
 
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         _logging(settings, quiet=args.command == "shell")
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "slack":
+            return _slack(settings, args)
         return asyncio.run(_COMMANDS[args.command](settings, args))
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
@@ -234,6 +248,27 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _slack(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.slack.bot_token is None:
+        raise ConfigError("slack.bot_token: required (CHARGEDESK_SLACK__BOT_TOKEN=xoxb-...)")
+    if args.socket:
+        if settings.slack.app_token is None:
+            raise ConfigError(
+                "slack.app_token: required for --socket (CHARGEDESK_SLACK__APP_TOKEN=xapp-..., "
+                "an app-level token with the connections:write scope)"
+            )
+        from bot.chat.slack import run_socket_mode
+
+        asyncio.run(run_socket_mode(settings))
+        return 0
+    if settings.slack.signing_secret is None:
+        raise ConfigError(
+            "slack.signing_secret: required over HTTP (CHARGEDESK_SLACK__SIGNING_SECRET), "
+            "or use --socket"
+        )
+    return _serve(settings, args)
 
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {

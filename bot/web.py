@@ -1,4 +1,4 @@
-"""The ASGI app served by `chargedesk serve`: health and gateway webhooks; Slack and the portal plug in here."""
+"""The ASGI app served by `chargedesk serve`: health, gateway webhooks, and Slack when configured."""
 
 from __future__ import annotations
 
@@ -21,12 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    slack = None
+    if settings.slack.bot_token is not None and settings.slack.signing_secret is not None:
+        from bot.chat.slack import SlackBot  # slack-bolt is only imported when Slack is on
+
+        slack = SlackBot(settings.slack)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.services = services or await open_services(settings)
+        app.state.slack = slack
+        if slack is not None:
+            slack.bind(app.state.services)
         try:
             yield
         finally:
+            if slack is not None:
+                await slack.aclose()  # answers already under way still reach Slack
             if services is None:
                 await app.state.services.close()
 
@@ -65,10 +76,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             return JSONResponse({"error": exc.message}, status_code=404)
         return JSONResponse({"received": len(outcomes), "outcomes": outcomes})
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/webhooks/{gateway}", webhook, methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/webhooks/{gateway}", webhook, methods=["POST"]),
+    ]
+    if slack is not None:
+        routes.append(Route("/slack/events", slack.endpoint, methods=["POST"]))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -108,7 +108,10 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
 def _charged(charge: Charge, locale: str) -> str:
     """What the customer paid: a partial capture shows what was taken of what was held."""
     captured = Money(minor=charge.amount_captured, currency=charge.amount.currency)
-    if charge.status != ChargeStatus.authorized and 0 < charge.amount_captured < charge.amount.minor:
+    if (
+        charge.status != ChargeStatus.authorized
+        and 0 < charge.amount_captured < charge.amount.minor
+    ):
         return f"{captured.format(locale)} of {charge.amount.format(locale)}"
     return charge.amount.format(locale)
 

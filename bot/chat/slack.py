@@ -1,0 +1,980 @@
+"""Slack: `/billing`, Block Kit cards, buttons and modals, approvals in threads, helpdesk lookups.
+
+A chat adapter on slack-bolt's AsyncApp. It turns a Slack request into
+(Actor, Channel, command), calls the core (`dispatch`, `run`, `forms.submit`;
+Approve and Deny are the `approve`/`deny` commands, which go through `decide`),
+and draws the Reply as Block Kit. No billing rule lives here.
+
+- Every request is acked at once; the work runs after the ack in a lazy
+  listener, so a slow gateway never makes Slack time out. A modal submission
+  waits up to `modal_budget` seconds for its command, so that a refusal about a
+  field can go back into the modal; anything slower is posted when done.
+- Bolt verifies each request's signature and age (401 otherwise). Events API
+  retries are dropped by `event_id` in Redis, after that check, for an hour.
+- Where people outside the company can read (Slack Connect channels, external
+  users), agent answers are ephemeral and nothing is posted publicly; when the
+  conversation cannot be checked, the bot answers nothing there and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import Field, ValidationError
+from redis.exceptions import RedisError
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bot import lookup_cache
+from bot.actors import Actor, Channel, ChannelKind, Role
+from bot.app import Services
+from bot.approvals.workflow import ApprovalView, State, get
+from bot.cards.billing import approval_card, profile_card
+from bot.cards.model import Card, Reply, Section, Table
+from bot.cards.slack import (
+    FORM_CALLBACK,
+    MESSAGE_BLOCKS,
+    MORE,
+    PRIVATE_METADATA,
+    Pager,
+    SlackMessage,
+    clip,
+    context,
+    error_message,
+    escape,
+    form_values,
+    form_view,
+    notice_view,
+    reply_messages,
+    section,
+)
+from bot.commands import Context, dispatch, run
+from bot.commands.args import Args
+from bot.commands.forms import Form, FormField, cancel_form, deny_form, refund_form, submit
+from bot.commands.router import Command, parse
+from bot.errors import UserError
+from bot.settings import Settings, SlackSettings
+from bot.store.tables import ChatMessage
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+ACTION = re.compile(r"^chargedesk\.")
+# Slack retries an event for about five minutes; an hour leaves room for a slow retry.
+EVENT_WINDOW = 3600
+# Slack waits three seconds for a modal submission's answer: keep room for the network.
+ACK_SECONDS = 2.5
+HELPDESK_WINDOW = 30 * 24 * 3600
+CHANNEL_TTL = 300
+GROUP_TTL = 300
+USER_TTL = 600
+PAGE_ROWS = 10
+COMPACT_ROWS = 3
+MAX_CANDIDATES = 3
+DECISIONS = ("approve", "deny")
+
+# What a helpdesk message may name. Bare `#1234` is left out on purpose: Zendesk,
+# Freshdesk and Help Scout number their tickets that way, and a ticket number
+# must never pull up the customer whose order happens to share it.
+_OBJECT_ID = re.compile(r"\b(?:ch|py|pi|in|cus|sub)_[A-Za-z0-9_]{3,}\b")
+_PAYPAL_ID = re.compile(r"\b(?:I-[0-9A-Z]{12}|(?=[0-9A-Z]*\d)(?=[0-9A-Z]*[A-Z])[0-9A-Z]{17})\b")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+_ORDER = re.compile(r"\border\s*(?:no\.?|number|num\.?)?\s*[:#]?\s*#?(\d{3,12})\b", re.IGNORECASE)
+_ARGUMENT = re.compile(r"^[a-z]+: (?P<field>[a-z_]+)\b")
+# Refusals that belong to one field of a form, by error code.
+_FIELD_OF = {
+    "invalid_amount": "amount",
+    "amount_too_large": "amount",
+    "currency_mismatch": "amount",
+    "reason_code": "reason_code",
+    "reason_required": "reason",
+}
+
+
+class Refused(Exception):
+    """The bot cannot tell who reads this conversation, so it answers nothing there."""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an answer goes: a channel (and thread), for whom, and the fallback response_url."""
+
+    channel: str
+    user: str
+    thread_ts: str | None = None
+    response_url: str | None = None
+
+
+def find_references(event: dict[str, Any]) -> list[str]:
+    """Customer emails and gateway IDs a message names, most precise first, no repeats."""
+    texts: list[str] = []
+    _collect_text(event.get("text"), texts)
+    _collect_text(event.get("attachments"), texts)
+    _collect_text(event.get("blocks"), texts)
+    joined = "\n".join(texts)
+    found: list[str] = []
+    for candidate in (
+        *_OBJECT_ID.findall(joined),
+        *_PAYPAL_ID.findall(joined),
+        *(e.lower() for e in _EMAIL.findall(joined)),
+        *_ORDER.findall(joined),
+    ):
+        if candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def _collect_text(node: Any, out: list[str]) -> None:
+    # Integrations put the ticket in attachments (Zendesk, Freshdesk) or blocks (Front,
+    # Intercom): every string in them is searched, wherever it sits.
+    if isinstance(node, str):
+        out.append(node)
+    elif isinstance(node, list):
+        for item in node:
+            _collect_text(item, out)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key not in ("type", "style", "action_id", "block_id", "url", "image_url"):
+                _collect_text(value, out)
+
+
+def field_errors(form: Form, reply: Reply) -> dict[str, str]:
+    """A refusal that belongs to one field of the form, keyed by that field's block_id."""
+    if reply.error is None:
+        return {}
+    field = _FIELD_OF.get(reply.error.code)
+    if reply.error.code == "invalid_arguments":
+        match = _ARGUMENT.match(reply.error.message)
+        field = match.group("field") if match else None
+    names = {f.name for f in form.fields}
+    if field == "reason" and "reason" not in names:
+        field = "reason_text"
+    if field in names:
+        return {field: clip(reply.error.message, 300)}
+    return {}
+
+
+def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
+    """A button whose command lacks only a reason (capture, void): ask for it."""
+    fixed = {k: str(v) for k, v in given.items() if k != "reason" and v not in (None, "")}
+    fields = []
+    if "amount" in spec.args.model_fields and "amount" not in fixed:
+        fields.append(
+            FormField(name="amount", label="Amount", optional=True, hint="Empty: the whole amount")
+        )
+    fields.append(
+        FormField(
+            name="reason", label="Reason", kind="textarea", hint="What happened, for the audit log"
+        )
+    )
+    verb = title.split(maxsplit=1)[0] if title.strip() else spec.name.capitalize()
+    return Form(command=spec.name, title=title, submit_label=verb, given=fixed, fields=fields)
+
+
+class PageArgs(Args):
+    query: str = Field(min_length=3, max_length=320, pattern=r"^[^\s]+$")
+    section: int = Field(ge=0, le=50)
+    offset: int = Field(ge=1, le=100_000)
+
+
+async def page(ctx: Context, args: PageArgs) -> Reply:
+    """The next rows of one list on a customer's card (its "more" button)."""
+    profile = await lookup_cache.lookup(ctx.services, args.query)
+    card = profile_card(
+        profile, locale=ctx.services.settings.locale, max_rows=args.offset + PAGE_ROWS
+    )
+    part = card.sections[args.section] if args.section < len(card.sections) else None
+    if not profile.found or part is None or part.table is None:
+        raise UserError("not_found", "that list is no longer on the card: run the lookup again")
+    rows = part.table.rows[args.offset : args.offset + PAGE_ROWS]
+    more = len(part.table.rows) - args.offset - len(rows) + part.table.more
+    title = (part.title or "Rows").split(" (")[0]
+    shown = f"{args.offset + 1:,}–{args.offset + len(rows):,}" if rows else "none left"
+    return Reply(
+        cards=[
+            Card(
+                title=card.title,
+                subtitle=f"{title} {shown}",
+                sections=[
+                    Section(
+                        title=part.title,
+                        tone=part.tone,
+                        table=Table(columns=part.table.columns, rows=rows, more=max(0, more)),
+                    )
+                ],
+            )
+        ]
+    )
+
+
+class SlackBot:
+    """The Slack app: one AsyncApp whose listeners call the core; bind the services before use."""
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        *,
+        modal_budget: float = 2.0,
+        form_budget: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        token = settings.bot_token.get_secret_value() if settings.bot_token else None
+        base_url = str(settings.base_url) if settings.base_url else AsyncWebClient.BASE_URL
+        self.client = AsyncWebClient(token=token, base_url=base_url)
+        secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        # process_before_response: the ack is awaited directly instead of polled every 10 ms;
+        # lazy listeners still run after the response.
+        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True)
+        self.handler = AsyncSlackRequestHandler(self.app)
+        self.modal_budget = modal_budget
+        self.form_budget = form_budget
+        self._services: Services | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._register()
+
+    def bind(self, services: Services) -> None:
+        self._services = services
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("SlackBot.bind(services) must come before the first request")
+        return self._services
+
+    async def endpoint(self, request: Request) -> Response:
+        """POST /slack/events: slash commands, interactivity and the Events API."""
+        return await self.handler.handle(request)
+
+    async def idle(self, seconds: float = 30.0) -> None:
+        """Wait until the work started by Slack requests has finished (shutdown, tests, benchmarks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            await asyncio.sleep(0)  # lazy listeners just scheduled register themselves first
+            pending = {t for t in self._tasks if t is not asyncio.current_task() and not t.done()}
+            if not pending:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(pending)} Slack task(s) still running")
+            await asyncio.wait(pending, timeout=remaining)
+
+    async def aclose(self) -> None:
+        try:
+            await self.idle(10)
+        except TimeoutError as exc:
+            log.warning("stopping with Slack work unfinished: %s", exc)
+
+    def _register(self) -> None:
+        app = self.app
+        app.middleware(self._drop_retries)
+        app.command("/billing")(ack=self._ack, lazy=[self._on_command])
+        app.action(ACTION)(ack=self._ack, lazy=[self._on_button])
+        app.view(FORM_CALLBACK)(self._on_submit)
+        app.event("message")(ack=self._ack, lazy=[self._on_message])
+        app.event("channel_shared")(self._on_sharing_changed)
+        app.event("channel_unshared")(self._on_sharing_changed)
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def _track(self) -> None:
+        """Hold the running lazy listener until it ends: the event loop keeps only weak references."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- listeners ------------------------------------------------------------------------
+
+    async def _ack(self, ack: AsyncAck) -> None:
+        await ack()
+
+    async def _drop_retries(self, body: dict[str, Any], next_: Any) -> BoltResponse | None:
+        """Run each Events API event once: Slack retries late acks with the same event_id."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            try:
+                first = await self.services.redis.set(
+                    self.services.key("slack", "event", str(event_id)),
+                    "1",
+                    nx=True,
+                    ex=EVENT_WINDOW,
+                )
+            except RedisError:
+                log.warning("cannot de-duplicate Slack event %s: Redis unavailable", event_id)
+                first = True
+            if not first:
+                log.info("Slack event %s seen before: dropped", event_id)
+                return BoltResponse(status=200, body="")
+        await next_()
+        return None
+
+    async def _on_command(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """`/billing <command>`: the text goes through `dispatch`, like every platform's."""
+        self._track()
+        place = Place(body["channel_id"], body["user_id"], None, body.get("response_url"))
+        text = body.get("text") or ""
+        try:
+            ctx = await self._context(
+                user=place.user, name=body.get("user_name"), team=body.get("team_id"),
+                channel=place.channel, home=_home(context),
+            )  # fmt: skip
+            reply = await dispatch(ctx, text)
+            await self._deliver(ctx, reply, place, line=text, decided=_decided(text))
+        except Refused as exc:
+            await self._refuse(place, str(exc))
+        except Exception:
+            await self._failed(place, "/billing")
+
+    async def _on_button(
+        self, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A card's button: Approve runs at once, Refund / Cancel / Deny / Capture / Void ask first."""
+        self._track()
+        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get(
+            "channel_id"
+        )
+        user = body["user"]
+        message = body.get("message") or {}
+        if channel is None:
+            log.info("button %s outside a conversation ignored", action.get("action_id"))
+            return
+        place = Place(
+            channel,
+            user["id"],
+            message.get("thread_ts") or message.get("ts"),
+            body.get("response_url"),
+        )
+        try:
+            ctx = await self._context(
+                user=place.user, name=user.get("name") or user.get("username"),
+                team=user.get("team_id"), channel=channel, home=_home(context),
+            )  # fmt: skip
+            await self._button(ctx, place, action, body.get("trigger_id"))
+        except Refused as exc:
+            await self._refuse(place, str(exc))
+        except Exception:
+            await self._failed(place, "that button")
+
+    async def _button(
+        self, ctx: Context, place: Place, action: dict[str, Any], trigger_id: str | None
+    ) -> None:
+        value = action.get("value") or ""
+        if action.get("action_id", "").startswith(f"chargedesk.{MORE}."):
+            await self._more(ctx, place, value)
+            return
+        try:
+            spec, raw = parse(value)
+        except UserError as exc:
+            await self._deliver(ctx, Reply.fail(exc.code, exc.message), place)
+            return
+        if spec.name == "approve":
+            reply = await run(ctx, spec, raw)
+            # Success shows as the card updated in place; only a refusal needs its own answer.
+            await self._deliver(
+                ctx, reply, place, decided=raw.get("id"), show=reply.error is not None
+            )
+            return
+        if spec.name in ("refund", "cancel", "deny") or raw.get("reason") == "":
+            label = (action.get("text") or {}).get("text") or spec.name.capitalize()
+            await self._open_form(ctx, place, spec, raw, trigger_id, label)
+            return
+        reply = await run(ctx, spec, raw)
+        await self._deliver(ctx, reply, place, line=value)
+
+    async def _open_form(
+        self,
+        ctx: Context,
+        place: Place,
+        spec: Command,
+        raw: dict[str, Any],
+        trigger_id: str | None,
+        label: str,
+    ) -> None:
+        """Open the command's modal; slow to build (a slow gateway) shows "Loading" first."""
+        if not spec.allowed(ctx.actor):
+            needed = " or ".join(sorted(r.value for r in spec.roles))
+            await self._deliver(
+                ctx, Reply.fail("forbidden", f"{spec.name} needs the {needed} role"), place
+            )
+            return
+        if trigger_id is None:
+            return
+        task = self._spawn(self._build_form(ctx, spec, raw, label))
+        done, _ = await asyncio.wait({task}, timeout=self.form_budget)
+        metadata = {"channel": place.channel, "thread": place.thread_ts, "url": place.response_url}
+        if done:
+            try:
+                form = task.result()
+            except UserError as exc:
+                await self._deliver(ctx, Reply.fail(exc.code, exc.message), place)
+                return
+            await self.client.views_open(trigger_id=trigger_id, view=self._modal(form, metadata))
+            return
+        # The trigger expires three seconds after the click: open now, fill in when ready.
+        opened = await self.client.views_open(
+            trigger_id=trigger_id, view=notice_view(label, "Loading…")
+        )
+        view = opened["view"]
+        try:
+            shown = self._modal(await task, metadata)
+        except UserError as exc:
+            shown = notice_view(label, exc.message)
+        await self.client.views_update(view_id=view["id"], hash=view["hash"], view=shown)
+
+    async def _build_form(
+        self, ctx: Context, spec: Command, raw: dict[str, Any], label: str
+    ) -> Form:
+        if spec.name == "refund":
+            return await refund_form(ctx, str(raw["charge"]))
+        if spec.name == "cancel":
+            return await cancel_form(ctx, str(raw["subscription"]))
+        if spec.name == "deny":
+            approval_id = str(raw["id"])
+            view = await get(self.services, approval_id)
+            # Said before the modal opens; `decide` refuses the same at submission regardless.
+            if view.state != State.pending:
+                raise UserError(
+                    "already_decided", f"approval {approval_id} is already {view.state.value}"
+                )
+            if view.requester_key == ctx.actor.key:
+                raise UserError(
+                    "own_request",
+                    "you cannot approve or deny your own request: another approver must decide",
+                )
+            return deny_form(approval_id)
+        return reason_form(spec, raw, label)
+
+    def _modal(self, form: Form, where: dict[str, Any]) -> dict[str, Any]:
+        metadata = json.dumps(
+            {"form": form.model_dump(mode="json"), **where}, separators=(",", ":")
+        )
+        if len(metadata) > PRIVATE_METADATA:  # the response_url is only a fallback
+            where = {**where, "url": None}
+            metadata = json.dumps(
+                {"form": form.model_dump(mode="json"), **where}, separators=(",", ":")
+            )
+        return form_view(form, metadata=metadata)
+
+    async def _on_submit(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        context: AsyncBoltContext,
+    ) -> None:
+        """A modal submitted: the form's command runs (`forms.submit`), refusals go into the form."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            form = Form.model_validate(meta["form"])
+        except (ValueError, KeyError, ValidationError):
+            log.warning("modal %s without our metadata", view.get("id"))
+            await ack()
+            return
+        user = body["user"]
+        place = Place(meta["channel"], user["id"], meta.get("thread"), meta.get("url"))
+        try:
+            # Slack waits three seconds for this answer, whatever its own API is doing.
+            async with asyncio.timeout_at(started + ACK_SECONDS):
+                ctx = await self._context(
+                    user=place.user, name=user.get("name") or user.get("username"),
+                    team=user.get("team_id"), channel=place.channel, home=_home(context),
+                )  # fmt: skip
+        except Refused as exc:
+            await ack(response_action="update", view=notice_view("Not sent", str(exc)))
+            return
+        except TimeoutError:
+            why = "Slack took too long to say who can read that conversation: nothing was sent, try again."
+            await ack(response_action="update", view=notice_view("Not sent", why))
+            return
+        task = self._spawn(submit(ctx, form, form_values(view["state"]["values"])))
+        left = min(ACK_SECONDS, self.modal_budget) - (loop.time() - started)
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, left))
+        if done and task.exception() is None:
+            errors = field_errors(form, task.result())
+            if errors:
+                await ack(response_action="errors", errors=errors)
+                return
+        await ack()  # closes the modal; the answer is posted when the command is done
+        decided = form.given.get("id") if form.command in DECISIONS else None
+        self._spawn(self._finish(task, ctx, place, decided))
+
+    async def _finish(
+        self, task: asyncio.Task[Reply], ctx: Context, place: Place, decided: str | None
+    ) -> None:
+        try:
+            reply = await task
+            await self._deliver(ctx, reply, place, decided=decided, show=_shown(reply, decided))
+        except Exception:
+            await self._failed(place, "that form")
+
+    async def _more(self, ctx: Context, place: Place, value: str) -> None:
+        """The next page of a list, behind the same roles as `lookup` (through `run`)."""
+        try:
+            data = json.loads(value)
+            lookup, raw = parse(str(data["line"]))
+            base = (int(data["s"]), int(data["o"]))
+        except (ValueError, KeyError, TypeError, UserError):
+            await self._deliver(ctx, Reply.fail("usage", "that button is out of date"), place)
+            return
+        if lookup.name != "lookup":
+            await self._deliver(ctx, Reply.fail("usage", "only lookups have more pages"), place)
+            return
+        spec = Command(
+            name=lookup.name, args=PageArgs, roles=lookup.roles, handler=page,
+            usage=lookup.usage, positional=(),
+        )  # fmt: skip
+        reply = await run(
+            ctx, spec, {"query": raw.get("query"), "section": base[0], "offset": base[1]}
+        )
+        await self._deliver(ctx, reply, place, line=data["line"], page=base)
+
+    async def _on_message(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A new message in a helpdesk channel naming a customer gets the card in its thread, once."""
+        self._track()
+        channel = event.get("channel")
+        ts = event.get("ts")
+        if channel not in self.settings.helpdesk_channels or not ts:
+            return
+        # Integrations post as `bot_message`; edits, joins and deletions are not tickets.
+        if event.get("subtype") not in (None, "bot_message") or event.get("thread_ts") not in (
+            None,
+            ts,
+        ):
+            return
+        candidates = find_references(event)[:MAX_CANDIDATES]
+        if not candidates:
+            return
+        try:
+            kind = await self._channel_kind(channel, shared=bool(body.get("is_ext_shared_channel")))
+            if kind == ChannelKind.shared:
+                log.info("helpdesk channel %s is shared: no card posted there", channel)
+                return
+            if not await self._claim(channel, ts):
+                return
+            auto = Actor(
+                platform=PLATFORM,
+                id=context.bot_user_id or "chargedesk",
+                name="ChargeDesk helpdesk lookup",
+                roles=frozenset({Role.agent}),
+            )
+            ctx = Context(self.services, auto, Channel(platform=PLATFORM, id=channel, kind=kind))
+            for candidate in candidates:
+                line = f"lookup {candidate}"
+                reply = await dispatch(ctx, line)
+                if reply.error is None and reply.cards:
+                    # The router marks agent answers outside internal channels ephemeral; a
+                    # helpdesk channel is the team's own ticket feed (checked not shared above),
+                    # and the card is for whoever picks up the ticket.
+                    for message in reply_messages(
+                        reply, link=self._link, pager=_pager(line, None), max_rows=COMPACT_ROWS
+                    ):
+                        await self._post(Place(channel, "", ts), message, private=False)
+                    return
+        except Refused as exc:
+            log.warning("helpdesk channel %s: %s", channel, exc)
+        except Exception:
+            log.exception("helpdesk lookup in %s failed", channel)
+
+    async def _on_sharing_changed(self, event: dict[str, Any]) -> None:
+        """A channel was shared or unshared: forget what we knew about it."""
+        channel = event.get("channel")
+        if channel:
+            try:
+                await self.services.redis.delete(
+                    self.services.key("slack", "conversation", channel)
+                )
+            except RedisError:
+                log.warning("cannot forget the sharing state of %s", channel)
+
+    # --- who and where --------------------------------------------------------------------
+
+    async def _context(
+        self, *, user: str, name: str | None, team: str | None, channel: str, home: str | None
+    ) -> Context:
+        """The core's Context for a Slack user in a conversation, or Refused when in doubt."""
+        kind = await self._channel_kind(channel)
+        actor, external = await self._actor(user, name=name, team=team, home=home)
+        if external:
+            kind = ChannelKind.shared  # someone from outside is in this conversation
+        return Context(self.services, actor, Channel(platform=PLATFORM, id=channel, kind=kind))
+
+    async def _actor(
+        self, user: str, *, name: str | None, team: str | None, home: str | None
+    ) -> tuple[Actor, bool]:
+        """The user with the roles config gives them; an external user is a customer at most."""
+        info = await self._user_info(user)
+        external = bool(team and home and team != home) or bool(info and info.get("stranger"))
+        roles: set[Role] = set()
+        if not external:
+            for role, entries in (
+                (Role.agent, self.settings.agents),
+                (Role.manager, self.settings.managers),
+                (Role.admin, self.settings.admins),
+            ):
+                for entry in entries:
+                    if entry == user or (
+                        entry.startswith("S") and user in await self._group(entry)
+                    ):
+                        roles.add(role)
+                        break
+        shown = (info or {}).get("name") or name or user
+        return Actor(platform=PLATFORM, id=user, name=shown, roles=frozenset(roles)), external
+
+    async def _cached(self, key: str) -> Any:
+        try:
+            raw = await self.services.redis.get(key)
+        except RedisError:
+            return None
+        return json.loads(raw) if raw else None
+
+    async def _cache(self, key: str, value: Any, ttl: int) -> None:
+        try:
+            await self.services.redis.set(key, json.dumps(value), ex=ttl)
+        except RedisError:
+            log.warning("cannot cache %s: Redis unavailable", key)
+
+    async def _group(self, group_id: str) -> frozenset[str]:
+        """Members of a Slack user group (cached a few minutes); unknown means nobody."""
+        key = self.services.key("slack", "usergroup", group_id)
+        members = await self._cached(key)
+        if members is None:
+            try:
+                answer = await self.client.usergroups_users_list(usergroup=group_id)
+            except Exception as exc:
+                log.warning("cannot list user group %s: %s", group_id, exc)
+                return frozenset()
+            members = list(answer.get("users") or [])
+            await self._cache(key, members, GROUP_TTL)
+        return frozenset(members)
+
+    async def _user_info(self, user: str) -> dict[str, Any] | None:
+        key = self.services.key("slack", "user", user)
+        info = await self._cached(key)
+        if info is None:
+            try:
+                found = (await self.client.users_info(user=user))["user"]
+            except Exception as exc:
+                # Roles come from configured IDs, not from users.info: only the name is lost.
+                log.warning("users.info %s failed: %s", user, exc)
+                return None
+            profile = found.get("profile") or {}
+            info = {
+                "name": found.get("real_name") or profile.get("real_name") or found.get("name"),
+                "stranger": bool(found.get("is_stranger")),
+            }
+            await self._cache(key, info, USER_TTL)
+        return info  # type: ignore[no-any-return]
+
+    async def _channel_kind(self, channel: str, *, shared: bool = False) -> ChannelKind:
+        """internal, helpdesk or shared (Slack Connect); Refused when Slack cannot tell us."""
+        if shared:
+            return ChannelKind.shared
+        key = self.services.key("slack", "conversation", channel)
+        state = await self._cached(key)
+        if state is None:
+            try:
+                info = (await self.client.conversations_info(channel=channel))["channel"]
+            except Exception as exc:
+                # Fail closed: without knowing who reads here, nothing may be said here.
+                reason = (
+                    exc.response.get("error")
+                    if isinstance(exc, SlackApiError)
+                    else type(exc).__name__
+                )
+                raise Refused(
+                    f"I could not check who can read this conversation (conversations.info: {reason}), "
+                    "so I will not answer here. Invite me to the channel, or use a direct message with me."
+                ) from None
+            flags = ("is_ext_shared", "is_shared", "is_pending_ext_shared")
+            state = "shared" if any(info.get(flag) for flag in flags) else "private"
+            await self._cache(key, state, CHANNEL_TTL)
+        if state == "shared":
+            return ChannelKind.shared
+        if channel in self.settings.helpdesk_channels:
+            return ChannelKind.helpdesk
+        return ChannelKind.internal
+
+    async def _claim(self, channel: str, ts: str) -> bool:
+        """True for the first helpdesk card in this thread, ever (within a month)."""
+        try:
+            return bool(
+                await self.services.redis.set(
+                    self.services.key("slack", "helpdesk", channel, ts),
+                    "1",
+                    nx=True,
+                    ex=HELPDESK_WINDOW,
+                )
+            )
+        except RedisError:
+            log.warning("cannot claim helpdesk thread %s/%s: Redis unavailable", channel, ts)
+            return False  # without the claim a retry could post twice: post nothing
+
+    def _link(self, gateway: str, object_id: str) -> str | None:
+        found = self.services.gateways.by_name.get(gateway)
+        url_for = getattr(found, "dashboard_url", None)
+        return url_for(object_id) if callable(url_for) else None
+
+    # --- answers --------------------------------------------------------------------------
+
+    async def _deliver(
+        self,
+        ctx: Context,
+        reply: Reply,
+        place: Place,
+        *,
+        line: str | None = None,
+        page: tuple[int, int] | None = None,
+        decided: str | None = None,
+        show: bool = True,
+    ) -> None:
+        """Post a reply where it belongs: publicly, privately, or as an approval thread."""
+        if decided and (reply.error is None or reply.error.code == "expired"):
+            await self.refresh(decided)
+        if not show:
+            return
+        pending = reply.approval is not None and reply.approval.state == State.pending.value
+        if pending and reply.error is None and not decided:
+            await self._post_approval(ctx, reply, place)
+            return
+        private = (
+            reply.ephemeral or reply.error is not None or ctx.channel.kind == ChannelKind.shared
+        )
+        for message in reply_messages(reply, link=self._link, pager=_pager(line, page)):
+            await self._post(place, message, private=private)
+
+    async def _post_approval(self, ctx: Context, reply: Reply, place: Place) -> None:
+        """A pending request: a thread reply under the agent's message, and the approvals channel."""
+        assert reply.approval is not None
+        approval_id = reply.approval.id
+        card = reply_messages(reply, link=self._link)[0]
+        title = reply.cards[0].title if reply.cards else approval_id
+        private = reply.ephemeral or ctx.channel.kind != ChannelKind.internal
+        if not private:
+            root = place.thread_ts
+            if root is None:
+                # A slash command leaves no message of its own: this line stands for it.
+                asked = SlackMessage(
+                    text=f"<@{place.user}> asked: {title}",
+                    blocks=[section(f"<@{place.user}> asked: {escape(title)}")],
+                )
+                root = await self._post(place, asked, private=False)
+            ts = (
+                await self._post(replace(place, thread_ts=root), card, private=False)
+                if root
+                else None
+            )
+            if ts:
+                await self._remember(approval_id, place.channel, ts, root)
+            else:
+                private = True
+        approvals = self.settings.approvals_channel
+        if approvals and approvals != place.channel:
+            note = context(f"Requested by <@{place.user}> in <#{place.channel}>")
+            ts = await self._post(
+                Place(approvals, place.user),
+                SlackMessage(text=card.text, blocks=_noted(card.blocks, note)),
+                private=False,
+            )
+            if ts:
+                await self._remember(approval_id, approvals, ts, None)
+        if private:
+            where = f"<#{approvals}>" if approvals else "`/billing approvals`"
+            quiet = reply.model_copy(
+                update={"cards": [c.model_copy(update={"actions": []}) for c in reply.cards]}
+            )
+            for message in reply_messages(quiet, link=self._link):
+                blocks = _noted(message.blocks, context(f"A manager decides in {where}."))
+                await self._post(place, SlackMessage(message.text, blocks), private=True)
+
+    async def _remember(self, approval_id: str, channel: str, ts: str, thread: str | None) -> None:
+        """Store where a request is shown, so that its decision redraws it there."""
+        async with self.services.db.write() as session:
+            await session.merge(
+                ChatMessage(
+                    approval_id=approval_id, platform=PLATFORM, channel_id=channel,
+                    message_id=ts, thread_id=thread, created=datetime.now(UTC),
+                )
+            )  # fmt: skip
+        # A manager may have decided while this copy was on its way (from the thread card),
+        # and the redraw then missed it: the decision is committed before the redraw reads
+        # the stored messages, so checking after storing catches every such case.
+        view = await get(self.services, approval_id)
+        if view.state != State.pending:
+            await self._redraw(self._drawn(view), [(channel, ts)], approval_id)
+
+    def _drawn(self, view: ApprovalView) -> SlackMessage:
+        card = approval_card(view, locale=self.services.settings.locale)
+        return reply_messages(Reply(cards=[card]), link=self._link)[0]
+
+    async def _redraw(
+        self, drawn: SlackMessage, where: list[tuple[str, str]], approval_id: str
+    ) -> None:
+        for channel, ts in where:
+            try:
+                await self.client.chat_update(
+                    channel=channel, ts=ts, text=drawn.text, blocks=drawn.blocks
+                )
+            except SlackApiError as exc:
+                log.warning("cannot update %s in %s: %s", approval_id, channel, exc)
+
+    async def refresh(self, approval_id: str) -> None:
+        """Redraw every posted card of a request where it is shown; tell the requester once decided."""
+        view = await get(self.services, approval_id)
+        drawn = self._drawn(view)
+        async with self.services.db.read() as session:
+            rows = list(
+                await session.scalars(
+                    select(ChatMessage)
+                    .where(ChatMessage.approval_id == approval_id, ChatMessage.platform == PLATFORM)
+                    .order_by(ChatMessage.created)
+                )
+            )
+        await self._redraw(drawn, [(r.channel_id, r.message_id) for r in rows], approval_id)
+        requester = view.requester_key.removeprefix(f"{PLATFORM}:")
+        if view.state == State.pending or not rows or requester == view.requester_key:
+            return
+        home = next((r for r in rows if r.thread_id), rows[0])
+        who = f" (decided by {view.votes[-1].name})" if view.votes else ""
+        said = f"{drawn.text}{who}"
+        await self._post(
+            Place(home.channel_id, requester, home.thread_id or home.message_id),
+            SlackMessage(
+                text=f"<@{requester}> {said}", blocks=[section(f"<@{requester}> {escape(said)}")]
+            ),
+            private=False,
+        )
+
+    async def _post(self, place: Place, message: SlackMessage, *, private: bool) -> str | None:
+        """Send one message; the posted message's ts, or None (ephemeral, or it failed)."""
+        thread = {"thread_ts": place.thread_ts} if place.thread_ts else {}
+        if private:
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=place.channel, user=place.user, text=message.text,
+                    blocks=message.blocks, **thread,
+                )  # fmt: skip
+            except SlackApiError as exc:
+                log.info(
+                    "chat.postEphemeral in %s failed (%s)", place.channel, exc.response.get("error")
+                )
+                await self._respond(place, message)
+            return None
+        try:
+            answer = await self.client.chat_postMessage(
+                channel=place.channel, text=message.text, blocks=message.blocks, **thread
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            log.warning("chat.postMessage in %s failed (%s)", place.channel, error)
+            note = context(f"I could not post in this channel ({error}): invite me with `/invite`.")
+            await self._respond(place, SlackMessage(message.text, _noted(message.blocks, note)))
+            return None
+        return str(answer["ts"])
+
+    async def _respond(self, place: Place, message: SlackMessage) -> None:
+        """The response_url: privately to the user, even where the bot is not a member."""
+        if not place.response_url:
+            return
+        try:
+            await AsyncWebhookClient(place.response_url).send(
+                text=message.text, blocks=message.blocks, response_type="ephemeral",
+                replace_original=False,
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("response_url failed: %s", exc)
+
+    async def _refuse(self, place: Place, why: str) -> None:
+        # The response_url first: it works where the bot cannot read the conversation.
+        if place.response_url:
+            await self._respond(place, error_message(why))
+        else:
+            await self._post(place, error_message(why), private=True)
+
+    async def _failed(self, place: Place, what: str) -> None:
+        log.exception("Slack: %s failed", what)
+        await self._refuse(
+            place, f"{what} failed on our side; check `/billing approvals` before trying again"
+        )
+
+
+def _noted(blocks: list[dict[str, Any]], note: dict[str, Any]) -> list[dict[str, Any]]:
+    """The note last, within the 50 blocks a message may have."""
+    return [*blocks[: MESSAGE_BLOCKS - 1], note]
+
+
+def _home(context: AsyncBoltContext) -> str | None:
+    """The workspace the app is installed in (from auth.test)."""
+    result = context.get("authorize_result")
+    return getattr(result, "team_id", None) if result is not None else None
+
+
+def _decided(line: str) -> str | None:
+    """The approval an `approve` / `deny` line decides on."""
+    words = line.split()
+    if len(words) >= 2 and words[0].lower() in DECISIONS:
+        return words[1]
+    return None
+
+
+def _shown(reply: Reply, decided: str | None) -> bool:
+    """A decision shows as its card updated in place: only a refusal needs its own message."""
+    return decided is None or reply.error is not None
+
+
+def _pager(line: str | None, base: tuple[int, int] | None) -> Pager | None:
+    """The "more" button's value for the cards of a lookup (None for any other command)."""
+    if not line or not line.split() or line.split()[0].lower() != "lookup":
+        return None
+
+    def value(card_index: int, section_index: int, shown: int) -> str | None:
+        if card_index != 0:
+            return None
+        where = (base[0], base[1] + shown) if base else (section_index, shown)
+        return json.dumps({"line": line, "s": where[0], "o": where[1]}, separators=(",", ":"))
+
+    return value
+
+
+async def run_socket_mode(settings: Settings) -> None:
+    """`chargedesk slack --socket`: the same app over an outbound websocket, no public URL."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.app import open_services
+
+    assert settings.slack.app_token is not None
+    services = await open_services(settings)
+    bot = SlackBot(settings.slack)
+    bot.bind(services)
+    handler = AsyncSocketModeHandler(bot.app, settings.slack.app_token.get_secret_value())
+    try:
+        await handler.start_async()
+    finally:
+        await handler.close_async()
+        await bot.aclose()
+        await services.close()
