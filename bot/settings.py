@@ -137,6 +137,19 @@ class SlackSettings(_Section):
     approvals_channel: str | None = Field(None, description="also post every approval request here")
 
 
+class DiscordSettings(_Section):
+    """Discord is enabled when `token` is set."""
+
+    token: SecretStr | None = Field(None, description="the bot token from the Developer Portal")
+    guild_ids: list[int] = Field(default_factory=list, description="servers to sync /billing to (instant)")
+    agent_roles: list[str] = Field(default_factory=list, description="role names or IDs")
+    manager_roles: list[str] = Field(default_factory=list)
+    admin_roles: list[str] = Field(default_factory=list)
+    support_channels: list[int] = Field(default_factory=list, description="customer-facing channels: shared")
+    approvals_channel: int | None = Field(None, description="also post every approval request here")
+    api_base: HttpUrl | None = Field(None, description="REST base override, for a test server")
+
+
 class LookupSettings(_Section):
     timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds each gateway gets before its section says so"
@@ -180,6 +193,7 @@ class Settings(BaseSettings):
     stripe: StripeSettings = StripeSettings()
     paypal: PayPalSettings = PayPalSettings()
     slack: SlackSettings = SlackSettings()
+    discord: DiscordSettings = DiscordSettings()
     lookup: LookupSettings = LookupSettings()
 
     @field_validator("database_url")
