@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bot.actors import Actor
 from bot.approvals.budget import Budgets
 from bot.approvals.policy import Policy, load_policy
 from bot.gateways.base import Gateway
@@ -28,7 +30,22 @@ class Services:
     gateways: Gateways
     policy: Policy
     budgets: Budgets
+    # Called with (approval_id, actor) after a request's state changes, so every
+    # chat platform showing it can redraw it, whichever platform decided.
+    decision_hooks: list[Callable[[str, Actor], Awaitable[None]]] = field(default_factory=list)
     _engine: redis_store.EmbeddedEngine | None = field(default=None, repr=False)
+
+    async def announce(self, approval_id: str, actor: Actor) -> None:
+        """Tell every decision hook; a failing hook is logged, never undoes the decision."""
+        for hook in self.decision_hooks:
+            try:
+                await hook(approval_id, actor)
+            except Exception:
+                log.exception(
+                    "decision hook %s failed for %s",
+                    getattr(hook, "__qualname__", hook),
+                    approval_id,
+                )
 
     def key(self, *parts: str) -> str:
         """A Redis key in this deployment's namespace."""

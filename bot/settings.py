@@ -141,11 +141,15 @@ class DiscordSettings(_Section):
     """Discord is enabled when `token` is set."""
 
     token: SecretStr | None = Field(None, description="the bot token from the Developer Portal")
-    guild_ids: list[int] = Field(default_factory=list, description="servers to sync /billing to (instant)")
+    guild_ids: list[int] = Field(
+        default_factory=list, description="servers to sync /billing to (instant)"
+    )
     agent_roles: list[str] = Field(default_factory=list, description="role names or IDs")
     manager_roles: list[str] = Field(default_factory=list)
     admin_roles: list[str] = Field(default_factory=list)
-    support_channels: list[int] = Field(default_factory=list, description="customer-facing channels: shared")
+    support_channels: list[int] = Field(
+        default_factory=list, description="customer-facing channels: shared"
+    )
     approvals_channel: int | None = Field(None, description="also post every approval request here")
     api_base: HttpUrl | None = Field(None, description="REST base override, for a test server")
 

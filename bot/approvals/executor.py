@@ -78,6 +78,7 @@ async def recover(services: Services, older_than: timedelta | None = None) -> li
         log.warning("recovering execution of %s (attempt %d)", approval_id, attempts + 1)
         # No staleness check: our own earlier attempt may be what changed the charge.
         recovered.append(await _run(services, view, SYSTEM, check_stale=False))
+        await services.announce(approval_id, SYSTEM)
     return recovered
 
 

@@ -47,4 +47,5 @@ async def decide(
     view = await vote(services, actor, approval_id, approve=approve, reason=reason)
     if view.state == State.approved:
         view = await execute(services, view.id, actor)
+    await services.announce(view.id, actor)
     return view

@@ -309,9 +309,11 @@ async def expire_due(services: Services, system: Actor) -> int:
     for approval_id in due:
         async with services.db.write() as session:
             view = await load(session, approval_id)
-            if await transition(session, approval_id, State.pending, State.expired):
-                await append(session, audit_record(view, system, "expired"))
-                expired += 1
+            if not await transition(session, approval_id, State.pending, State.expired):
+                continue
+            await append(session, audit_record(view, system, "expired"))
+        expired += 1
+        await services.announce(approval_id, system)
     return expired
 
 

@@ -249,6 +249,12 @@ class SlackBot:
 
     def bind(self, services: Services) -> None:
         self._services = services
+        services.decision_hooks.append(self._decided_elsewhere)
+
+    async def _decided_elsewhere(self, approval_id: str, actor: Actor) -> None:
+        """A request decided in the shell, Discord or by expiry: redraw its Slack cards too."""
+        if actor.platform != PLATFORM:  # decisions made in Slack redraw themselves
+            await self.refresh(approval_id)
 
     @property
     def services(self) -> Services:

@@ -744,3 +744,17 @@ async def test_the_fake_slack_api_refuses_what_slack_refuses(api):
         "chat.postEphemeral: unknown parameter colour",
     ]
     api.problems.clear()  # seen: the fixture's own check is for the bot's calls
+
+
+async def test_a_request_decided_in_the_shell_is_redrawn_in_slack(slack, services):
+    """Whichever platform decides, every Slack copy of the request shows the outcome."""
+    from bot.actors import Role
+    from tests.conftest import person, say
+
+    approval_id, _ = await pending_refund(slack)
+    reply = await say(
+        services, person("maria", Role.manager, platform="shell"), f"approve {approval_id}"
+    )
+    assert reply.approval.state == "succeeded"
+    updates = await slack.api.wait_for("chat.update", 1)
+    assert ": done" in texts(updates[-1].params["blocks"])
