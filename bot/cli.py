@@ -1,4 +1,4 @@
-"""`chargedesk`: shell | demo | import | audit | db | recover | serve | slack."""
+"""`chargedesk`: shell | demo | import | audit | db | recover | serve | slack | discord."""
 
 from __future__ import annotations
 
@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     slack.add_argument("--host", default="127.0.0.1")
     slack.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser(
+        "discord",
+        help="the Discord bot: /billing over the gateway connection (syncs commands on start)",
+    )
     return parser
 
 
@@ -97,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "slack":
             return _slack(settings, args)
+        if args.command == "discord":
+            return _discord(settings)
         return asyncio.run(_COMMANDS[args.command](settings, args))
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
@@ -269,6 +276,15 @@ def _slack(settings: Settings, args: argparse.Namespace) -> int:
             "or use --socket"
         )
     return _serve(settings, args)
+
+
+def _discord(settings: Settings) -> int:
+    if settings.discord.token is None:
+        raise ConfigError("discord.token: required (CHARGEDESK_DISCORD__TOKEN=<bot token>)")
+    from bot.chat.discord import run_discord
+
+    asyncio.run(run_discord(settings))
+    return 0
 
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {

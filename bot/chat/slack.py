@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -40,12 +40,11 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot import lookup_cache
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
-from bot.cards.billing import approval_card, profile_card
-from bot.cards.model import Card, Reply, Section, Table
+from bot.cards.billing import approval_card
+from bot.cards.model import Reply
 from bot.cards.slack import (
     FORM_CALLBACK,
     MESSAGE_BLOCKS,
@@ -64,8 +63,8 @@ from bot.cards.slack import (
     section,
 )
 from bot.commands import Context, dispatch, run
-from bot.commands.args import Args
-from bot.commands.forms import Form, FormField, cancel_form, deny_form, refund_form, submit
+from bot.commands.forms import Form, cancel_form, deny_form, reason_form, refund_form, submit
+from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.errors import UserError
 from bot.settings import Settings, SlackSettings
@@ -83,7 +82,6 @@ HELPDESK_WINDOW = 30 * 24 * 3600
 CHANNEL_TTL = 300
 GROUP_TTL = 300
 USER_TTL = 600
-PAGE_ROWS = 10
 COMPACT_ROWS = 3
 MAX_CANDIDATES = 3
 DECISIONS = ("approve", "deny")
@@ -167,59 +165,6 @@ def field_errors(form: Form, reply: Reply) -> dict[str, str]:
     if field in names:
         return {field: clip(reply.error.message, 300)}
     return {}
-
-
-def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
-    """A button whose command lacks only a reason (capture, void): ask for it."""
-    fixed = {k: str(v) for k, v in given.items() if k != "reason" and v not in (None, "")}
-    fields = []
-    if "amount" in spec.args.model_fields and "amount" not in fixed:
-        fields.append(
-            FormField(name="amount", label="Amount", optional=True, hint="Empty: the whole amount")
-        )
-    fields.append(
-        FormField(
-            name="reason", label="Reason", kind="textarea", hint="What happened, for the audit log"
-        )
-    )
-    verb = title.split(maxsplit=1)[0] if title.strip() else spec.name.capitalize()
-    return Form(command=spec.name, title=title, submit_label=verb, given=fixed, fields=fields)
-
-
-class PageArgs(Args):
-    query: str = Field(min_length=3, max_length=320, pattern=r"^[^\s]+$")
-    section: int = Field(ge=0, le=50)
-    offset: int = Field(ge=1, le=100_000)
-
-
-async def page(ctx: Context, args: PageArgs) -> Reply:
-    """The next rows of one list on a customer's card (its "more" button)."""
-    profile = await lookup_cache.lookup(ctx.services, args.query)
-    card = profile_card(
-        profile, locale=ctx.services.settings.locale, max_rows=args.offset + PAGE_ROWS
-    )
-    part = card.sections[args.section] if args.section < len(card.sections) else None
-    if not profile.found or part is None or part.table is None:
-        raise UserError("not_found", "that list is no longer on the card: run the lookup again")
-    rows = part.table.rows[args.offset : args.offset + PAGE_ROWS]
-    more = len(part.table.rows) - args.offset - len(rows) + part.table.more
-    title = (part.title or "Rows").split(" (")[0]
-    shown = f"{args.offset + 1:,}–{args.offset + len(rows):,}" if rows else "none left"
-    return Reply(
-        cards=[
-            Card(
-                title=card.title,
-                subtitle=f"{title} {shown}",
-                sections=[
-                    Section(
-                        title=part.title,
-                        tone=part.tone,
-                        table=Table(columns=part.table.columns, rows=rows, more=max(0, more)),
-                    )
-                ],
-            )
-        ]
-    )
 
 
 class SlackBot:
@@ -549,12 +494,8 @@ class SlackBot:
         if lookup.name != "lookup":
             await self._deliver(ctx, Reply.fail("usage", "only lookups have more pages"), place)
             return
-        spec = Command(
-            name=lookup.name, args=PageArgs, roles=lookup.roles, handler=page,
-            usage=lookup.usage, positional=(),
-        )  # fmt: skip
         reply = await run(
-            ctx, spec, {"query": raw.get("query"), "section": base[0], "offset": base[1]}
+            ctx, LOOKUP_PAGE, {"query": raw.get("query"), "section": base[0], "offset": base[1]}
         )
         await self._deliver(ctx, reply, place, line=data["line"], page=base)
 

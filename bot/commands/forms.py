@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from bot.cards.model import Reply
-from bot.commands.router import COMMANDS, Context, run
+from bot.commands.router import COMMANDS, Command, Context, run
 from bot.errors import UserError
 
 
@@ -108,6 +108,23 @@ def deny_form(approval_id: str) -> Form:
         given={"id": approval_id},
         fields=[FormField(name="reason", label="Why", kind="textarea")],
     )
+
+
+def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
+    """A button whose command lacks only a reason (capture, void): ask for it."""
+    fixed = {k: str(v) for k, v in given.items() if k != "reason" and v not in (None, "")}
+    fields = []
+    if "amount" in spec.args.model_fields and "amount" not in fixed:
+        fields.append(
+            FormField(name="amount", label="Amount", optional=True, hint="Empty: the whole amount")
+        )
+    fields.append(
+        FormField(
+            name="reason", label="Reason", kind="textarea", hint="What happened, for the audit log"
+        )
+    )
+    verb = title.split(maxsplit=1)[0] if title.strip() else spec.name.capitalize()
+    return Form(command=spec.name, title=title, submit_label=verb, given=fixed, fields=fields)
 
 
 async def submit(ctx: Context, form: Form, values: dict[str, Any]) -> Reply:

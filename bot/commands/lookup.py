@@ -6,9 +6,9 @@ from pydantic import Field
 
 from bot import lookup_cache
 from bot.cards.billing import profile_card
-from bot.cards.model import Reply
+from bot.cards.model import Card, Reply, Section, Table
 from bot.commands.args import Args
-from bot.commands.router import Context, command
+from bot.commands.router import COMMANDS, Command, Context, command
 from bot.errors import UserError
 
 
@@ -37,3 +37,50 @@ async def lookup(ctx: Context, args: LookupArgs) -> Reply:
             f"no customer matches {args.query}" + (f" (not asked: {down})" if down else ""),
         )
     return Reply(cards=[profile_card(profile, locale=ctx.services.settings.locale)])
+
+
+# --- paging: the "more" buttons of a card (not a typed command) ---------------------------
+
+PAGE_ROWS = 10
+
+
+class PageArgs(Args):
+    query: str = Field(min_length=3, max_length=320, pattern=r"^[^\s]+$")
+    section: int = Field(ge=0, le=50)
+    offset: int = Field(ge=1, le=100_000)
+
+
+async def lookup_page(ctx: Context, args: PageArgs) -> Reply:
+    """The next rows of one list on a customer's card (its "more" button)."""
+    profile = await lookup_cache.lookup(ctx.services, args.query)
+    card = profile_card(
+        profile, locale=ctx.services.settings.locale, max_rows=args.offset + PAGE_ROWS
+    )
+    part = card.sections[args.section] if args.section < len(card.sections) else None
+    if not profile.found or part is None or part.table is None:
+        raise UserError("not_found", "that list is no longer on the card: run the lookup again")
+    rows = part.table.rows[args.offset : args.offset + PAGE_ROWS]
+    more = len(part.table.rows) - args.offset - len(rows) + part.table.more
+    title = (part.title or "Rows").split(" (")[0]
+    shown = f"{args.offset + 1:,}–{args.offset + len(rows):,}" if rows else "none left"
+    return Reply(
+        cards=[
+            Card(
+                title=card.title,
+                subtitle=f"{title} {shown}",
+                sections=[
+                    Section(
+                        title=part.title,
+                        tone=part.tone,
+                        table=Table(columns=part.table.columns, rows=rows, more=max(0, more)),
+                    )
+                ],
+            )
+        ]
+    )
+
+
+LOOKUP_PAGE = Command(
+    name="lookup", args=PageArgs, roles=COMMANDS["lookup"].roles, handler=lookup_page,
+    usage=COMMANDS["lookup"].usage, positional=(),
+)  # fmt: skip

@@ -1,0 +1,809 @@
+"""Discord: `/billing` subcommands, embeds, buttons and modals, approvals in threads.
+
+A chat adapter on discord.py 2.x. It turns an interaction into (Actor, Channel,
+command), calls the core (`run`, `forms.submit`; Approve and Deny are the
+`approve`/`deny` commands, which go through `decide`), and draws the Reply as
+embeds. No billing rule lives here.
+
+- Every interaction is answered within Discord's three seconds: deferred before
+  any slow work, then completed with `edit_original_response` or follow-ups. A
+  button that opens a modal cannot defer; its form is built within a budget and
+  falls back to an unfilled form when a gateway is slow.
+- Buttons and modals carry what they act on in their custom_id (`cd:approve:apr_...`,
+  `cd:form:refund:charge=...`) and are routed from `on_interaction`, so there is
+  no per-message state to lose: buttons keep working after a restart.
+- Support channels (configured) are shared: agent answers there are ephemeral,
+  approvals go to the approvals channel only, and an interaction whose place
+  cannot be told is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+from discord import app_commands
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from bot import lookup_cache
+from bot.actors import Actor, Channel, ChannelKind, Role
+from bot.app import Services
+from bot.approvals.workflow import ApprovalView, State, get
+from bot.cards.billing import approval_card
+from bot.cards.discord import (
+    BUTTON_LABEL,
+    PAGE_ROWS,
+    PREFIX,
+    DiscordMessage,
+    Modal,
+    clip,
+    command_of,
+    form_given,
+    form_modal,
+    modal_values,
+    reply_message,
+)
+from bot.cards.model import Reply
+from bot.commands import COMMANDS, Context, run
+from bot.commands.forms import (
+    Form,
+    FormField,
+    cancel_form,
+    deny_form,
+    reason_form,
+    refund_form,
+    submit,
+)
+from bot.commands.lookup import LOOKUP_PAGE
+from bot.commands.router import Command, parse
+from bot.errors import UserError
+from bot.settings import DiscordSettings, Settings
+from bot.store.tables import ChatMessage
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+DECISIONS = ("approve", "deny")
+# A modal must be the first answer to a click, within three seconds: keep room for the network.
+FORM_BUDGET = 2.0
+AUTOCOMPLETE_BUDGET = 2.0
+ROLES_TTL = 300
+LAST_LOOKUP_TTL = 24 * 3600
+CHOICES = 25
+THREAD_NAME = 100
+# Fields a Discord modal may send back; anything else is refused by `forms.submit`.
+FORM_FIELDS = ("amount", "when", "reason", "reason_code", "reason_text")
+MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+
+
+class Refused(Exception):
+    """The bot cannot tell who reads this conversation, so it answers nothing there."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One interaction being answered: whether its deferred answer is private, or a message update."""
+
+    interaction: discord.Interaction
+    private: bool
+    update: bool = False
+
+
+class _Drawn(discord.ui.View):
+    """Buttons to draw only: clicks are routed by custom_id in `on_interaction`, never stored."""
+
+    def __init__(self, message: DiscordMessage) -> None:
+        super().__init__(timeout=None)
+        for number, row in enumerate(message.rows):
+            for spec in row:
+                self.add_item(
+                    discord.ui.Button(
+                        label=spec.label,
+                        custom_id=spec.custom_id,
+                        style=discord.ButtonStyle(spec.style),
+                        row=number,
+                    )
+                )
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
+def _embeds(message: DiscordMessage) -> list[discord.Embed]:
+    return [discord.Embed.from_dict(e) for e in message.embeds]
+
+
+def _drawn(message: DiscordMessage) -> dict[str, Any]:
+    """Keyword arguments for discord.py's send/edit calls."""
+    return {
+        "content": message.content,
+        "embeds": _embeds(message),
+        "view": _Drawn(message) if message.rows else None,
+    }
+
+
+def _error(text: str) -> DiscordMessage:
+    return reply_message(Reply.fail("refused", text))
+
+
+class _Form(discord.ui.Modal):
+    """A form drawn as a modal; its submission is routed by custom_id like a button."""
+
+    def __init__(self, modal: Modal) -> None:
+        super().__init__(title=modal.title, custom_id=modal.custom_id, timeout=None)
+        for field in modal.inputs:
+            self.add_item(
+                discord.ui.TextInput(
+                    label=field.label,
+                    custom_id=field.custom_id,
+                    style=discord.TextStyle.paragraph
+                    if field.style == "paragraph"
+                    else discord.TextStyle.short,
+                    required=field.required,
+                    default=field.value,
+                    placeholder=field.placeholder,
+                )
+            )
+        # Finished before it is sent: discord.py then keeps no copy to route to.
+        self.stop()
+
+
+class Billing(app_commands.Group):
+    """`/billing`: a subcommand per core command; options fill the command's arguments."""
+
+    def __init__(self, bot: DiscordBot) -> None:
+        super().__init__(name="billing", description="ChargeDesk billing support")
+        self.bot = bot
+
+    @app_commands.command(name="help", description="List the commands you may run, or explain one")
+    @app_commands.describe(topic="a command name, such as refund")
+    async def help_(self, interaction: discord.Interaction, topic: str | None = None) -> None:
+        await self.bot.command(interaction, "help", {"topic": topic})
+
+    @app_commands.command(description="Show a customer's billing across every gateway")
+    @app_commands.describe(query="email, or a customer, charge, invoice or subscription ID")
+    async def lookup(self, interaction: discord.Interaction, query: str) -> None:
+        await self.bot.command(interaction, "lookup", {"query": query})
+
+    @app_commands.command(description="Refund a charge, fully or in part")
+    @app_commands.describe(
+        charge="charge ID (ledger:ch_123)", reason="reason code and text, for the audit log",
+        amount="amount such as 12.50 or 12.50 EUR; empty: what remains refundable",
+    )  # fmt: skip
+    async def refund(
+        self, interaction: discord.Interaction, charge: str, reason: str, amount: str | None = None
+    ) -> None:
+        await self.bot.command(
+            interaction, "refund", {"charge": charge, "amount": amount, "reason": reason}
+        )
+
+    @app_commands.command(description="Cancel a subscription now or at the end of the period")
+    @app_commands.describe(
+        subscription="subscription ID", reason="reason code and text", when="when it ends"
+    )
+    @app_commands.choices(
+        when=[
+            app_commands.Choice(name="At the end of the paid period", value="period-end"),
+            app_commands.Choice(name="Now", value="now"),
+        ]
+    )
+    async def cancel(
+        self,
+        interaction: discord.Interaction,
+        subscription: str,
+        reason: str,
+        when: app_commands.Choice[str] | None = None,
+    ) -> None:
+        raw = {"subscription": subscription, "reason": reason, "when": when.value if when else None}
+        await self.bot.command(interaction, "cancel", raw)
+
+    @app_commands.command(description="Capture an authorized charge, fully or in part")
+    @app_commands.describe(charge="charge ID", reason="reason", amount="amount; empty: all of it")
+    async def capture(
+        self, interaction: discord.Interaction, charge: str, reason: str, amount: str | None = None
+    ) -> None:
+        await self.bot.command(
+            interaction, "capture", {"charge": charge, "amount": amount, "reason": reason}
+        )
+
+    @app_commands.command(description="Void an authorized charge: nothing is charged")
+    @app_commands.describe(charge="charge ID", reason="reason")
+    async def void(self, interaction: discord.Interaction, charge: str, reason: str) -> None:
+        await self.bot.command(interaction, "void", {"charge": charge, "reason": reason})
+
+    @app_commands.command(description="Requests waiting for approval, or one request")
+    @app_commands.describe(which="pending, all, mine, or a request ID")
+    async def approvals(self, interaction: discord.Interaction, which: str | None = None) -> None:
+        await self.bot.command(interaction, "approvals", {"which": which})
+
+    @app_commands.command(description="Approve a request (not your own)")
+    @app_commands.describe(id="request ID such as apr_0a1b2c3d4e5f")
+    async def approve(self, interaction: discord.Interaction, id: str) -> None:
+        await self.bot.command(interaction, "approve", {"id": id})
+
+    @app_commands.command(description="Deny a request, with the reason the requester reads")
+    @app_commands.describe(id="request ID", reason="why")
+    async def deny(self, interaction: discord.Interaction, id: str, reason: str) -> None:
+        await self.bot.command(interaction, "deny", {"id": id, "reason": reason})
+
+    @app_commands.command(description="The audit log, newest first")
+    @app_commands.describe(who="agent name or platform:id", since="7d, 24h or 2026-11-01")
+    async def audit(
+        self, interaction: discord.Interaction, who: str | None = None, since: str | None = None
+    ) -> None:
+        await self.bot.command(interaction, "audit", {"who": who, "since": since})
+
+    @app_commands.command(description="New disputes and failed payments, newest first")
+    @app_commands.describe(count="how many (1 to 50)")
+    async def alerts(self, interaction: discord.Interaction, count: int | None = None) -> None:
+        await self.bot.command(interaction, "alerts", {"count": count})
+
+    @refund.autocomplete("charge")
+    @capture.autocomplete("charge")
+    @void.autocomplete("charge")
+    async def _charges(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self.bot.suggest(interaction, current, "charges")
+
+    @cancel.autocomplete("subscription")
+    async def _subscriptions(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self.bot.suggest(interaction, current, "subscriptions")
+
+
+class DiscordBot(discord.Client):
+    """The Discord bot: a `/billing` command tree whose callbacks call the core."""
+
+    def __init__(self, settings: DiscordSettings, services: Services) -> None:
+        if settings.api_base:
+            # discord.py keeps its REST base on the class: REST, callbacks and follow-ups share it.
+            discord.http.Route.BASE = str(settings.api_base).rstrip("/")
+        intents = discord.Intents.none()
+        intents.guilds = True  # role names and threads come with the guild cache
+        super().__init__(intents=intents, allowed_mentions=MENTIONS)
+        self.settings = settings
+        self.services = services
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(Billing(self))
+        self.tree.on_error = self._tree_error  # type: ignore[method-assign]
+
+    async def setup_hook(self) -> None:
+        """Sync `/billing` on start: to the configured guilds (instant), else globally."""
+        if self.settings.guild_ids:
+            for guild_id in self.settings.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    # --- slash commands -------------------------------------------------------------------
+
+    async def command(
+        self, interaction: discord.Interaction, name: str, raw: dict[str, Any]
+    ) -> None:
+        """A `/billing` subcommand: defer, build the raw arguments, `run` validates them again."""
+        turn = await self._defer(interaction)
+        try:
+            ctx = await self._context(interaction)
+            given = {k: v for k, v in raw.items() if v is not None}
+            reply = await run(ctx, COMMANDS[name], given)
+            if name == "lookup" and reply.error is None:
+                await self._remember_lookup(ctx.actor, str(given["query"]))
+            decided = str(given["id"]) if name in DECISIONS else None
+            await self._answer(turn, ctx, reply, decided=decided, query=given.get("query"))
+        except Refused as exc:
+            await self._show(turn, _error(str(exc)), private=True)
+        except Exception:
+            await self._failed(turn, f"/billing {name}")
+
+    async def suggest(
+        self, interaction: discord.Interaction, current: str, kind: str
+    ) -> list[app_commands.Choice[str]]:
+        """IDs from the customer this user looked up last; nothing for customers."""
+        try:
+            async with asyncio.timeout(AUTOCOMPLETE_BUDGET):
+                ctx = await self._context(interaction)
+                if not ctx.actor.has(Role.agent):
+                    return []
+                query = await self.services.redis.get(self._last_key(ctx.actor))
+                if not query:
+                    return []
+                text = query.decode() if isinstance(query, bytes) else str(query)
+                profile = await lookup_cache.lookup(self.services, text)
+        except (TimeoutError, Refused, RedisError):
+            return []
+        locale = self.services.settings.locale
+        if kind == "charges":
+            items = [
+                (c.gateway, c.id, f"{c.amount.format(locale)} · {c.status.value}")
+                for c in profile.charges()
+            ]
+        else:
+            items = [
+                (s.gateway, s.id, f"{s.plan} · {s.status.value}") for s in profile.subscriptions()
+            ]
+        typed = current.strip().lower()
+        return [
+            app_commands.Choice(
+                name=clip(f"{object_id} · {about}", 100), value=f"{gateway}:{object_id}"
+            )
+            for gateway, object_id, about in items
+            if typed in object_id.lower() and len(f"{gateway}:{object_id}") <= 100
+        ][:CHOICES]
+
+    async def _tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        log.error("Discord command failed", exc_info=error)
+        if not interaction.response.is_done():
+            await interaction.response.send_message(
+                "That failed on our side; check `/billing approvals` before trying again.",
+                ephemeral=True,
+            )
+
+    # --- buttons and modals ---------------------------------------------------------------
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Buttons and modal submissions of ours, routed by custom_id (restart-proof)."""
+        data = interaction.data or {}
+        custom = str(data.get("custom_id") or "")
+        if not custom.startswith(f"{PREFIX}:"):
+            return
+        if interaction.type == discord.InteractionType.component:
+            await self._on_button(interaction, custom)
+        elif interaction.type == discord.InteractionType.modal_submit:
+            await self._on_submit(interaction, custom)
+
+    async def _on_button(self, interaction: discord.Interaction, custom: str) -> None:
+        if custom.startswith(f"{PREFIX}:page:"):
+            await self._on_page(interaction, custom)
+            return
+        line = command_of(custom)
+        try:
+            spec, raw = parse(line or "")
+        except UserError:
+            await interaction.response.send_message("That button is out of date.", ephemeral=True)
+            return
+        if "reason" in spec.args.model_fields and "reason" not in raw:
+            await self._open_form(interaction, spec, raw)
+            return
+        turn = await self._defer(interaction, update=True)
+        try:
+            ctx = await self._context(interaction)
+            reply = await run(ctx, spec, raw)
+            decided = str(raw["id"]) if spec.name in DECISIONS else None
+            # A decision shows as its card redrawn in place; only a refusal needs its own answer.
+            await self._answer(
+                turn, ctx, reply, decided=decided, show=decided is None or reply.error is not None
+            )
+        except Refused as exc:
+            await self._show(turn, _error(str(exc)), private=True)
+        except Exception:
+            await self._failed(turn, "that button")
+
+    async def _open_form(
+        self, interaction: discord.Interaction, spec: Command, raw: dict[str, Any]
+    ) -> None:
+        """Answer the click with the command's modal, prefilled from the gateway when it is quick."""
+        try:
+            ctx = await self._context(interaction)
+            if not spec.allowed(ctx.actor):
+                needed = " or ".join(sorted(r.value for r in spec.roles))
+                raise UserError("forbidden", f"{spec.name} needs the {needed} role")
+            label = _label(interaction) or spec.name.capitalize()
+            try:
+                form = await asyncio.wait_for(self._build_form(ctx, spec, raw, label), FORM_BUDGET)
+            except TimeoutError:
+                # The click expires in three seconds: ask without the gateway's prefill.
+                form = reason_form(spec, raw, label)
+            modal = form_modal(form)
+            if modal is None:
+                raise UserError("usage", f"type it instead: /billing {spec.name}")
+            await interaction.response.send_modal(_Form(modal))
+        except (UserError, Refused) as exc:
+            text = exc.message if isinstance(exc, UserError) else str(exc)
+            await interaction.response.send_message(**_drawn(_error(text)), ephemeral=True)
+        except Exception:
+            log.exception("Discord: opening a form failed")
+            if not interaction.response.is_done():
+                await interaction.response.send_message(
+                    "That failed on our side; try again, or type the command.", ephemeral=True
+                )
+
+    async def _build_form(
+        self, ctx: Context, spec: Command, raw: dict[str, Any], label: str
+    ) -> Form:
+        if spec.name == "refund":
+            return await refund_form(ctx, str(raw["charge"]))
+        if spec.name == "cancel":
+            form = await cancel_form(ctx, str(raw["subscription"]))
+            when = raw.get("when")
+            for field in form.fields:
+                if field.name == "when" and when:
+                    field.default = str(when)
+            return form
+        if spec.name == "deny":
+            approval_id = str(raw["id"])
+            view = await get(self.services, approval_id)
+            # Said before the modal opens; `decide` refuses the same at submission regardless.
+            if view.state != State.pending:
+                raise UserError(
+                    "already_decided", f"approval {approval_id} is already {view.state.value}"
+                )
+            if view.requester_key == ctx.actor.key:
+                raise UserError(
+                    "own_request",
+                    "you cannot approve or deny your own request: another approver must decide",
+                )
+            return deny_form(approval_id)
+        return reason_form(spec, raw, label)
+
+    async def _on_submit(self, interaction: discord.Interaction, custom: str) -> None:
+        """A modal submitted: the form's command runs through `forms.submit`."""
+        parsed = form_given(custom)
+        if parsed is None or parsed[0] not in COMMANDS:
+            await interaction.response.send_message("That form is out of date.", ephemeral=True)
+            return
+        name, given = parsed
+        values = modal_values((interaction.data or {}).get("components", []))  # type: ignore[arg-type]
+        decision = name in DECISIONS and interaction.message is not None
+        turn = await self._defer(interaction, update=decision)
+        try:
+            ctx = await self._context(interaction)
+            form = Form(
+                command=name, title=name, submit_label=name, given=given,
+                fields=[FormField(name=n, label=n) for n in values if n in FORM_FIELDS],
+            )  # fmt: skip
+            reply = await submit(ctx, form, values)
+            decided = given.get("id") if name in DECISIONS else None
+            await self._answer(
+                turn, ctx, reply, decided=decided, show=decided is None or reply.error is not None
+            )
+        except Refused as exc:
+            await self._show(turn, _error(str(exc)), private=True)
+        except Exception:
+            await self._failed(turn, "that form")
+
+    async def _on_page(self, interaction: discord.Interaction, custom: str) -> None:
+        """Previous / next rows of one list, edited into the same message (through `run`)."""
+        turn = await self._defer(interaction, update=True)
+        try:
+            _, _, section, offset, query = custom.split(":", 4)
+            ctx = await self._context(interaction)
+            start = int(offset)
+            reply = await run(
+                ctx, LOOKUP_PAGE, {"query": query, "section": int(section), "offset": max(1, start)}
+            )
+            if start == 0 and reply.error is None:
+                reply = await run(ctx, COMMANDS["lookup"], {"query": query})
+            if reply.error is not None:
+                await self._show(turn, reply_message(reply), private=True)
+                return
+            message = reply_message(
+                reply, pager=_pager(query, int(section)), offset=start, actions=start == 0
+            )
+            await interaction.edit_original_response(**_drawn(message))
+        except ValueError:
+            await self._show(turn, _error("that button is out of date"), private=True)
+        except Refused as exc:
+            await self._show(turn, _error(str(exc)), private=True)
+        except Exception:
+            await self._failed(turn, "that page")
+
+    # --- who and where --------------------------------------------------------------------
+
+    def _kind(self, interaction: discord.Interaction) -> ChannelKind:
+        """internal or shared (a support channel, or a thread under one); Refused when unknown."""
+        channel_id = interaction.channel_id
+        if channel_id is None:
+            raise Refused("I cannot tell where this was asked, so I will not answer here.")
+        guild_id = interaction.guild_id
+        if (
+            guild_id is not None
+            and self.settings.guild_ids
+            and guild_id not in self.settings.guild_ids
+        ):
+            raise Refused("This server is not configured for ChargeDesk.")
+        support = set(self.settings.support_channels)
+        if channel_id in support:
+            return ChannelKind.shared
+        channel = interaction.channel
+        parent = getattr(channel, "parent_id", None)
+        kind = getattr(channel, "type", None)
+        threads = (discord.ChannelType.public_thread, discord.ChannelType.private_thread)
+        if kind in threads and (parent is None or parent in support):
+            return ChannelKind.shared  # a thread we cannot place is treated as readable by all
+        return ChannelKind.internal
+
+    async def _context(self, interaction: discord.Interaction) -> Context:
+        kind = self._kind(interaction)
+        actor = await self._actor(interaction)
+        channel = Channel(platform=PLATFORM, id=str(interaction.channel_id), kind=kind)
+        return Context(self.services, actor, channel)
+
+    async def _actor(self, interaction: discord.Interaction) -> Actor:
+        """The member with the roles their Discord roles map to; anyone else is a customer."""
+        user = interaction.user
+        roles: set[Role] = set()
+        if isinstance(user, discord.Member) and interaction.guild_id is not None:
+            # The interaction's member carries role IDs even when the guild is not cached.
+            held = {str(r) for r in getattr(user, "_roles", [])}
+            names = await self._role_names(interaction.guild_id, held)
+            for role, entries in (
+                (Role.agent, self.settings.agent_roles),
+                (Role.manager, self.settings.manager_roles),
+                (Role.admin, self.settings.admin_roles),
+            ):
+                if any(e in held or e.lower() in names for e in entries):
+                    roles.add(role)
+        name = getattr(user, "display_name", None) or user.name
+        return Actor(platform=PLATFORM, id=str(user.id), name=name, roles=frozenset(roles))
+
+    async def _role_names(self, guild_id: int, held: set[str]) -> set[str]:
+        """Lower-cased names of the held roles, from the guild cache or REST (cached a few minutes)."""
+        configured = [
+            *self.settings.agent_roles,
+            *self.settings.manager_roles,
+            *self.settings.admin_roles,
+        ]
+        if not held or all(e.isdigit() for e in configured):
+            return set()
+        guild = self.get_guild(guild_id)
+        if guild is not None and guild.roles:
+            return {r.name.lower() for r in guild.roles if str(r.id) in held}
+        key = self.services.key("discord", "roles", str(guild_id))
+        known: dict[str, str] | None = None
+        try:
+            cached = await self.services.redis.get(key)
+            known = json.loads(cached) if cached else None
+        except RedisError:
+            pass
+        if known is None:
+            try:
+                listed = await self.http.get_roles(guild_id)
+            except discord.HTTPException as exc:
+                # Roles by name cannot be checked: the member keeps only roles given by ID.
+                log.warning("cannot list roles of guild %s: %s", guild_id, exc)
+                return set()
+            known = {str(r["id"]): str(r["name"]) for r in listed}
+            try:
+                await self.services.redis.set(key, json.dumps(known), ex=ROLES_TTL)
+            except RedisError:
+                log.warning("cannot cache the roles of guild %s", guild_id)
+        return {name.lower() for role_id, name in known.items() if role_id in held}
+
+    def _last_key(self, actor: Actor) -> str:
+        return self.services.key("discord", "last-lookup", actor.id)
+
+    async def _remember_lookup(self, actor: Actor, query: str) -> None:
+        try:
+            await self.services.redis.set(self._last_key(actor), query, ex=LAST_LOOKUP_TTL)
+        except RedisError:
+            log.warning("cannot remember the last lookup of %s", actor.key)
+
+    # --- answers --------------------------------------------------------------------------
+
+    async def _defer(self, interaction: discord.Interaction, *, update: bool = False) -> Turn:
+        """Answer Discord at once; the place decides whether the answer is private."""
+        try:
+            private = self._kind(interaction) == ChannelKind.shared
+        except Refused:
+            private = True
+        if update:
+            await interaction.response.defer()
+        else:
+            await interaction.response.defer(ephemeral=private, thinking=True)
+        return Turn(interaction, private, update)
+
+    async def _answer(
+        self,
+        turn: Turn,
+        ctx: Context,
+        reply: Reply,
+        *,
+        decided: str | None = None,
+        show: bool = True,
+        query: Any = None,
+    ) -> None:
+        """Show a reply where it belongs: in place, privately, or as an approval thread."""
+        if decided and (reply.error is None or reply.error.code == "expired"):
+            await self.refresh(decided)
+        pending = reply.approval is not None and reply.approval.state == State.pending.value
+        if pending and reply.error is None and not decided:
+            await self._post_approval(turn, ctx, reply)
+            return
+        if not show:
+            return
+        private = (
+            reply.ephemeral or reply.error is not None or ctx.channel.kind == ChannelKind.shared
+        )
+        pager = _pager(str(query), None) if query else None
+        await self._show(turn, reply_message(reply, pager=pager), private=private)
+
+    async def _show(self, turn: Turn, message: DiscordMessage, *, private: bool) -> None:
+        """One message as the interaction's answer; a private one never lands publicly."""
+        interaction = turn.interaction
+        if turn.update:
+            await interaction.followup.send(**_followup(message), ephemeral=private or turn.private)
+            return
+        if private and not turn.private:
+            # The public "thinking…" placeholder goes; the answer comes privately.
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException as exc:
+                log.info("cannot delete the placeholder: %s", exc)
+            await interaction.followup.send(**_followup(message), ephemeral=True)
+            return
+        await interaction.edit_original_response(**_drawn(message))
+
+    async def _post_approval(self, turn: Turn, ctx: Context, reply: Reply) -> None:
+        """A pending request: a thread on the agent's message, and the approvals channel."""
+        assert reply.approval is not None
+        approval_id = reply.approval.id
+        interaction = turn.interaction
+        user = interaction.user.id
+        title = reply.cards[0].title if reply.cards else approval_id
+        card = reply_message(reply, content=f"Requested by <@{user}>")
+        public = (
+            ctx.channel.kind == ChannelKind.internal and not turn.private and not reply.ephemeral
+        )
+        approvals = self.settings.approvals_channel
+        placed = False
+        if public and not turn.update and interaction.channel_id is not None:
+            head = await interaction.edit_original_response(
+                content=clip(f"<@{user}> asked: {title}", 2000), embeds=[], view=None
+            )
+            try:
+                thread = await self.http.start_thread_with_message(
+                    interaction.channel_id, head.id,
+                    name=clip(f"Approval {approval_id}", THREAD_NAME), auto_archive_duration=1440,
+                )  # fmt: skip
+                posted = await self.get_partial_messageable(int(thread["id"])).send(**_drawn(card))
+                await self._remember(
+                    approval_id, str(thread["id"]), str(posted.id), str(thread["id"])
+                )
+            except discord.HTTPException as exc:
+                # No thread (permissions, archived channel): the request's own message carries the card.
+                log.warning("cannot open an approval thread in %s: %s", interaction.channel_id, exc)
+                await interaction.edit_original_response(**_drawn(card))
+                await self._remember(approval_id, str(interaction.channel_id), str(head.id), None)
+            placed = True
+        if approvals and approvals != interaction.channel_id:
+            try:
+                posted = await self.get_partial_messageable(approvals).send(**_drawn(card))
+                await self._remember(approval_id, str(approvals), str(posted.id), None)
+                placed = True
+            except discord.HTTPException as exc:
+                log.warning("cannot post %s to the approvals channel: %s", approval_id, exc)
+        if not public or not placed:
+            where = f"<#{approvals}>" if approvals and placed else "`/billing approvals`"
+            quiet = reply_message(reply, actions=False, content=f"A manager decides in {where}.")
+            await self._show(turn, quiet, private=True)
+
+    async def _remember(
+        self, approval_id: str, channel: str, message: str, thread: str | None
+    ) -> None:
+        """Store where a request is shown, so that its decision redraws it there."""
+        async with self.services.db.write() as session:
+            await session.merge(
+                ChatMessage(
+                    approval_id=approval_id, platform=PLATFORM, channel_id=channel,
+                    message_id=message, thread_id=thread, created=datetime.now(UTC),
+                )
+            )  # fmt: skip
+        # A manager may have decided while this copy was on its way: redraw it then.
+        view = await get(self.services, approval_id)
+        if view.state != State.pending:
+            await self._redraw(self._card(view), [(channel, message)], approval_id)
+
+    def _card(self, view: ApprovalView) -> DiscordMessage:
+        card = approval_card(view, locale=self.services.settings.locale)
+        requester = view.requester_key.removeprefix(f"{PLATFORM}:")
+        who = f"Requested by <@{requester}>" if requester != view.requester_key else None
+        return reply_message(Reply(cards=[card]), content=who)
+
+    async def _redraw(
+        self, drawn: DiscordMessage, where: list[tuple[str, str]], approval_id: str
+    ) -> None:
+        for channel, message in where:
+            try:
+                partial = self.get_partial_messageable(int(channel)).get_partial_message(
+                    int(message)
+                )
+                await partial.edit(**_drawn(drawn))
+            except discord.HTTPException as exc:
+                log.warning("cannot update %s in %s: %s", approval_id, channel, exc)
+
+    async def refresh(self, approval_id: str) -> None:
+        """Redraw every posted card of a request; once decided, mention the requester."""
+        view = await get(self.services, approval_id)
+        drawn = self._card(view)
+        async with self.services.db.read() as session:
+            rows = list(
+                await session.scalars(
+                    select(ChatMessage)
+                    .where(ChatMessage.approval_id == approval_id, ChatMessage.platform == PLATFORM)
+                    .order_by(ChatMessage.created)
+                )
+            )
+        await self._redraw(drawn, [(r.channel_id, r.message_id) for r in rows], approval_id)
+        requester = view.requester_key.removeprefix(f"{PLATFORM}:")
+        if view.state == State.pending or not rows or requester == view.requester_key:
+            return
+        home = next((r for r in rows if r.thread_id), rows[0])
+        title = drawn.embeds[0].get("title", approval_id) if drawn.embeds else approval_id
+        who = f" (decided by {view.votes[-1].name})" if view.votes else ""
+        try:
+            await self.get_partial_messageable(int(home.channel_id)).send(
+                content=clip(f"<@{requester}> {title}{who}", 2000)
+            )
+        except discord.HTTPException as exc:
+            log.warning("cannot tell the requester of %s: %s", approval_id, exc)
+
+    async def _failed(self, turn: Turn, what: str) -> None:
+        log.exception("Discord: %s failed", what)
+        text = f"{what} failed on our side; check `/billing approvals` before trying again"
+        try:
+            await self._show(turn, _error(text), private=True)
+        except discord.HTTPException:
+            log.exception("Discord: cannot even say that %s failed", what)
+
+
+def _followup(message: DiscordMessage) -> dict[str, Any]:
+    """Follow-ups take no `None` content or view."""
+    drawn = _drawn(message)
+    return {k: v for k, v in drawn.items() if v is not None}
+
+
+def _label(interaction: discord.Interaction) -> str | None:
+    """The clicked button's label, from the message it sits on."""
+    message = interaction.message
+    custom = (interaction.data or {}).get("custom_id")
+    if message is None:
+        return None
+    for row in message.components:
+        for child in getattr(row, "children", []):
+            if getattr(child, "custom_id", None) == custom:
+                return clip(getattr(child, "label", None) or "", BUTTON_LABEL) or None
+    return None
+
+
+def _pager(query: str, section: int | None) -> Any:
+    """custom_ids of the previous / next page buttons of a lookup's lists (None when too long)."""
+
+    def ids(
+        card: int, number: int, offset: int, shown: int
+    ) -> tuple[str | None, str | None] | None:
+        if card != 0 or (section is not None and number != 0):
+            return None
+        at = number if section is None else section
+        back = f"{PREFIX}:page:{at}:{max(0, offset - PAGE_ROWS)}:{query}" if offset > 0 else None
+        more = f"{PREFIX}:page:{at}:{offset + shown}:{query}"
+        if len(more) > 100:
+            return None
+        return back, more
+
+    return ids
+
+
+async def run_discord(settings: Settings) -> None:
+    """`chargedesk discord`: connect to the gateway and serve `/billing` until stopped."""
+    from bot.app import open_services
+
+    assert settings.discord.token is not None
+    services = await open_services(settings)
+    bot = DiscordBot(settings.discord, services)
+    try:
+        await bot.start(settings.discord.token.get_secret_value())
+    finally:
+        await bot.close()
+        await services.close()
