@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
 
+    run = sub.add_parser(
+        "run", help="everything in one process: the web app, plus the Discord bot when configured"
+    )
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+
     slack = sub.add_parser(
         "slack", help="the Slack app: over HTTP at /slack/events, or --socket for Socket Mode"
     )
@@ -287,7 +293,35 @@ def _discord(settings: Settings) -> int:
     return 0
 
 
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    """One process, one set of services (one embedded Redis engine): the small-team deployment."""
+    import uvicorn
+
+    from bot.web import create_app
+
+    async def work(services: Services) -> int:
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, services), host=args.host, port=args.port)
+        )
+        parts = [server.serve()]
+        bot = None
+        if settings.discord.token is not None:
+            from bot.chat.discord import DiscordBot
+
+            bot = DiscordBot(settings.discord, services)
+            parts.append(bot.start(settings.discord.token.get_secret_value()))
+        try:
+            await asyncio.gather(*parts)
+        finally:
+            if bot is not None:
+                await bot.close()
+        return 0
+
+    return await _with_services(settings, work)
+
+
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "run": _run,
     "shell": _shell,
     "demo": _demo,
     "import": _import,
