@@ -9,6 +9,7 @@ messages and threads. Tests wait with the fake's bounded poll, never a sleep.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -222,6 +223,20 @@ async def pending_refund(d: Harness, user: str = AGENT) -> tuple[str, dict[str, 
     return approve.split(":")[2], posted.answer, posted.answer["channel_id"]
 
 
+async def stored_places(services: Services, approval_id: str, count: int = 1) -> list[ChatMessage]:
+    """Where a request's cards are stored: the adapter posts first and stores right after."""
+    rows: list[ChatMessage] = []
+    for _ in range(200):  # bounded: 5 s
+        async with services.db.read() as s:
+            rows = list(
+                await s.scalars(select(ChatMessage).where(ChatMessage.approval_id == approval_id))
+            )
+        if len(rows) >= count:
+            return rows
+        await asyncio.sleep(0.025)
+    return rows
+
+
 async def test_login_syncs_billing_subcommands_with_typed_options(discord_bot):
     synced = await discord_bot.api.wait_for(
         "PUT", "/applications/{application_id}/guilds/{guild_id}/commands"
@@ -295,10 +310,7 @@ async def test_refund_button_modal_thread_and_manager_approval(discord_bot, serv
     approve = next(c for c in custom_ids(posted.body) if c.startswith("cd:approve:apr_"))
     approval_id = approve.split(":")[2]
     assert f"cd:deny:{approval_id}" in custom_ids(posted.body)
-    async with services.db.read() as s:
-        rows = list(
-            await s.scalars(select(ChatMessage).where(ChatMessage.approval_id == approval_id))
-        )
+    rows = await stored_places(services, approval_id)
     assert [(r.platform, r.channel_id, r.message_id) for r in rows] == [
         ("discord", thread, posted.answer["id"])
     ]
@@ -469,8 +481,5 @@ async def test_a_failing_thread_falls_back_to_the_request_message(discord_bot, s
     )
     card = await d.original(payload["token"], 2)
     approve = next(c for c in custom_ids(card.body) if c.startswith("cd:approve:"))
-    async with services.db.read() as s:
-        row = await s.scalar(
-            select(ChatMessage).where(ChatMessage.approval_id == approve.split(":")[2])
-        )
+    (row,) = await stored_places(services, approve.split(":")[2])
     assert row is not None and row.channel_id == INTERNAL and row.thread_id is None

@@ -29,11 +29,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.fakes.serve import serving
 
 DATA = Path(__file__).parent / "data" / "discord"
 TOKEN = "fake-token"
@@ -352,21 +353,6 @@ GUILD_ID = "1100000000000000010"
 def discord_api() -> Iterator[DiscordAPI]:
     """Run the fake on 127.0.0.1 with a free port, in a background thread."""
     api = DiscordAPI()
-    config = uvicorn.Config(
-        api.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake Discord API did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    api.base_url = f"http://127.0.0.1:{port}/api/v10"
-    try:
+    with serving(api.app(), "fake Discord API") as url:
+        api.base_url = f"{url}/api/v10"
         yield api
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -37,13 +37,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.fakes.serve import serving
 
 # PayPal takes these in whole units, whatever ISO 4217 says (HUF and TWD have 2 there).
 ZERO_DECIMAL = frozenset({"HUF", "JPY", "TWD"})
@@ -1523,24 +1524,9 @@ def raw_member(body: bytes, name: str) -> bytes | None:
 def paypal_api(**options: Any) -> Iterator[PayPalEmulator]:
     """Run an emulator on 127.0.0.1 with a free port, in a background thread."""
     emulator = PayPalEmulator(**options)
-    config = uvicorn.Config(
-        emulator.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the PayPal emulator did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    emulator.base_url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(emulator.app(), "PayPal emulator") as url:
+        emulator.base_url = url
         yield emulator
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @cache

@@ -37,11 +37,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import jsonschema
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.serve import serving
 
 DATA = Path(__file__).parent / "data" / "slack"
 TEAM_ID = "T0CHARGE01"
@@ -491,21 +492,6 @@ async def _params(request: Request) -> dict[str, Any]:
 def slack_api(**options: Any) -> Iterator[SlackAPI]:
     """Run the fake on 127.0.0.1 with a free port, in a background thread."""
     api = SlackAPI(**options)
-    config = uvicorn.Config(
-        api.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake Slack API did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    api.base_url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(api.app(), "fake Slack API") as url:
+        api.base_url = url
         yield api
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
