@@ -74,6 +74,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             return JSONResponse({"error": exc.message}, status_code=400)
         except GatewayError as exc:  # unknown gateway, or one that takes no webhooks
             return JSONResponse({"error": exc.message}, status_code=404)
+        if request.app.state.slack is not None and "processed" in outcomes:
+            await request.app.state.slack.deliver_alerts()  # the alert reaches people at once
         return JSONResponse({"received": len(outcomes), "outcomes": outcomes})
 
     routes = [

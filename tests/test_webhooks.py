@@ -133,7 +133,7 @@ async def test_an_older_event_does_not_overwrite_newer_state(client, services):
 
 
 async def test_disputes_and_failed_payments_queue_alert_cards(client, services, manager):
-    services.settings.alerts_channel = "#billing-alerts"
+    services.settings.alerts_channel = "slack:C0ALERTS"
     dispute = event(5, EventKind.dispute_created, "dp_1", at=0, related_id="ch_jane_1", customer_id="cus_jane",
                     amount={"minor": 4900, "currency": "EUR"}, detail={"reason": "fraudulent"})  # fmt: skip
     failed = event(6, EventKind.payment_failed, "ch_f", at=0, customer_id="cus_john")

@@ -40,6 +40,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bot import notify
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
@@ -224,6 +225,27 @@ class SlackBot:
             if remaining <= 0:
                 raise TimeoutError(f"{len(pending)} Slack task(s) still running")
             await asyncio.wait(pending, timeout=remaining)
+
+    async def deliver_alerts(self) -> int:
+        """Post the alerts queued for a Slack channel (`alerts_channel = "slack:C…"`); how many."""
+        delivered = 0
+        for notification_id, channel, card in await notify.claim(self.services.db, PLATFORM):
+            try:
+                for message in reply_messages(Reply(cards=[card])):
+                    await self.client.chat_postMessage(
+                        channel=channel, text=message.text, blocks=message.blocks
+                    )
+            except SlackApiError as exc:
+                log.warning(
+                    "cannot post alert %s to %s: %s",
+                    notification_id,
+                    channel,
+                    exc.response.get("error"),
+                )
+                await notify.release(self.services.db, notification_id)
+                continue
+            delivered += 1
+        return delivered
 
     async def aclose(self) -> None:
         try:

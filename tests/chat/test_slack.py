@@ -758,3 +758,31 @@ async def test_a_request_decided_in_the_shell_is_redrawn_in_slack(slack, service
     assert reply.approval.state == "succeeded"
     updates = await slack.api.wait_for("chat.update", 1)
     assert ": done" in texts(updates[-1].params["blocks"])
+
+
+async def test_gateway_alerts_reach_the_slack_alerts_channel_once(slack, services):
+    """A dispute webhook queues an alert; Slack posts it to the alerts channel, once."""
+    from bot import notify
+    from bot.gateways.events import EventKind
+    from bot.gateways.registry import Gateways
+    from tests.test_webhooks import Signed, event
+
+    services.settings.alerts_channel = f"slack:{APPROVALS}"
+    services.gateways = Gateways([*services.gateways, Signed()], timeout=5)
+    dispute = event(
+        1, EventKind.dispute_created, "dp_9", at=0, related_id="ch_jane_1", customer_id="cus_jane"
+    )
+    for _ in range(2):  # a redelivery posts nothing more
+        response = await slack.http.post(
+            "/webhooks/acme", content=json.dumps([dispute]), headers={"x-token": "good"}
+        )
+        assert response.status_code == 200
+    posts = slack.api.of("chat.postMessage")
+    alerts = [
+        c
+        for c in posts
+        if c.params["channel"] == APPROVALS and "New dispute" in texts(c.params["blocks"])
+    ]
+    assert len(alerts) == 1
+    assert await notify.pending(services.db) == []
+    assert await slack.bot.deliver_alerts() == 0
