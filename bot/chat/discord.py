@@ -23,13 +23,11 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import discord
 from discord import app_commands
 from redis.exceptions import RedisError
-from sqlalchemy import select
 
 from bot import lookup_cache
 from bot.actors import Actor, Channel, ChannelKind, Role
@@ -50,6 +48,7 @@ from bot.cards.discord import (
     reply_message,
 )
 from bot.cards.model import Reply
+from bot.chat import places
 from bot.commands import COMMANDS, Context, run
 from bot.commands.forms import (
     Form,
@@ -64,7 +63,6 @@ from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.errors import UserError
 from bot.settings import DiscordSettings, Settings
-from bot.store.tables import ChatMessage
 
 log = logging.getLogger(__name__)
 
@@ -693,13 +691,7 @@ class DiscordBot(discord.Client):
         self, approval_id: str, channel: str, message: str, thread: str | None
     ) -> None:
         """Store where a request is shown, so that its decision redraws it there."""
-        async with self.services.db.write() as session:
-            await session.merge(
-                ChatMessage(
-                    approval_id=approval_id, platform=PLATFORM, channel_id=channel,
-                    message_id=message, thread_id=thread, created=datetime.now(UTC),
-                )
-            )  # fmt: skip
+        await places.remember(self.services, approval_id, PLATFORM, channel, message, thread)
         # A manager may have decided while this copy was on its way: redraw it then.
         view = await get(self.services, approval_id)
         if view.state != State.pending:
@@ -727,14 +719,7 @@ class DiscordBot(discord.Client):
         """Redraw every posted card of a request; once decided, mention the requester."""
         view = await get(self.services, approval_id)
         drawn = self._card(view)
-        async with self.services.db.read() as session:
-            rows = list(
-                await session.scalars(
-                    select(ChatMessage)
-                    .where(ChatMessage.approval_id == approval_id, ChatMessage.platform == PLATFORM)
-                    .order_by(ChatMessage.created)
-                )
-            )
+        rows = await places.shown(self.services, approval_id, PLATFORM)
         await self._redraw(drawn, [(r.channel_id, r.message_id) for r in rows], approval_id)
         requester = view.requester_key.removeprefix(f"{PLATFORM}:")
         if view.state == State.pending or not rows or requester == view.requester_key:

@@ -24,7 +24,6 @@ import logging
 import re
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,7 +35,6 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -63,13 +61,13 @@ from bot.cards.slack import (
     reply_messages,
     section,
 )
+from bot.chat import places
 from bot.commands import Context, dispatch, run
 from bot.commands.forms import Form, cancel_form, deny_form, reason_form, refund_form, submit
 from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.errors import UserError
 from bot.settings import Settings, SlackSettings
-from bot.store.tables import ChatMessage
 
 log = logging.getLogger(__name__)
 
@@ -783,13 +781,7 @@ class SlackBot:
 
     async def _remember(self, approval_id: str, channel: str, ts: str, thread: str | None) -> None:
         """Store where a request is shown, so that its decision redraws it there."""
-        async with self.services.db.write() as session:
-            await session.merge(
-                ChatMessage(
-                    approval_id=approval_id, platform=PLATFORM, channel_id=channel,
-                    message_id=ts, thread_id=thread, created=datetime.now(UTC),
-                )
-            )  # fmt: skip
+        await places.remember(self.services, approval_id, PLATFORM, channel, ts, thread)
         # A manager may have decided while this copy was on its way (from the thread card),
         # and the redraw then missed it: the decision is committed before the redraw reads
         # the stored messages, so checking after storing catches every such case.
@@ -816,14 +808,7 @@ class SlackBot:
         """Redraw every posted card of a request where it is shown; tell the requester once decided."""
         view = await get(self.services, approval_id)
         drawn = self._drawn(view)
-        async with self.services.db.read() as session:
-            rows = list(
-                await session.scalars(
-                    select(ChatMessage)
-                    .where(ChatMessage.approval_id == approval_id, ChatMessage.platform == PLATFORM)
-                    .order_by(ChatMessage.created)
-                )
-            )
+        rows = await places.shown(self.services, approval_id, PLATFORM)
         await self._redraw(drawn, [(r.channel_id, r.message_id) for r in rows], approval_id)
         requester = view.requester_key.removeprefix(f"{PLATFORM}:")
         if view.state == State.pending or not rows or requester == view.requester_key:
