@@ -274,6 +274,15 @@ async def _settle(session: AsyncSession, view: ApprovalView, new: State) -> None
         raise UserError("already_decided", f"approval {view.id} is already {current}")
 
 
+async def check_may_decide(services: Services, actor: Actor, approval_id: str) -> None:
+    """Refuse now, with the words `vote` would use, before a form asks for a reason."""
+    async with services.db.read() as session:
+        view = await load(session, approval_id)
+        refusal = await _refusal(session, view, actor)
+    if refusal is not None:
+        raise UserError(refusal[0], refusal[1])
+
+
 async def _refusal(
     session: AsyncSession, view: ApprovalView, actor: Actor
 ) -> tuple[str, str, State | None] | None:

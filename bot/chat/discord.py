@@ -53,10 +53,8 @@ from bot.commands import COMMANDS, Context, run
 from bot.commands.forms import (
     Form,
     FormField,
-    cancel_form,
-    deny_form,
+    form_for,
     reason_form,
-    refund_form,
     submit,
 )
 from bot.commands.lookup import LOOKUP_PAGE
@@ -399,7 +397,7 @@ class DiscordBot(discord.Client):
                 raise UserError("forbidden", f"{spec.name} needs the {needed} role")
             label = _label(interaction) or spec.name.capitalize()
             try:
-                form = await asyncio.wait_for(self._build_form(ctx, spec, raw, label), FORM_BUDGET)
+                form = await asyncio.wait_for(form_for(ctx, spec, raw, label), FORM_BUDGET)
             except TimeoutError:
                 # The click expires in three seconds: ask without the gateway's prefill.
                 form = reason_form(spec, raw, label)
@@ -416,34 +414,6 @@ class DiscordBot(discord.Client):
                 await interaction.response.send_message(
                     "That failed on our side; try again, or type the command.", ephemeral=True
                 )
-
-    async def _build_form(
-        self, ctx: Context, spec: Command, raw: dict[str, Any], label: str
-    ) -> Form:
-        if spec.name == "refund":
-            return await refund_form(ctx, str(raw["charge"]))
-        if spec.name == "cancel":
-            form = await cancel_form(ctx, str(raw["subscription"]))
-            when = raw.get("when")
-            for field in form.fields:
-                if field.name == "when" and when:
-                    field.default = str(when)
-            return form
-        if spec.name == "deny":
-            approval_id = str(raw["id"])
-            view = await get(self.services, approval_id)
-            # Said before the modal opens; `decide` refuses the same at submission regardless.
-            if view.state != State.pending:
-                raise UserError(
-                    "already_decided", f"approval {approval_id} is already {view.state.value}"
-                )
-            if view.requester_key == ctx.actor.key:
-                raise UserError(
-                    "own_request",
-                    "you cannot approve or deny your own request: another approver must decide",
-                )
-            return deny_form(approval_id)
-        return reason_form(spec, raw, label)
 
     async def _on_submit(self, interaction: discord.Interaction, custom: str) -> None:
         """A modal submitted: the form's command runs through `forms.submit`."""

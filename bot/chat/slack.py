@@ -63,7 +63,11 @@ from bot.cards.slack import (
 )
 from bot.chat import places
 from bot.commands import Context, dispatch, run
-from bot.commands.forms import Form, cancel_form, deny_form, reason_form, refund_form, submit
+from bot.commands.forms import (
+    Form,
+    form_for,
+    submit,
+)
 from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.errors import UserError
@@ -392,7 +396,7 @@ class SlackBot:
             return
         if trigger_id is None:
             return
-        task = self._spawn(self._build_form(ctx, spec, raw, label))
+        task = self._spawn(form_for(ctx, spec, raw, label))
         done, _ = await asyncio.wait({task}, timeout=self.form_budget)
         metadata = {"channel": place.channel, "thread": place.thread_ts, "url": place.response_url}
         if done:
@@ -413,29 +417,6 @@ class SlackBot:
         except UserError as exc:
             shown = notice_view(label, exc.message)
         await self.client.views_update(view_id=view["id"], hash=view["hash"], view=shown)
-
-    async def _build_form(
-        self, ctx: Context, spec: Command, raw: dict[str, Any], label: str
-    ) -> Form:
-        if spec.name == "refund":
-            return await refund_form(ctx, str(raw["charge"]))
-        if spec.name == "cancel":
-            return await cancel_form(ctx, str(raw["subscription"]))
-        if spec.name == "deny":
-            approval_id = str(raw["id"])
-            view = await get(self.services, approval_id)
-            # Said before the modal opens; `decide` refuses the same at submission regardless.
-            if view.state != State.pending:
-                raise UserError(
-                    "already_decided", f"approval {approval_id} is already {view.state.value}"
-                )
-            if view.requester_key == ctx.actor.key:
-                raise UserError(
-                    "own_request",
-                    "you cannot approve or deny your own request: another approver must decide",
-                )
-            return deny_form(approval_id)
-        return reason_form(spec, raw, label)
 
     def _modal(self, form: Form, where: dict[str, Any]) -> dict[str, Any]:
         metadata = json.dumps(

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from bot.approvals.workflow import check_may_decide
 from bot.cards.model import Reply
 from bot.commands.router import COMMANDS, Command, Context, run
 from bot.errors import UserError
@@ -125,6 +126,22 @@ def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
     )
     verb = title.split(maxsplit=1)[0] if title.strip() else spec.name.capitalize()
     return Form(command=spec.name, title=title, submit_label=verb, given=fixed, fields=fields)
+
+
+async def form_for(ctx: Context, spec: Command, raw: dict[str, Any], title: str) -> Form:
+    """The form a button opens for `spec` with the arguments it already carries."""
+    if spec.name == "refund":
+        return await refund_form(ctx, str(raw["charge"]))
+    if spec.name == "cancel":
+        form = await cancel_form(ctx, str(raw["subscription"]))
+        for field in form.fields:
+            if field.name == "when" and raw.get("when"):
+                field.default = str(raw["when"])
+        return form
+    if spec.name == "deny":
+        await check_may_decide(ctx.services, ctx.actor, str(raw["id"]))
+        return deny_form(str(raw["id"]))
+    return reason_form(spec, raw, title)
 
 
 async def submit(ctx: Context, form: Form, values: dict[str, Any]) -> Reply:

@@ -61,3 +61,21 @@ async def test_nothing_to_refund_is_said_before_the_form_opens(services, agent):
         assert exc.code == "invalid_state"
     else:
         raise AssertionError("a fully refunded charge has no refund form")
+
+
+async def test_deny_form_is_refused_up_front_in_the_words_of_the_workflow(services, agent, manager):
+    from bot.commands.forms import form_for
+    from bot.commands.router import COMMANDS
+    from bot.errors import UserError
+
+    reply = await submit(Context(services, agent, CHANNEL), await refund_form(Context(services, agent, CHANNEL), "ch_jane_1"),
+                         {"amount": "80", "reason_code": "duplicate", "reason_text": "charged twice"})  # fmt: skip
+    approval_id = reply.approval.id
+    own = Context(services, agent, CHANNEL)
+    for ctx, code in ((own, "own_request"), (Context(services, manager, CHANNEL), None)):
+        try:
+            form = await form_for(ctx, COMMANDS["deny"], {"id": approval_id}, "Deny")
+        except UserError as exc:
+            assert exc.code == code
+        else:
+            assert code is None and form.command == "deny"
