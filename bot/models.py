@@ -58,12 +58,37 @@ class DisputeStatus(StrEnum):
     lost = "lost"
 
 
+class Address(_Domain):
+    """A postal address; `country` is ISO 3166-1 alpha-2 (DE, FR, AU, ...)."""
+
+    line1: str | None = None
+    line2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+
+    def lines(self) -> list[str]:
+        """The address as printed on a document, country last."""
+        city = " ".join(p for p in (self.postal_code, self.city) if p)
+        parts = [self.line1, self.line2, ", ".join(p for p in (city, self.state) if p)]
+        return [p for p in parts if p]
+
+
 class Customer(_Domain):
     gateway: str
     id: str
     email: str | None = None
     name: str | None = None
     created: datetime | None = None
+    address: Address | None = None
+    # BCP 47 or Babel locale the customer prefers for documents and pages (de, pl-PL, ja_JP).
+    locale: str | None = None
+    tax_exempt: bool = False
+
+    @property
+    def country(self) -> str | None:
+        return self.address.country if self.address else None
 
 
 class TaxId(_Domain):
@@ -126,6 +151,14 @@ class Subscription(_Domain):
     canceled_at: datetime | None = None
 
 
+class InvoiceLine(_Domain):
+    """One line of a gateway invoice: `amount` is the line total as charged."""
+
+    description: str
+    quantity: int = 1
+    amount: Money
+
+
 class Invoice(_Domain):
     gateway: str
     id: str
@@ -139,6 +172,8 @@ class Invoice(_Domain):
     charge_id: str | None = None
     pdf_url: str | None = None
     hosted_url: str | None = None
+    lines: tuple[InvoiceLine, ...] = ()
+    paid_at: datetime | None = None
 
     def is_overdue(self, now: datetime | None = None) -> bool:
         return (

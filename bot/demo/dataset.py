@@ -1,7 +1,9 @@
 """The demo dataset: a small, realistic ledger to try every command against.
 
 Dates are relative to the moment it is built, so "overdue" and "evidence due in
-7 days" stay true whenever the demo runs. IDs are fixed and readable.
+7 days" stay true whenever the demo runs. IDs are fixed and readable. Customers
+live in Ireland, the US, Japan, Kuwait and Poland, so documents show EU VAT
+(one-stop shop), no tax, Japanese consumption tax and the reverse charge.
 
 ==========================  ========  ==========================================================
 Customer                    Currency  Data
@@ -28,6 +30,9 @@ yuki.tanaka@example.com               ``in_yuki_paid`` paid.
 Fatima Al-Sabah             KWD       ``ch_fatima_1`` 12.500 KWD succeeded (three decimals).
 ``cus_fatima``                        ``sub_fatima_pro`` Pro 12.500 KWD/month active, set to
 fatima.alsabah@example.com            cancel at period end. ``in_fatima_paid`` paid.
+Kowalski Software           EUR       An EU business in Poland with a VAT ID (reverse charge,
+``cus_kowalski``                      Polish documents). ``ch_kowalski_1`` 1,440.00 succeeded,
+ksiegowosc@kowalski...                ``in_kowalski_paid`` paid, two lines.
 ==========================  ========  ==========================================================
 """
 
@@ -54,10 +59,18 @@ def demo_data(now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
     # fmt: off
     return {
         "customers": [
-            _customer("cus_jane", "jane.doe@example.com", "Jane Doe", days(-420)),
-            _customer("cus_john", "john.smith@example.com", "John Smith", days(-200)),
-            _customer("cus_yuki", "yuki.tanaka@example.com", "Yuki Tanaka", days(-90)),
-            _customer("cus_fatima", "fatima.alsabah@example.com", "Fatima Al-Sabah", days(-60)),
+            _customer("cus_jane", "jane.doe@example.com", "Jane Doe", days(-420),
+                      address=("14 Merrion Square", "D02 XY45", "Dublin", "IE"), locale="en_IE"),
+            _customer("cus_john", "john.smith@example.com", "John Smith", days(-200),
+                      address=("350 Fifth Avenue", "10118", "New York", "US"), locale="en_US",
+                      state="NY"),
+            _customer("cus_yuki", "yuki.tanaka@example.com", "Yuki Tanaka", days(-90),
+                      address=("渋谷区道玄坂1-2-3", "150-0043", "東京都", "JP"), locale="ja_JP"),
+            _customer("cus_fatima", "fatima.alsabah@example.com", "Fatima Al-Sabah", days(-60),
+                      address=("Block 3, Street 14", "13001", "Kuwait City", "KW")),
+            _customer("cus_kowalski", "ksiegowosc@kowalski.example.pl", "Kowalski Software sp. z o.o.",
+                      days(-150), address=("ul. Złota 44", "00-120", "Warszawa", "PL"),
+                      locale="pl_PL", tax_id="PL5260250274"),
         ],
         "charges": [
             # Jane, EUR
@@ -90,6 +103,9 @@ def demo_data(now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
             # Fatima, KWD: three decimals, 12500 is 12.500 KWD
             _charge("ch_fatima_1", "cus_fatima", 12500, "KWD", "succeeded", days(-5),
                     "Pro plan, monthly", invoice="in_fatima_paid"),
+            # Kowalski, an EU business with a VAT ID: reverse charge
+            _charge("ch_kowalski_1", "cus_kowalski", 144000, "EUR", "succeeded", days(-6),
+                    "Team plan, annual, and onboarding", invoice="in_kowalski_paid"),
         ],
         "refunds": [
             {"id": "re_jane_2", "charge": "ch_jane_2", "amount": 1900, "currency": "EUR",
@@ -128,6 +144,10 @@ def demo_data(now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
                      created=days(-2), due=days(-2), charge="ch_yuki_1"),
             _invoice("in_fatima_paid", "cus_fatima", "FATIMA-0001", "paid", 12500, "KWD",
                      created=days(-5), due=days(-5), charge="ch_fatima_1"),
+            _invoice("in_kowalski_paid", "cus_kowalski", "KOWALSKI-0001", "paid", 144000, "EUR",
+                     created=days(-6), due=days(-6), charge="ch_kowalski_1",
+                     lines=[("Team plan, annual (12 seats)", 12, 108000),
+                            ("Onboarding workshop", 1, 36000)]),
         ],
     }
     # fmt: on
@@ -138,8 +158,23 @@ async def load_demo(db: Database, now: datetime | None = None) -> ImportSummary:
     return await import_data(db, demo_data(now), source="demo")
 
 
-def _customer(customer_id: str, email: str, name: str, created: str) -> dict[str, Any]:
-    return {"id": customer_id, "email": email, "name": name, "created": created}
+def _customer(
+    customer_id: str,
+    email: str,
+    name: str,
+    created: str,
+    *,
+    address: tuple[str, str, str, str],
+    locale: str | None = None,
+    state: str | None = None,
+    tax_id: str | None = None,
+) -> dict[str, Any]:
+    line1, postal_code, city, country = address
+    return {
+        "id": customer_id, "email": email, "name": name, "created": created,
+        "address_line1": line1, "postal_code": postal_code, "city": city, "state": state,
+        "country": country, "locale": locale, "tax_id": tax_id,
+    }  # fmt: skip
 
 
 def _charge(
@@ -206,8 +241,12 @@ def _invoice(
     created: str,
     due: str,
     charge: str | None = None,
+    lines: list[tuple[str, int, int]] | None = None,
 ) -> dict[str, Any]:
     return {
+        "lines": [{"description": d, "quantity": q, "amount": a} for d, q, a in lines]
+        if lines
+        else None,
         "id": invoice_id,
         "customer": customer,
         "number": number,

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.gateways.base import Capability, ErrorCode, Gateway, GatewayError, LookupQuery
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.models import (
+    Address,
     Charge,
     ChargeStatus,
     Customer,
@@ -35,10 +36,12 @@ from bot.models import (
     DisputeStatus,
     GatewayProfile,
     Invoice,
+    InvoiceLine,
     InvoiceStatus,
     Refund,
     Subscription,
     SubscriptionStatus,
+    TaxId,
 )
 from bot.money import Money
 from bot.store.db import Database
@@ -176,18 +179,13 @@ class LedgerGateway(Gateway):
         )
         return GatewayProfile(
             gateway=NAME,
-            customer=Customer(
-                gateway=NAME,
-                id=customer.id,
-                email=customer.email,
-                name=customer.name,
-                created=customer.created,
-            ),
+            customer=_customer(customer),
             charges=tuple(_charge(c) for c in charges),
             refunds=tuple(_refund(r) for r in refunds),
             subscriptions=tuple(_subscription(x) for x in subs),
             invoices=tuple(_invoice(i) for i in invoices),
             disputes=tuple(_dispute(d) for d in disputes),
+            tax_ids=_tax_ids(customer),
         )
 
     async def _row(self, s: AsyncSession, table: type[T], object_id: str, what: str) -> T:
@@ -426,6 +424,34 @@ def _snapshot(row: Any) -> dict[str, Any]:
     return {c.name: getattr(row, c.key) for c in row.__table__.columns}
 
 
+def _customer(row: LedgerCustomer) -> Customer:
+    return Customer(
+        gateway=NAME,
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        created=row.created,
+        address=Address(**row.address) if row.address else None,
+        locale=row.locale,
+        tax_exempt=row.tax_exempt,
+    )
+
+
+def _tax_ids(row: LedgerCustomer) -> tuple[TaxId, ...]:
+    if not row.tax_id_value:
+        return ()
+    country = row.address.get("country") if row.address else None
+    return (
+        TaxId(
+            gateway=NAME,
+            id=f"{row.id}:tax_id",
+            type=row.tax_id_type or "unknown",
+            value=row.tax_id_value,
+            country=country,
+        ),
+    )
+
+
 def _charge(row: LedgerCharge) -> Charge:
     return Charge(
         gateway=NAME,
@@ -480,6 +506,14 @@ def _invoice(row: LedgerInvoice) -> Invoice:
         due_date=row.due_date,
         created=row.created,
         charge_id=row.charge_id,
+        lines=tuple(
+            InvoiceLine(
+                description=line["description"],
+                quantity=line.get("quantity", 1),
+                amount=Money(minor=line["amount"], currency=row.currency),
+            )
+            for line in row.lines or ()
+        ),
     )
 
 

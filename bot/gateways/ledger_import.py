@@ -23,7 +23,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from bot.store.tables import (
     LedgerRefund,
     LedgerSubscription,
 )
+from bot.tax_ids import normalize_tax_id, tax_id_type
 
 # Summary order; it is also a valid write order (customers and charges come first).
 KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes")
@@ -76,6 +77,18 @@ class LedgerImportError(Exception):
         if count > len(shown):
             lines.append(f"  ... and {count - len(shown)} more")
         super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class NewMoney:
+    """Payments and refunds an import added (not updated): receipts and credit notes follow them."""
+
+    payments: list[str]  # charge IDs that took money
+    refunds: list[tuple[str, str, str | None]]  # (charge ID, refund ID, reason)
+
+
+# Runs inside the import's transaction, after its rows are written.
+OnWrite = Callable[[AsyncSession, NewMoney], Awaitable[None]]
 
 
 @dataclass
@@ -171,6 +184,12 @@ PositiveMinor = Annotated[int, BeforeValidator(_minor_units), AfterValidator(_po
 
 
 Text64 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+Country = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")
+]
+Locale = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$")
+]
 Text200 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Text500 = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
 
@@ -203,9 +222,44 @@ class CustomerRow(_Row):
     email: Email | None = None
     name: Text200 | None = None
     created: UtcDatetime | None = None
+    # Billing details for documents; flat so that a CSV has one column each.
+    address_line1: Text200 | None = None
+    address_line2: Text200 | None = None
+    postal_code: Text64 | None = None
+    city: Text200 | None = None
+    state: Text200 | None = None
+    country: Country | None = None
+    locale: Locale | None = None
+    tax_exempt: bool = False
+    tax_id: Text64 | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.tax_id and tax_id_type(self.tax_id, self.country) is None:
+            where = f" for {self.country}" if self.country else ""
+            return [("tax_id", f"{self.tax_id!r} is not a valid VAT/GST number{where}")]
+        return []
 
     def columns(self) -> dict[str, Any]:
-        return {"id": self.id, "email": self.email, "name": self.name, "created": self.created}
+        address = {
+            "line1": self.address_line1,
+            "line2": self.address_line2,
+            "postal_code": self.postal_code,
+            "city": self.city,
+            "state": self.state,
+            "country": self.country,
+        }
+        tax_id = normalize_tax_id(self.tax_id) if self.tax_id else None
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "created": self.created,
+            "address": {k: v for k, v in address.items() if v} or None,
+            "locale": self.locale,
+            "tax_exempt": self.tax_exempt,
+            "tax_id_type": tax_id_type(tax_id, self.country) if tax_id else None,
+            "tax_id_value": tax_id,
+        }
 
 
 _NOT_CAPTURED = (ChargeStatus.authorized, ChargeStatus.failed, ChargeStatus.voided)
@@ -327,6 +381,14 @@ class SubscriptionRow(_Row):
         }
 
 
+class InvoiceLineRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    description: Text500
+    quantity: Annotated[int, AfterValidator(_positive)] = 1
+    amount: Minor
+
+
 class InvoiceRow(_Row):
     table = LedgerInvoice
 
@@ -339,6 +401,7 @@ class InvoiceRow(_Row):
     due_date: UtcDatetime | None = None
     created: UtcDatetime | None = None
     charge: ObjectId | None = None
+    lines: list[InvoiceLineRow] | None = None
 
     @property
     def paid(self) -> int:
@@ -347,12 +410,18 @@ class InvoiceRow(_Row):
         return self.amount_due if self.status == InvoiceStatus.paid else 0
 
     def problems(self) -> list[tuple[str, str]]:
+        money = _formatter(self.currency)
+        found = []
         if self.paid > self.amount_due:
-            money = _formatter(self.currency)
-            return [
+            found.append(
                 ("amount_paid", f"{money(self.paid)} is more than the {money(self.amount_due)} due")
-            ]
-        return []
+            )
+        if self.lines and sum(line.amount for line in self.lines) != self.amount_due:
+            total = sum(line.amount for line in self.lines)
+            found.append(
+                ("lines", f"add up to {money(total)}, not the {money(self.amount_due)} due")
+            )
+        return found
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -366,6 +435,7 @@ class InvoiceRow(_Row):
             "due_date": self.due_date,
             "created": self.created,
             "charge_id": self.charge,
+            "lines": [line.model_dump() for line in self.lines] if self.lines else None,
         }
 
 
@@ -404,7 +474,9 @@ ROWS: dict[str, type[_Row]] = {
 # --- entry points -----------------------------------------------------------------------
 
 
-async def import_file(db: Database, path: Path | str, kind: str | None = None) -> ImportSummary:
+async def import_file(
+    db: Database, path: Path | str, kind: str | None = None, *, on_write: OnWrite | None = None
+) -> ImportSummary:
     """Import a JSON file (all types) or a CSV file (one type, from its name or `kind`)."""
     path = Path(path)
     name = path.name
@@ -414,18 +486,22 @@ async def import_file(db: Database, path: Path | str, kind: str | None = None) -
         raise LedgerImportError([f"{name}: cannot be read: {exc}"]) from None
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return await _import(db, _json_batch(text, name, kind, path.stem), units="minor")
+        return await _import(
+            db, _json_batch(text, name, kind, path.stem), units="minor", on_write=on_write
+        )
     if suffix == ".csv":
         kind = _kind(kind or path.stem.lower(), name)
-        return await _import(db, {kind: list(_csv_rows(text, name))}, units="major")
+        return await _import(
+            db, {kind: list(_csv_rows(text, name))}, units="major", on_write=on_write
+        )
     raise LedgerImportError([f"{name}: unknown format: use a .json or a .csv file"])
 
 
 async def import_data(
-    db: Database, data: Mapping[str, Any], *, source: str = "data"
+    db: Database, data: Mapping[str, Any], *, source: str = "data", on_write: OnWrite | None = None
 ) -> ImportSummary:
     """Import the JSON-shaped `data`; `source` names it in error messages."""
-    return await _import(db, _sections(data, source), units="minor")
+    return await _import(db, _sections(data, source), units="minor", on_write=on_write)
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -736,7 +812,9 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
 # --- writing ----------------------------------------------------------------------------
 
 
-async def _import(db: Database, raw: dict[str, list[_Raw]], *, units: str) -> ImportSummary:
+async def _import(
+    db: Database, raw: dict[str, list[_Raw]], *, units: str, on_write: OnWrite | None = None
+) -> ImportSummary:
     problems = _Problems()
     batch = _validate(raw, units, problems)
     # One transaction for checks and writes: the references checked are the ones
@@ -747,16 +825,28 @@ async def _import(db: Database, raw: dict[str, list[_Raw]], *, units: str) -> Im
             raise LedgerImportError(problems.lines)
         summary = ImportSummary()
         now = datetime.now(UTC)
+        added: dict[str, list[Any]] = {}
         for kind in KINDS:
             rows = [row for _, row in batch.rows[kind].values()]
-            await _upsert(s, ROWS[kind].table, rows, now)
+            added[kind] = await _upsert(s, ROWS[kind].table, rows, now)
             setattr(summary, kind, len(rows))
+        if on_write is not None:
+            await on_write(s, _new_money(added))
     return summary
 
 
-async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) -> None:
+def _new_money(added: dict[str, list[Any]]) -> NewMoney:
+    return NewMoney(
+        payments=[c.id for c in added["charges"] if c.captured > 0],
+        refunds=[(r.charge, r.id, r.reason) for r in added["refunds"]],
+    )
+
+
+async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) -> list[_Row]:
+    """Insert or update `rows`; returns the ones inserted."""
     if not rows:
-        return
+        return []
+    inserted = []
     existing: dict[str, Any] = {}
     for chunk in _chunks(row.id for row in rows):
         existing.update(
@@ -769,6 +859,7 @@ async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) 
             if "created" in values and values["created"] is None:
                 values["created"] = now
             s.add(table(**values))
+            inserted.append(row)
             continue
         for column, value in values.items():
             # No `created` in the file means "unchanged", not "now".
@@ -777,6 +868,7 @@ async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) 
             setattr(current, column, value)
     # Flushed type by type so that rows exist before the rows that point at them.
     await s.flush()
+    return inserted
 
 
 def _a(word: str) -> str:

@@ -35,6 +35,7 @@ from bot.gateways.base import (
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.models import (
+    Address,
     Charge,
     ChargeStatus,
     Customer,
@@ -42,6 +43,7 @@ from bot.models import (
     DisputeStatus,
     GatewayProfile,
     Invoice,
+    InvoiceLine,
     InvoiceStatus,
     Refund,
     Subscription,
@@ -646,13 +648,7 @@ class StripeGateway(Gateway):
         )
         return GatewayProfile(
             gateway=NAME,
-            customer=Customer(
-                gateway=NAME,
-                id=customer_id,
-                email=customer.get("email"),
-                name=customer.get("name"),
-                created=_time(customer.get("created")),
-            ),
+            customer=_customer(customer_id, customer),
             charges=tuple(charges_out),
             refunds=tuple(_refund(r) for group in refunds for r in group),
             subscriptions=tuple(_subscription(s) for s in subscriptions),
@@ -1163,21 +1159,63 @@ def _subscription(raw: Mapping[str, Any]) -> Subscription:
     )
 
 
+def _customer(customer_id: str, raw: Mapping[str, Any]) -> Customer:
+    address = raw.get("address") or {}
+    locales = raw.get("preferred_locales") or []
+    return Customer(
+        gateway=NAME,
+        id=customer_id,
+        email=raw.get("email"),
+        name=raw.get("name"),
+        created=_time(raw.get("created")),
+        address=Address(**{k: address.get(k) for k in _ADDRESS_FIELDS}) if address else None,
+        locale=locales[0] if locales else None,
+        # "reverse" is Stripe's reverse-charge flag; ours follows from the customer's VAT ID.
+        tax_exempt=raw.get("tax_exempt") == "exempt",
+    )
+
+
+_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "state", "country")
+
+
+def _invoice_lines(raw: Mapping[str, Any], amount_due: Money) -> tuple[InvoiceLine, ...]:
+    """The invoice's lines when they add up to what is due (tax included), else none.
+
+    With tax added on top, Stripe's line amounts are net: the document then shows
+    one line for the total rather than lines that do not add up.
+    """
+    currency = raw["currency"]
+    lines = tuple(
+        InvoiceLine(
+            description=item.get("description") or "—",
+            quantity=item.get("quantity") or 1,
+            amount=from_stripe_amount(item.get("amount") or 0, currency),
+        )
+        for item in (raw.get("lines") or {}).get("data") or []
+    )
+    if sum(line.amount.minor for line in lines) != amount_due.minor:
+        return ()
+    return lines
+
+
 def _invoice(raw: Mapping[str, Any]) -> Invoice:
     currency = raw["currency"]
+    amount_due = from_stripe_amount(raw.get("amount_due") or 0, currency)
     return Invoice(
         gateway=NAME,
         id=raw["id"],
         customer_id=_id(raw.get("customer")) or "",
         number=raw.get("number"),
         status=InvoiceStatus(raw.get("status") or "draft"),
-        amount_due=from_stripe_amount(raw.get("amount_due") or 0, currency),
+        amount_due=amount_due,
         amount_paid=from_stripe_amount(raw.get("amount_paid") or 0, currency),
         due_date=_time(raw.get("due_date")),
         created=_time(raw.get("created")),
         charge_id=_id(raw.get("charge")),  # gone from invoices since API 2025-03-31
         pdf_url=raw.get("invoice_pdf"),
         hosted_url=raw.get("hosted_invoice_url"),
+        lines=_invoice_lines(raw, amount_due),
+        paid_at=_time((raw.get("status_transitions") or {}).get("paid_at")),
     )
 
 

@@ -13,10 +13,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -62,6 +64,12 @@ class LedgerCustomer(Base):
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     created: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Billing details printed on documents: {"line1", "line2", "postal_code", "city", "state", "country"}.
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    locale: Mapped[str | None] = mapped_column(String(35))
+    tax_exempt: Mapped[bool] = mapped_column(Boolean, default=False)
+    tax_id_type: Mapped[str | None] = mapped_column(String(16))
+    tax_id_value: Mapped[str | None] = mapped_column(String(64))
 
 
 class LedgerCharge(Base):
@@ -119,6 +127,8 @@ class LedgerInvoice(Base):
     due_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     charge_id: Mapped[str | None] = mapped_column(String(64))
+    # [{"description", "quantity", "amount"}]: line totals in minor units of `currency`.
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class LedgerDispute(Base):
@@ -290,3 +300,91 @@ class ChatMessage(Base):
     message_id: Mapped[str] = mapped_column(String(64))
     thread_id: Mapped[str | None] = mapped_column(String(64))
     created: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- documents: invoices, receipts and credit notes we issue --------------------------------
+
+
+class DocumentSeries(Base):
+    """The last number issued per legal entity and document type: numbering is gapless."""
+
+    __tablename__ = "document_series"
+
+    entity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
+
+
+class DocumentRow(Base):
+    """An issued document: never updated. Its PDF is kept as issued."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("entity", "kind", "seq"),
+        # One receipt per charge, one invoice per gateway invoice, one credit note per refund.
+        UniqueConstraint("kind", "source_gateway", "source_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    source_gateway: Mapped[str] = mapped_column(String(40))
+    source_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    related_id: Mapped[str | None] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(3))
+    net: Mapped[int] = mapped_column(BigInteger)
+    tax: Mapped[int] = mapped_column(BigInteger)
+    gross: Mapped[int] = mapped_column(BigInteger)
+    treatment: Mapped[str] = mapped_column(String(24))
+    country: Mapped[str | None] = mapped_column(String(2))
+    language: Mapped[str] = mapped_column(String(8))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class EmailRow(Base):
+    """An email to send: the whole message is built before it is queued, so a retry sends the same bytes."""
+
+    __tablename__ = "emails"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # What the email is for ("receipt:doc_..."): the same purpose never queues a second email.
+    purpose: Mapped[str] = mapped_column(String(200), unique=True)
+    document_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(12), index=True)  # pending, sending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DocumentRequest(Base):
+    """A receipt or credit note that is due: written with its cause, done by a job."""
+
+    __tablename__ = "document_requests"
+    __table_args__ = (UniqueConstraint("kind", "gateway", "source_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    gateway: Mapped[str] = mapped_column(String(40))
+    source_id: Mapped[str] = mapped_column(
+        String(64)
+    )  # the charge (receipt) or refund (credit note)
+    charge_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(12), index=True)  # pending, done, skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    document_id: Mapped[str | None] = mapped_column(String(40))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2256,9 +2256,15 @@ class StripeEmulator:
         *,
         payment_method: str | None = "pm_card_visa",
         searchable: bool = True,
+        **details: Any,
     ) -> dict[str, Any]:
+        """A customer; `details` sets Customer fields such as address, preferred_locales, tax_exempt."""
         with self._seeding():
             customer = self._create_customer(email, name, payment_method=payment_method)
+            unknown = set(details) - set(customer)
+            if unknown:
+                raise KeyError(f"not Customer fields: {sorted(unknown)}")
+            customer.update(details)
             if not searchable:
                 customer["_indexed_at"] = float("inf")
             return self._render(customer)
