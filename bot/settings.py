@@ -164,6 +164,24 @@ class LookupSettings(_Section):
     )
 
 
+class MailSettings(_Section):
+    """Email: over SMTP when `smtp_url` (or SMTP_URL) is set, else written to an outbox folder."""
+
+    from_address: str = Field("billing@example.com", description="the From of every email")
+    from_name: str | None = Field(None, description="shown beside From; default the seller's name")
+    reply_to: str | None = Field(
+        None, description="the helpdesk address: replies land there with the billing context"
+    )
+    outbox_dir: Path | None = Field(
+        None, description="where .eml files go without SMTP (default data_dir/outbox)"
+    )
+    timeout: float = Field(30.0, gt=0, le=300)
+    max_attempts: int = Field(10, ge=1, le=100, description="sends tried before an email is failed")
+    retry_seconds: float = Field(
+        30.0, gt=0, le=3600, description="first retry delay; doubles each time"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEDESK_",
@@ -193,6 +211,17 @@ class Settings(BaseSettings):
     alerts_channel: str | None = Field(
         None, description="where dispute and failed-payment alerts go"
     )
+    jobs_in_process: bool | None = Field(
+        None,
+        description="run background jobs (emails, documents) inside the web, chat and shell "
+        "processes; default: yes on the embedded Redis, no with REDIS_URL (run `chargedesk worker`)",
+    )
+    smtp_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("smtp_url", "SMTP_URL", "CHARGEDESK_SMTP_URL"),
+        description="smtp://user:password@host:587 (STARTTLS) or smtps://...:465 (TLS)",
+    )
+    mail: MailSettings = MailSettings()
     ledger: LedgerSettings = LedgerSettings()
     stripe: StripeSettings = StripeSettings()
     paypal: PayPalSettings = PayPalSettings()
@@ -228,6 +257,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'chargedesk.db').resolve()}"
+
+    @property
+    def jobs_here(self) -> bool:
+        """Does this process run the background jobs itself?"""
+        if self.jobs_in_process is not None:
+            return self.jobs_in_process
+        return self.redis_url is None
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,245 @@
+"""Background jobs on arq (Redis): work that must not hold up a chat reply or a web request.
+
+Other modules add their jobs to `JOBS` (with `@job`) and periodic work to
+`PERIODIC` (with `@periodic`); `run_worker` runs them all. Every queue, job
+and cron id lives under the deployment's `redis_prefix`, so deployments can
+share one Redis.
+
+Redis is not the system of record: a job only says *when* to act on a row in
+SQL. A lost job costs a delay, never the work: `sweep_emails` re-enqueues
+every email still waiting, once a minute, and enqueueing an id that is already
+queued is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.asyncio as aioredis
+from arq.connections import ArqRedis
+from arq.cron import cron
+from arq.worker import Function, Retry, Worker, func
+from redis.exceptions import RedisError
+
+from bot.mail import outbox
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.app import Services
+
+log = logging.getLogger(__name__)
+
+JobFunction = TypeVar("JobFunction", bound=Callable[..., Any])
+
+# arq's own retry limit stays out of the way: outbox rows count attempts and decide failure.
+EMAIL_MAX_TRIES = 1000
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A coroutine run on an arq cron schedule (`schedule` holds arq.cron fields: minute, second, ...)."""
+
+    coroutine: Callable[..., Any]
+    schedule: dict[str, Any] = field(default_factory=dict)
+
+
+JOBS: dict[str, Function] = {}
+PERIODIC: dict[str, Periodic] = {}
+
+
+def job(
+    *, name: str | None = None, max_tries: int | None = None, timeout: float | None = None
+) -> Callable[[JobFunction], JobFunction]:
+    """Register `async def f(ctx, *args)` as a job; `ctx["services"]` holds the worker's Services."""
+
+    def register(coroutine: JobFunction) -> JobFunction:
+        key = name or coroutine.__name__
+        JOBS[key] = func(coroutine, name=key, max_tries=max_tries, timeout=timeout)
+        return coroutine
+
+    return register
+
+
+def periodic(*, name: str | None = None, **schedule: Any) -> Callable[[JobFunction], JobFunction]:
+    """Register `async def f(ctx)` to run on a schedule (arq.cron fields), once per deployment."""
+
+    def register(coroutine: JobFunction) -> JobFunction:
+        PERIODIC[name or coroutine.__name__] = Periodic(coroutine, dict(schedule))
+        return coroutine
+
+    return register
+
+
+def queue_name(settings: Settings) -> str:
+    return f"{settings.redis_prefix}arq:queue"
+
+
+async def enqueue(
+    services: Services, function_name: str, *args: Any, job_id: str, defer: float | None = None
+) -> bool:
+    """Queue `function_name(*args)` under `job_id`; False (and nothing queued) if that id is already queued."""
+    async with _arq(services) as redis:
+        return await _enqueue(
+            redis, services.settings, function_name, *args, job_id=job_id, defer=defer
+        )
+
+
+async def enqueue_email(services: Services, email_id: str) -> bool:
+    """Ask a worker to send a queued email; call it after the transaction that queued it commits."""
+    return await enqueue(services, "send_email", email_id, job_id=_email_job_id(email_id))
+
+
+@job(max_tries=EMAIL_MAX_TRIES)
+async def send_email(ctx: dict[str, Any], email_id: str) -> str:
+    """Deliver one email; a temporary failure comes back through arq after its backoff."""
+    try:
+        return await outbox.deliver(ctx["services"], email_id)
+    except outbox.RetryLater as later:
+        raise Retry(defer=later.delay) from None
+    except LookupError:
+        # Enqueued before its transaction committed, or rolled back: the sweeper
+        # sends it if it ever appears.
+        log.warning("email %s: not in the database (yet)", email_id)
+        return "missing"
+
+
+@periodic(second=0, run_at_startup=True)
+async def sweep_emails(ctx: dict[str, Any]) -> int:
+    """Re-enqueue every email still waiting, whatever happened to its job; returns how many were queued."""
+    services: Services = ctx["services"]
+    ids = await outbox.pending_ids(services.db, SWEEP_BATCH, lease=outbox.lease(services.settings))
+    queued = 0
+    for email_id in ids:
+        if await _enqueue(
+            ctx["redis"], services.settings, "send_email", email_id, job_id=_email_job_id(email_id)
+        ):
+            queued += 1
+    if queued:
+        log.info("sweep: re-enqueued %d waiting email(s)", queued)
+    return queued
+
+
+def worker_settings(services: Services) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker` (no Redis pool: `run_worker` adds one)."""
+    settings = services.settings
+    prefix = settings.redis_prefix
+    return {
+        "functions": list(JOBS.values()),
+        # The prefix in the name keeps each deployment's cron ids (name:time) its own.
+        "cron_jobs": [
+            cron(item.coroutine, name=f"cron:{prefix}{name}", **item.schedule)
+            for name, item in PERIODIC.items()
+        ],
+        "queue_name": queue_name(settings),
+        "ctx": {"services": services},
+        # Outcomes live in SQL; a kept result would also block re-enqueueing the same job id.
+        "keep_result": 0,
+        # Longer than an email's lease, so arq never cancels a send its claim still covers.
+        "job_timeout": max(300.0, outbox.lease(settings).total_seconds() + 30),
+        "handle_signals": False,
+    }
+
+
+async def run_worker(services: Services, *, burst: bool = False, poll_delay: float = 0.5) -> Worker:
+    """Run the jobs in this event loop until cancelled (or, with `burst`, until the queue is empty)."""
+    async with _arq(services) as redis:
+        worker = Worker(
+            **worker_settings(services), redis_pool=redis, burst=burst, poll_delay=poll_delay
+        )
+        try:
+            await worker.async_run()
+        finally:
+            await _stop(worker, redis)
+    return worker
+
+
+def start_in_process_worker(services: Services) -> asyncio.Task[Worker]:
+    """The worker as a task of this process (the embedded default has no worker process).
+
+    Stop it with `task.cancel()` before closing the services.
+    """
+    task = asyncio.create_task(run_worker(services), name="chargedesk-worker")
+    task.add_done_callback(_report_crash)
+    return task
+
+
+@asynccontextmanager
+async def background_worker(services: Services) -> AsyncIterator[None]:
+    """Run the jobs in this process for the block's duration, when settings ask for it.
+
+    By default they do on the embedded Redis engine (a laptop or a small team
+    runs one process) and not with REDIS_URL, where `chargedesk worker` runs.
+    """
+    if not services.settings.jobs_here:
+        yield
+        return
+    task = start_in_process_worker(services)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+def _report_crash(task: asyncio.Task[Worker]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("in-process job worker stopped", exc_info=task.exception())
+
+
+async def _enqueue(
+    redis: ArqRedis,
+    settings: Settings,
+    function_name: str,
+    *args: Any,
+    job_id: str,
+    defer: float | None = None,
+) -> bool:
+    queued = await redis.enqueue_job(
+        function_name,
+        *args,
+        _job_id=settings.redis_prefix + job_id,
+        _queue_name=queue_name(settings),
+        _defer_by=defer,
+    )
+    return queued is not None
+
+
+def _email_job_id(email_id: str) -> str:
+    return f"email:{email_id}"
+
+
+@asynccontextmanager
+async def _arq(services: Services) -> AsyncIterator[ArqRedis]:
+    """An arq client to the services' Redis server.
+
+    The services' pool decodes replies to str; arq stores pickled jobs and needs
+    bytes, so it gets its own pool with the same connection settings.
+    """
+    source = services.redis.connection_pool
+    pool = aioredis.ConnectionPool(
+        connection_class=source.connection_class,
+        **{**source.connection_kwargs, "decode_responses": False},
+    )
+    redis = ArqRedis(pool, default_queue_name=queue_name(services.settings))
+    try:
+        yield redis
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
+async def _stop(worker: Worker, redis: ArqRedis) -> None:
+    # Jobs cut short go back to the queue (arq re-runs cancelled jobs); their
+    # rows in SQL are recovered by the sweeper once their claims expire.
+    tasks = list(worker.tasks.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    with suppress(RedisError, OSError):
+        await redis.delete(worker.health_check_key)
