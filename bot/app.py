@@ -12,9 +12,11 @@ import redis.asyncio as aioredis
 from bot.actors import Actor
 from bot.approvals.budget import Budgets
 from bot.approvals.policy import Policy, load_policy
+from bot.documents.config import Branding, TaxConfig, load_branding, load_tax
 from bot.gateways.base import Gateway
 from bot.gateways.ledger import Forwarder, LedgerGateway
 from bot.gateways.registry import Gateways, plugin_factories
+from bot.listeners import Listener
 from bot.settings import Settings, config_dir
 from bot.store import redis as redis_store
 from bot.store.db import Database
@@ -30,6 +32,10 @@ class Services:
     gateways: Gateways
     policy: Policy
     budgets: Budgets
+    # React to money that moved (webhook events, executed actions): see bot/listeners.py.
+    listeners: list[Listener] = field(default_factory=list)
+    branding: Branding = field(default_factory=Branding)
+    tax: TaxConfig = field(default_factory=TaxConfig)
     # Called with (approval_id, actor) after a request's state changes, so every
     # chat platform showing it can redraw it, whichever platform decided.
     decision_hooks: list[Callable[[str, Actor], Awaitable[None]]] = field(default_factory=list)
@@ -99,17 +105,26 @@ async def open_services(
 ) -> Services:
     """Connect the stores (starting the embedded Redis engine if no REDIS_URL), load gateways and policy."""
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
+    # Configuration first: a bad file refuses to start before any store is opened.
+    branding, tax = load_branding(), load_tax()
+    policy = policy if policy is not None else load_policy(config_dir() / "policy.toml")
     db = Database(settings.sql_url)
     if migrate:
         await db.migrate()
     client, engine = await redis_store.connect(settings.redis_url, Path(settings.data_dir))
     chosen = gateways if gateways is not None else configured_gateways(settings, db)
+    # Imported here: the documents package builds on Services.
+    from bot.documents.automatic import DocumentListener
+
     return Services(
         settings=settings,
         db=db,
         redis=client,
         gateways=Gateways(chosen, timeout=settings.lookup.timeout),
-        policy=policy if policy is not None else load_policy(config_dir() / "policy.toml"),
+        policy=policy,
         budgets=Budgets(client, settings.redis_prefix),
+        branding=branding,
+        tax=tax,
+        listeners=[DocumentListener()],
         _engine=engine,
     )

@@ -1,4 +1,4 @@
-"""`chargedesk`: shell | demo | import | audit | db | recover | serve | slack | discord."""
+"""`chargedesk`: shell | demo | import | audit | db | recover | serve | slack | discord | worker."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument(
         "--json", action="store_true", help="print each reply as one JSON object per line"
     )
+    shell.add_argument(
+        "--files-dir",
+        type=Path,
+        metavar="DIR",
+        help="where files that come with replies (PDFs) are saved (default: DATA_DIR/files; "
+        "with --demo the workspace, files included, is removed on exit)",
+    )
 
     sub.add_parser("demo", help="load the demo dataset into the configured ledger")
 
@@ -49,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("--kind", choices=["customers", "charges", "refunds", "subscriptions", "invoices", "disputes"],
                      help="object type of a CSV file (default: from its name)")  # fmt: skip
+    imp.add_argument("--no-documents", action="store_true",
+                     help="history: no receipts or credit notes for the payments and refunds it adds")  # fmt: skip
 
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -95,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "discord",
         help="the Discord bot: /billing over the gateway connection (syncs commands on start)",
+    )
+
+    sub.add_parser(
+        "worker",
+        help="the job worker: sends queued emails (retrying failures) and other background jobs",
     )
     return parser
 
@@ -156,6 +171,7 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
     from bot.approvals.workflow import expire_due
     from bot.chat.shell import Shell, parse_identity
     from bot.demo.dataset import load_demo
+    from bot.jobs import background_worker
 
     actor = parse_identity(args.identity)
 
@@ -164,11 +180,12 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
             await load_demo(services.db)
         await expire_due(services, SYSTEM)
         await recover(services)
-        shell = Shell(services, actor, json_lines=args.json)
+        shell = Shell(services, actor, json_lines=args.json, files_dir=args.files_dir)
         if sys.stdin.isatty() and not args.json:
             shell.console.print(f"[bold]ChargeDesk[/] shell on {settings.sql_url.split('///')[0]} · type [bold]help[/], "
                                 "[bold]/as manager:maria[/] to switch user, Ctrl-D to leave")  # fmt: skip
-        return await shell.run(sys.stdin, Path(settings.data_dir) / "shell_history")
+        async with background_worker(services):
+            return await shell.run(sys.stdin, Path(settings.data_dir) / "shell_history")
 
     try:
         return await _with_services(settings, work)
@@ -188,14 +205,25 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.gateways.ledger_import import LedgerImportError, import_file
+    from bot.documents.automatic import import_recorder, start_imported
+    from bot.gateways.ledger_import import LedgerImportError, NewMoney, import_file
 
     async def work(services: Services) -> int:
+        added: list[NewMoney] = []
+        record = import_recorder(services)
+
+        async def on_write(session: Any, new: NewMoney) -> None:
+            await record(session, new)
+            added.append(new)
+
         try:
-            print(await import_file(services.db, args.file, kind=args.kind))
+            print(await import_file(services.db, args.file, kind=args.kind,
+                                    on_write=None if args.no_documents else on_write))  # fmt: skip
         except LedgerImportError as exc:
             print(f"nothing imported:\n{exc}", file=sys.stderr)
             return 1
+        for new in added:
+            await start_imported(services, new)
         return 0
 
     return await _with_services(settings, work)
@@ -297,6 +325,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     """One process, one set of services (one embedded Redis engine): the small-team deployment."""
     import uvicorn
 
+    from bot.jobs import background_worker
     from bot.web import create_app
 
     async def work(services: Services) -> int:
@@ -311,10 +340,37 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             bot = DiscordBot(settings.discord, services)
             parts.append(bot.start(settings.discord.token.get_secret_value()))
         try:
-            await asyncio.gather(*parts)
+            async with background_worker(services):
+                await asyncio.gather(*parts)
         finally:
             if bot is not None:
                 await bot.close()
+        return 0
+
+    return await _with_services(settings, work)
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.jobs import queue_name, run_worker
+    from bot.mail.transport import describe
+
+    try:
+        mail = describe(settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    async def work(services: Services) -> int:
+        logging.getLogger(__name__).info(
+            "worker on Redis queue %s; emails %s", queue_name(settings), mail
+        )
+        task = asyncio.create_task(run_worker(services))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # Stop cleanly: jobs cut short go back to the queue, services close.
+            loop.add_signal_handler(signum, task.cancel)
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()
         return 0
 
     return await _with_services(settings, work)
@@ -328,4 +384,5 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] =
     "audit": _audit,
     "db": _db,
     "recover": _recover,
+    "worker": _worker,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from bot.app import Services, open_services
 from bot.gateways.base import GatewayError, WebhookRejected
+from bot.jobs import background_worker
 from bot.settings import Settings
 from bot.webhooks import receive
 
@@ -33,8 +34,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         app.state.slack = slack
         if slack is not None:
             slack.bind(app.state.services)
+        # Whoever opened the services runs the jobs: here, or the caller that passed them in.
+        worker = background_worker(app.state.services) if services is None else nullcontext()
         try:
-            yield
+            async with worker:
+                yield
         finally:
             if slack is not None:
                 await slack.aclose()  # answers already under way still reach Slack

@@ -7,13 +7,14 @@
 - Refunds and captures made outside the bot go into the audit log as
   `external`; ours (known by idempotency key or result ID) are already there.
 - New disputes and failed payments queue an alert card for the alerts channel.
-- Successful payments and paid invoices call the payment hooks (receipts use them).
+- Every new event goes to the services' listeners, inside its transaction and
+  after it (receipts and credit notes are requested that way).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
@@ -30,10 +31,6 @@ from bot.notify import queue
 from bot.store.tables import ApprovalRow, GatewayObjectState, ProcessedEvent
 
 log = logging.getLogger(__name__)
-
-PaymentHook = Callable[[Services, GatewayEvent], Awaitable[None]]
-# Called after a payment_succeeded or invoice_paid event is recorded (documents register here).
-PAYMENT_HOOKS: list[PaymentHook] = []
 
 _ALERTS = {EventKind.dispute_created: "New dispute", EventKind.payment_failed: "Payment failed"}
 
@@ -58,21 +55,14 @@ async def receive(
     gateway = services.gateways.get(gateway_name)
     events = await gateway.parse_webhook(body, headers)
     outcomes = [await process(services, event) for event in events]
-    paid = [
-        e
-        for e, o in zip(events, outcomes, strict=True)
-        if o == "processed" and e.kind in (EventKind.payment_succeeded, EventKind.invoice_paid)
-    ]
-    for event in paid:
-        for hook in PAYMENT_HOOKS:
+    for event, outcome in zip(events, outcomes, strict=True):
+        if outcome != "processed":
+            continue
+        for listener in services.listeners:
             try:
-                await hook(services, event)
-            except (
-                Exception
-            ):  # a hook's failure must not make the gateway redeliver a processed event
-                log.exception(
-                    "payment hook %s failed for %s", getattr(hook, "__name__", hook), event.id
-                )
+                await listener.after_event(services, event)
+            except Exception:  # must not make the gateway redeliver a processed event
+                log.exception("listener %s failed after %s", type(listener).__name__, event.id)
     return outcomes
 
 
@@ -141,6 +131,8 @@ async def _act(services: Services, session: AsyncSession, event: GatewayEvent) -
     if event.kind in _ALERTS:
         await queue(session, kind=event.kind.value, card=alert_card(event, services.settings.locale),
                     channel=services.settings.alerts_channel)  # fmt: skip
+    for listener in services.listeners:
+        await listener.record_event(services, session, event)
 
 
 async def _ours(session: AsyncSession, event: GatewayEvent) -> bool:

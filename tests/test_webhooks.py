@@ -18,10 +18,11 @@ from bot.audit.log import AuditFilter, query
 from bot.gateways.base import Gateway, WebhookRejected
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.gateways.registry import Gateways
+from bot.listeners import Listener
 from bot.notify import mark_delivered, pending
 from bot.store.tables import GatewayObjectState
 from bot.web import create_app
-from bot.webhooks import PAYMENT_HOOKS, process
+from bot.webhooks import process
 from tests.conftest import say
 
 pytestmark = pytest.mark.storage
@@ -150,22 +151,23 @@ async def test_disputes_and_failed_payments_queue_alert_cards(client, services, 
     assert await mark_delivered(services.db, alerts[0][0]) is False
 
 
-async def test_payment_hooks_run_once_per_paid_event(client, services):
+async def test_listeners_hear_each_new_event_once_inside_and_after_its_transaction(
+    client, services
+):
     seen: list[str] = []
 
-    async def hook(_services, paid: GatewayEvent) -> None:  # type: ignore[no-untyped-def]
-        seen.append(paid.object_id)
+    class Recorder(Listener):
+        async def record_event(self, services, session, event) -> None:  # type: ignore[no-untyped-def]
+            seen.append(f"record {event.object_id}")
 
-    PAYMENT_HOOKS.append(hook)
-    try:
-        paid = event(
-            7, EventKind.invoice_paid, "in_1", at=0, amount={"minor": 4900, "currency": "EUR"}
-        )
-        await post(client, [paid])
-        await post(client, [paid])
-    finally:
-        PAYMENT_HOOKS.remove(hook)
-    assert seen == ["in_1"]
+        async def after_event(self, services, event) -> None:  # type: ignore[no-untyped-def]
+            seen.append(f"after {event.object_id}")
+
+    services.listeners.append(Recorder())
+    paid = event(7, EventKind.invoice_paid, "in_1", at=0, amount={"minor": 4900, "currency": "EUR"})
+    await post(client, [paid])
+    await post(client, [paid])
+    assert seen == ["record in_1", "after in_1"]
 
 
 async def test_the_same_event_processed_concurrently_counts_once(services):

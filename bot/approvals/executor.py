@@ -176,10 +176,19 @@ async def _finish(
         current = await load(session, view.id)
         await append(session, audit_record(current, actor, outcome, detail=detail or {},
                                            gateway_request_id=result_id))  # fmt: skip
+        if state == State.succeeded:
+            for listener in services.listeners:
+                await listener.record_action(services, session, current)
     if state in (State.succeeded, State.executing):
         await lookup_cache.forget(
             services, view.gateway, view.customer_id
         )  # money moved, or may have
     if error is not None:
         log.warning("approval %s %s: %s", view.id, outcome, error.message)
+    if state == State.succeeded:
+        for listener in services.listeners:
+            try:
+                await listener.after_action(services, current)
+            except Exception:  # the action succeeded; what follows it must not say otherwise
+                log.exception("listener %s failed after %s", type(listener).__name__, view.id)
     return current

@@ -1,0 +1,1 @@
+"""Invoices, receipts and credit notes: drafted from gateway objects, numbered, rendered, emailed."""

@@ -1,0 +1,272 @@
+"""Receipts after payments and credit notes after refunds, without anyone asking.
+
+A payment or refund writes a `document_requests` row in the same transaction
+that records it: the webhook event, the refund the bot executed, or the ledger
+import. A job then issues the document (once per charge or refund, however often
+it runs), queues its email and marks the request done. Redis only says *when*:
+the sweeper re-enqueues every request still pending, so none is lost.
+
+Which gateways get documents is set in `config/branding.toml` (`receipts`,
+`credit_notes`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arq.worker import Retry
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import jobs
+from bot.app import Services
+from bot.approvals.executor import SYSTEM
+from bot.approvals.workflow import ApprovalView
+from bot.documents import service
+from bot.documents.issue import IssuedDocument
+from bot.documents.mailing import deliver_soon, queue_document_email
+from bot.documents.model import DocumentKind
+from bot.errors import UserError
+from bot.gateways.base import ErrorCode, GatewayError
+from bot.gateways.events import EventKind, GatewayEvent
+from bot.gateways.ledger import NAME as LEDGER
+from bot.gateways.ledger_import import NewMoney, OnWrite
+from bot.listeners import Listener
+from bot.store.tables import DocumentRequest
+
+log = logging.getLogger(__name__)
+
+PENDING, DONE, SKIPPED = "pending", "done", "skipped"
+MAX_ATTEMPTS = 10
+# Answers that may change on their own: the gateway was down, or does not list a fresh refund yet.
+_TRANSIENT = (ErrorCode.unavailable, ErrorCode.timeout, ErrorCode.rate_limited, ErrorCode.not_found)
+# Leave fresh requests to the job their cause already queued.
+SWEEP_GRACE = timedelta(seconds=60)
+
+
+def payment_charge(event: GatewayEvent) -> str | None:
+    """The charge a payment event is about: its object, or a payment intent's latest charge."""
+    if event.raw_type.startswith("payment_intent."):
+        return event.related_id
+    return event.object_id
+
+
+def _event_request(event: GatewayEvent) -> tuple[DocumentKind, str, str] | None:
+    """(kind, charge, source) of the document an event calls for, if any."""
+    if event.kind == EventKind.payment_succeeded:
+        charge = payment_charge(event)
+        return (DocumentKind.receipt, charge, charge) if charge else None
+    # A refund event that names only its charge (the refund is unknown yet) waits for the next.
+    if event.kind == EventKind.refund and event.related_id and event.object_id != event.related_id:
+        return DocumentKind.credit_note, event.related_id, event.object_id
+    return None
+
+
+class DocumentListener(Listener):
+    """Requests receipts for payments and credit notes for refunds, wherever they come from."""
+
+    async def record_event(
+        self, services: Services, session: AsyncSession, event: GatewayEvent
+    ) -> None:
+        wanted = _event_request(event)
+        if wanted is not None:
+            kind, charge, source = wanted
+            await request(
+                services, session, kind, event.gateway, charge_id=charge, source_id=source
+            )
+
+    async def after_event(self, services: Services, event: GatewayEvent) -> None:
+        wanted = _event_request(event)
+        if wanted is not None:
+            kind, _, source = wanted
+            await start(services, kind, event.gateway, source)
+
+    async def record_action(
+        self, services: Services, session: AsyncSession, view: ApprovalView
+    ) -> None:
+        if view.action == "refund" and view.result_id:
+            await request(
+                services, session, DocumentKind.credit_note, view.gateway,
+                charge_id=view.target_id, source_id=view.result_id, reason=view.reason,
+            )  # fmt: skip
+
+    async def after_action(self, services: Services, view: ApprovalView) -> None:
+        if view.action == "refund" and view.result_id:
+            await start(services, DocumentKind.credit_note, view.gateway, view.result_id)
+
+
+def import_recorder(services: Services) -> OnWrite:
+    """For `import_file(on_write=...)`: request documents for the payments and refunds an import adds."""
+
+    async def record(session: AsyncSession, added: NewMoney) -> None:
+        for charge in added.payments:
+            await request(services, session, DocumentKind.receipt, LEDGER,
+                          charge_id=charge, source_id=charge)  # fmt: skip
+        for charge, refund, reason in added.refunds:
+            await request(services, session, DocumentKind.credit_note, LEDGER,
+                          charge_id=charge, source_id=refund, reason=reason)  # fmt: skip
+
+    return record
+
+
+async def start_imported(services: Services, added: NewMoney) -> None:
+    """After the import committed: start the jobs it requested."""
+    for charge in added.payments:
+        await start(services, DocumentKind.receipt, LEDGER, charge)
+    for _, refund, _ in added.refunds:
+        await start(services, DocumentKind.credit_note, LEDGER, refund)
+
+
+async def request(
+    services: Services,
+    session: AsyncSession,
+    kind: DocumentKind,
+    gateway: str,
+    *,
+    charge_id: str,
+    source_id: str,
+    reason: str | None = None,
+) -> bool:
+    """Ask for a document in the caller's transaction; False if not wanted or already asked."""
+    if not services.branding.automatic(kind.value, gateway):
+        return False
+    existing = await session.scalar(
+        select(DocumentRequest.id).where(
+            DocumentRequest.kind == kind.value,
+            DocumentRequest.gateway == gateway,
+            DocumentRequest.source_id == source_id,
+        )
+    )
+    if existing is not None:
+        return False
+    now = datetime.now(UTC)
+    try:
+        async with session.begin_nested():  # a concurrent twin loses only this insert
+            session.add(DocumentRequest(
+                kind=kind.value, gateway=gateway, source_id=source_id, charge_id=charge_id,
+                reason=reason, state=PENDING, attempts=0, created=now, updated=now,
+            ))  # fmt: skip
+    except IntegrityError:
+        return False
+    return True
+
+
+async def start(services: Services, kind: DocumentKind, gateway: str, source_id: str) -> None:
+    """Enqueue the job for a request; a Redis failure only delays it until the sweep."""
+    try:
+        await jobs.enqueue(
+            services, "issue_document", kind.value, gateway, source_id,
+            job_id=f"document:{kind.value}:{gateway}:{source_id}",
+        )  # fmt: skip
+    except Exception:
+        log.warning(
+            "could not enqueue %s for %s now; the sweep will", kind.value, source_id, exc_info=True
+        )
+
+
+async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id: str) -> str:
+    """Issue the requested document, queue its email, mark the request done; returns its state.
+
+    Raises GatewayError for a transient gateway answer (the job retries), until
+    MAX_ATTEMPTS, after which the request is skipped with the error kept.
+    """
+    async with services.db.read() as session:
+        row = await session.scalar(
+            select(DocumentRequest).where(
+                DocumentRequest.kind == kind.value,
+                DocumentRequest.gateway == gateway,
+                DocumentRequest.source_id == source_id,
+            )
+        )
+    if row is None or row.state != PENDING:
+        return row.state if row is not None else "missing"
+    try:
+        document = await _issue(services, row)
+    except GatewayError as exc:
+        if exc.code in _TRANSIENT and row.attempts + 1 < MAX_ATTEMPTS:
+            await _mark(services, row.id, PENDING, error=exc.message, attempt=True)
+            raise
+        return await _skip(services, row, exc)
+    except UserError as exc:
+        return await _skip(services, row, exc)
+    email_id = None
+    async with services.db.write() as session:
+        if document.customer_email or document.content.buyer.email:
+            email_id = await queue_document_email(
+                services, session, document, purpose=f"auto:{document.id}"
+            )
+        await session.execute(
+            update(DocumentRequest)
+            .where(DocumentRequest.id == row.id)
+            .values(state=DONE, document_id=document.id, updated=datetime.now(UTC))
+        )
+    if email_id is not None:
+        await deliver_soon(services, email_id)
+    return DONE
+
+
+async def _issue(services: Services, row: DocumentRequest) -> IssuedDocument:
+    ref = f"{row.gateway}:{row.charge_id}"
+    if row.kind == DocumentKind.receipt.value:
+        return await service.receipt(services, ref, actor=SYSTEM)
+    return await service.credit_note(services, ref, row.source_id, actor=SYSTEM, reason=row.reason)
+
+
+async def _skip(services: Services, row: DocumentRequest, exc: UserError) -> str:
+    log.warning("no %s for %s:%s: %s", row.kind, row.gateway, row.source_id, exc.message)
+    await _mark(services, row.id, SKIPPED, error=exc.message, attempt=True)
+    return SKIPPED
+
+
+async def _mark(
+    services: Services, request_id: int, state: str, *, error: str, attempt: bool
+) -> None:
+    async with services.db.write() as session:
+        await session.execute(
+            update(DocumentRequest)
+            .where(DocumentRequest.id == request_id)
+            .values(
+                state=state,
+                last_error=error,
+                attempts=DocumentRequest.attempts + (1 if attempt else 0),
+                updated=datetime.now(UTC),
+            )
+        )
+
+
+async def sweep(services: Services, now: datetime | None = None) -> int:
+    """Re-enqueue every request still pending a while after it was made; returns how many."""
+    cutoff = (now or datetime.now(UTC)) - SWEEP_GRACE
+    async with services.db.read() as session:
+        rows = list(
+            await session.execute(
+                select(DocumentRequest.kind, DocumentRequest.gateway, DocumentRequest.source_id)
+                .where(DocumentRequest.state == PENDING, DocumentRequest.updated <= cutoff)
+                .order_by(DocumentRequest.id)
+                .limit(500)
+            )
+        )
+    for kind, gateway, source_id in rows:
+        await start(services, DocumentKind(kind), gateway, source_id)
+    return len(rows)
+
+
+# SQL counts the attempts and decides when to give up (MAX_ATTEMPTS), not arq.
+@jobs.job(max_tries=1000)
+async def issue_document(ctx: dict[str, Any], kind: str, gateway: str, source_id: str) -> str:
+    """Job: fulfil one document request; transient gateway failures retry with backoff."""
+    services: Services = ctx["services"]
+    try:
+        return await fulfil(services, DocumentKind(kind), gateway, source_id)
+    except GatewayError:
+        tries = int(ctx.get("job_try") or 1)
+        raise Retry(defer=min(30 * 2 ** (tries - 1), 3600)) from None
+
+
+@jobs.periodic(second=30, run_at_startup=True)
+async def sweep_documents(ctx: dict[str, Any]) -> int:
+    """Periodic: re-enqueue pending document requests whose job was lost."""
+    return await sweep(ctx["services"])

@@ -1,0 +1,131 @@
+"""Who issues documents and how they look (`config/branding.toml`), and tax rates (`config/tax.toml`).
+
+Both files are optional: without them documents carry a placeholder seller and
+no tax, and the shell says so at start. Every key is validated at start.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.settings import ConfigError, config_dir, describe_validation_error, read_toml
+
+Colour = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Entity(_Strict):
+    """A legal entity that issues documents: numbering is gapless per entity and document type."""
+
+    legal_name: str = "Your Company Ltd"
+    address: list[str] = Field(default_factory=lambda: ["Set address in config/branding.toml"])
+    country: Country = "GB"
+    vat_id: str | None = Field(None, description="VAT/GST registration printed on every document")
+    registration: str | None = Field(None, description="company register entry, e.g. HRB 12345 B")
+    email: str | None = Field(None, description="shown on documents; the Reply-To of emails")
+    website: str | None = None
+    logo: Path | None = Field(None, description="PNG or JPEG, relative to the config folder")
+    primary_colour: Colour = "#1F3A5F"
+    accent_colour: Colour = "#E8EEF5"
+    footer: str | None = Field(None, description="one line under every page: bank, register, ...")
+    payment_terms_days: int = Field(14, ge=0, le=365)
+    invoice_prefix: str = Field("INV", pattern=r"^[A-Z0-9-]{1,12}$")
+    receipt_prefix: str = Field("RCT", pattern=r"^[A-Z0-9-]{1,12}$")
+    credit_note_prefix: str = Field("CN", pattern=r"^[A-Z0-9-]{1,12}$")
+
+
+class Branding(_Strict):
+    default_entity: str = "default"
+    entities: dict[str, Entity] = Field(default_factory=lambda: {"default": Entity()})
+    # Which entity issues documents for which gateway; others use default_entity.
+    gateways: dict[str, str] = Field(default_factory=dict)
+    # Receipts after payments and credit notes after refunds, per gateway ("*" = every gateway).
+    receipts: list[str] = Field(default_factory=lambda: ["*"])
+    credit_notes: list[str] = Field(default_factory=lambda: ["*"])
+    # Languages documents are written in; any other customer locale gets `fallback_language`.
+    fallback_language: str = "en"
+
+    @field_validator("entities")
+    @classmethod
+    def _keys(cls, value: dict[str, Entity]) -> dict[str, Entity]:
+        for key in value:
+            if not key.replace("-", "").replace("_", "").isalnum() or len(key) > 64:
+                raise ValueError(f"entity key {key!r}: letters, digits, - and _ only, at most 64")
+        return value
+
+    @model_validator(mode="after")
+    def _known_entities(self) -> Branding:
+        for name in [self.default_entity, *self.gateways.values()]:
+            if name not in self.entities:
+                raise ValueError(f"entity {name!r} is not defined under [entities]")
+        # A number alone names a document: no two series may print the same one.
+        prefixes = [
+            p
+            for e in self.entities.values()
+            for p in (e.invoice_prefix, e.receipt_prefix, e.credit_note_prefix)
+        ]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError("every entity needs its own invoice, receipt and credit note prefixes")
+        return self
+
+    def entity_for(self, gateway: str) -> tuple[str, Entity]:
+        key = self.gateways.get(gateway, self.default_entity)
+        return key, self.entities[key]
+
+    def automatic(self, kind: str, gateway: str) -> bool:
+        """Are receipts (kind "receipt") or credit notes ("credit_note") issued for this gateway?"""
+        enabled = self.receipts if kind == "receipt" else self.credit_notes
+        return "*" in enabled or gateway in enabled
+
+
+class TaxConfig(_Strict):
+    # Standard rate in percent per country where we charge tax; elsewhere no tax is charged.
+    rates: dict[Country, Decimal] = Field(default_factory=dict)
+    # What the tax is called per country on documents (default VAT).
+    names: dict[Country, str] = Field(
+        default_factory=lambda: {"AU": "GST", "NZ": "GST", "SG": "GST"}
+    )
+
+    @field_validator("rates")
+    @classmethod
+    def _sane(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for country, rate in value.items():
+            if not Decimal(0) <= rate < Decimal(100):
+                raise ValueError(f"{country}: rate {rate} is not a percentage between 0 and 100")
+        return value
+
+
+def load_branding(directory: Path | None = None) -> Branding:
+    folder = directory or config_dir()
+    branding = _load(Branding, folder / "branding.toml")
+    entities = dict(branding.entities)
+    for key, entity in entities.items():
+        if entity.logo is None:
+            continue
+        logo = (folder / entity.logo).resolve()
+        if not logo.is_file():
+            raise ConfigError(f"{folder / 'branding.toml'}: entities.{key}.logo: no file {logo}")
+        entities[key] = entity.model_copy(update={"logo": logo})
+    return branding.model_copy(update={"entities": entities})
+
+
+def load_tax(directory: Path | None = None) -> TaxConfig:
+    return _load(TaxConfig, (directory or config_dir()) / "tax.toml")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _load(model: type[_M], path: Path) -> _M:
+    try:
+        return model.model_validate(read_toml(path))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(path))) from None

@@ -1,0 +1,140 @@
+"""Email a document to its customer: the PDF attached, replies going to the helpdesk.
+
+The email is built and queued in SQL in one transaction (with the document
+itself when it is issued automatically), then handed to the job queue; the
+worker sends it, retries it, and never sends it twice (`bot/mail/outbox.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import jobs
+from bot.actors import Actor
+from bot.app import Services
+from bot.audit.log import AuditRecord, append
+from bot.documents.issue import IssuedDocument
+from bot.errors import UserError
+from bot.mail import outbox
+from bot.mail.message import build_message
+
+log = logging.getLogger(__name__)
+
+# Subject and body per language; {number}, {seller} and {name} are filled in.
+_WORDS: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "invoice": ("Invoice {number} from {seller}", "Hello {name},\n\nplease find attached invoice {number}."),
+        "receipt": ("Receipt {number} from {seller}", "Hello {name},\n\nthank you for your payment. Your receipt {number} is attached."),
+        "credit_note": ("Credit note {number} from {seller}", "Hello {name},\n\nwe have refunded you. Credit note {number} is attached."),
+        "reply": ("", "Questions about it? Just reply to this email."),
+    },
+    "de": {
+        "invoice": ("Rechnung {number} von {seller}", "Hallo {name},\n\nanbei erhalten Sie die Rechnung {number}."),
+        "receipt": ("Zahlungsbeleg {number} von {seller}", "Hallo {name},\n\nvielen Dank für Ihre Zahlung. Anbei Ihr Beleg {number}."),
+        "credit_note": ("Gutschrift {number} von {seller}", "Hallo {name},\n\nwir haben Ihnen einen Betrag erstattet. Anbei die Gutschrift {number}."),
+        "reply": ("", "Fragen dazu? Antworten Sie einfach auf diese E-Mail."),
+    },
+    "fr": {
+        "invoice": ("Facture {number} de {seller}", "Bonjour {name},\n\nveuillez trouver ci-joint la facture {number}."),
+        "receipt": ("Reçu {number} de {seller}", "Bonjour {name},\n\nmerci pour votre paiement. Votre reçu {number} est joint."),
+        "credit_note": ("Avoir {number} de {seller}", "Bonjour {name},\n\nnous vous avons remboursé. L'avoir {number} est joint."),
+        "reply": ("", "Une question ? Répondez simplement à cet e-mail."),
+    },
+    "it": {
+        "invoice": ("Fattura {number} da {seller}", "Gentile {name},\n\nin allegato trova la fattura {number}."),
+        "receipt": ("Ricevuta {number} da {seller}", "Gentile {name},\n\ngrazie per il pagamento. In allegato la ricevuta {number}."),
+        "credit_note": ("Nota di credito {number} da {seller}", "Gentile {name},\n\nabbiamo effettuato un rimborso. In allegato la nota di credito {number}."),
+        "reply": ("", "Domande? Risponda semplicemente a questa email."),
+    },
+    "pl": {
+        "invoice": ("Faktura {number} od {seller}", "Dzień dobry {name},\n\nw załączniku przesyłamy fakturę {number}."),
+        "receipt": ("Potwierdzenie płatności {number} od {seller}", "Dzień dobry {name},\n\ndziękujemy za płatność. W załączniku potwierdzenie {number}."),
+        "credit_note": ("Faktura korygująca {number} od {seller}", "Dzień dobry {name},\n\ndokonaliśmy zwrotu. W załączniku faktura korygująca {number}."),
+        "reply": ("", "Pytania? Wystarczy odpowiedzieć na tę wiadomość."),
+    },
+    "ja": {
+        "invoice": ("{seller} 請求書 {number}", "{name} 様\n\n請求書 {number} を添付いたします。"),
+        "receipt": ("{seller} 領収書 {number}", "{name} 様\n\nお支払いありがとうございます。領収書 {number} を添付いたします。"),
+        "credit_note": ("{seller} 返金明細書 {number}", "{name} 様\n\n返金いたしました。返金明細書 {number} を添付いたします。"),
+        "reply": ("", "ご不明な点は、このメールにご返信ください。"),
+    },
+}  # fmt: skip
+
+
+def compose(services: Services, document: IssuedDocument, to: str) -> tuple[str, EmailMessage]:
+    """(subject, message) of the email carrying `document` to `to`, in the document's language."""
+    content = document.content
+    words = _WORDS.get(content.language, _WORDS["en"])
+    fields = {"number": content.number, "seller": content.seller.name, "name": content.buyer.name}
+    subject, body = (text.format(**fields) for text in words[content.kind.value])
+    message = build_message(
+        settings=services.settings,
+        sender_name=content.seller.name,
+        to=to,
+        subject=subject,
+        text=f"{body}\n\n{words['reply'][1]}\n\n{content.seller.name}\n",
+        attachments=[(document.filename, document.pdf, "application/pdf")],
+        customer=f"{content.source_gateway}:{content.customer_id or '-'}",
+        document=content.number,
+        kind=content.kind.value,
+    )
+    return subject, message
+
+
+async def queue_document_email(
+    services: Services, session: AsyncSession, document: IssuedDocument, *, purpose: str
+) -> str | None:
+    """Queue the email inside the caller's transaction; None if that purpose was queued before."""
+    to = document.customer_email or document.content.buyer.email
+    if not to:
+        raise UserError("no_email", f"{document.number}: the customer has no email address on file")
+    subject, message = compose(services, document, to)
+    return await outbox.queue(
+        session,
+        purpose=purpose,
+        recipient=to,
+        subject=subject,
+        message=message,
+        document_id=document.id,
+    )
+
+
+async def send_document(services: Services, document: IssuedDocument, *, actor: Actor) -> str:
+    """Email `document` to its customer (at most once a day per document); says where it went."""
+    day = datetime.now(UTC).date().isoformat()
+    async with services.db.write() as session:
+        email_id = await queue_document_email(
+            services, session, document, purpose=f"send:{document.id}:{day}"
+        )
+        if email_id is not None:
+            await append(
+                session,
+                AuditRecord(
+                    actor=actor,
+                    action=f"email_{document.kind.value}",
+                    outcome="queued",
+                    gateway=document.content.source_gateway,
+                    object_id=document.content.source_id,
+                    customer_id=document.content.customer_id,
+                    detail={"number": document.number, "email_id": email_id},
+                ),
+            )
+    to = document.customer_email or document.content.buyer.email
+    if email_id is None:
+        return f"{document.number} was already emailed to {to} today"
+    await deliver_soon(services, email_id)
+    return f"{document.number} queued to {to}"
+
+
+async def deliver_soon(services: Services, email_id: str) -> None:
+    """Hand a queued email to the job queue; if Redis is down the sweeper sends it later."""
+    try:
+        await jobs.enqueue_email(services, email_id)
+    except Exception:
+        log.warning(
+            "could not enqueue email %s now; the sweeper will send it", email_id, exc_info=True
+        )

@@ -1,0 +1,150 @@
+"""Receipts after payments and credit notes after refunds, emailed, each exactly once."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot import jobs
+from bot.documents.automatic import import_recorder, start_imported, sweep
+from bot.gateways.ledger_import import import_data
+from bot.store.tables import DocumentRequest, DocumentRow, EmailRow
+from bot.web import create_app
+from tests.conftest import say
+from tests.documents.drafts import repo_branding  # noqa: F401 - a fixture
+from tests.fakes.stripe_env import WEBHOOK_SECRET, stripe_fake
+
+pytestmark = [pytest.mark.storage, pytest.mark.usefixtures("repo_branding")]
+
+
+async def rows(services, table):  # type: ignore[no-untyped-def]
+    async with services.db.read() as s:
+        return list(await s.scalars(select(table)))
+
+
+def outbox(services) -> list[email.message.EmailMessage]:  # type: ignore[no-untyped-def]
+    folder = Path(services.settings.data_dir) / "outbox"
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[misc]
+        for path in sorted(folder.glob("*.eml"))
+    ]
+
+
+async def test_an_approved_refund_gets_one_credit_note_emailed_once(services, agent):
+    reply = await say(services, agent, "refund ch_jane_1 8.00 reason: goodwill late delivery")
+    assert reply.error is None, reply.error
+    (request,) = await rows(services, DocumentRequest)
+    assert (request.kind, request.charge_id, request.state) == (
+        "credit_note",
+        "ch_jane_1",
+        "pending",
+    )
+    await jobs.run_worker(services, burst=True)
+    await jobs.run_worker(services, burst=True)  # a second worker run changes nothing
+    documents = {d.kind: d for d in await rows(services, DocumentRow)}
+    note, invoice = documents["credit_note"], documents["invoice"]
+    assert note.related_id == invoice.id and note.gross == 800
+    (request,) = await rows(services, DocumentRequest)
+    assert (request.state, request.document_id) == ("done", note.id)
+    (sent,) = outbox(services)
+    assert sent["To"] == "jane.doe@example.com"
+    assert sent["X-ChargeDesk-Document"] == note.number
+    (attachment,) = list(sent.iter_attachments())
+    assert attachment.get_filename() == f"{note.number}.pdf"
+    assert attachment.get_content().startswith(b"%PDF")
+
+
+async def test_payments_imported_into_the_ledger_get_receipts(services):
+    data = {
+        "charges": [{
+            "id": "ch_new_1", "customer": "cus_jane", "amount": 4900, "currency": "EUR",
+            "status": "succeeded", "description": "Pro plan, monthly",
+        }],
+    }  # fmt: skip
+    added = []
+    record = import_recorder(services)
+
+    async def on_write(session, new):  # type: ignore[no-untyped-def]
+        await record(session, new)
+        added.append(new)
+
+    await import_data(services.db, data, on_write=on_write)
+    await import_data(services.db, data, on_write=on_write)  # the same file again: nothing new
+    for new in added:
+        await start_imported(services, new)
+    await jobs.run_worker(services, burst=True)
+    (receipt,) = await rows(services, DocumentRow)
+    assert (receipt.kind, receipt.source_id, receipt.gross) == ("receipt", "ch_new_1", 4900)
+    (sent,) = outbox(services)
+    assert sent["Subject"] == f"Receipt {receipt.number} from ChargeDesk Demo GmbH"
+
+
+async def test_a_request_whose_job_was_lost_is_done_by_the_sweep(services, agent):
+    await say(services, agent, "refund ch_jane_1 5.00 reason: goodwill sorry")
+    await services.redis.flushdb()  # Redis lost every job
+    assert await sweep(services, now=datetime.now(UTC) + timedelta(minutes=5)) == 1
+    await jobs.run_worker(services, burst=True)
+    (request,) = await rows(services, DocumentRequest)
+    assert request.state == "done"
+
+
+async def test_a_charge_without_money_is_skipped_once_with_its_reason(services):
+    from bot.documents.automatic import request, start
+    from bot.documents.model import DocumentKind
+
+    async with services.db.write() as s:
+        await request(services, s, DocumentKind.receipt, "ledger",
+                      charge_id="ch_jane_failed", source_id="ch_jane_failed")  # fmt: skip
+    await start(services, DocumentKind.receipt, "ledger", "ch_jane_failed")
+    await jobs.run_worker(services, burst=True)
+    (skipped,) = await rows(services, DocumentRequest)
+    assert skipped.state == "skipped" and "took no money" in (skipped.last_error or "")
+    assert await rows(services, DocumentRow) == [] and await rows(services, EmailRow) == []
+
+
+async def test_stripe_payment_webhook_gets_a_german_receipt_with_the_customers_address(services):
+    import httpx
+
+    from bot.gateways.registry import Gateways
+
+    async with stripe_fake() as fake:
+        customer = fake.emulator.add_customer(
+            "max@example.de", "Max Mustermann",
+            address={"line1": "Hauptstraße 5", "line2": None, "postal_code": "80331",
+                     "city": "München", "state": None, "country": "DE"},
+            preferred_locales=["de-DE"],
+        )  # fmt: skip
+        charge = fake.emulator.add_payment(customer["id"], 11900, "eur", description="Jahresabo")
+        services.gateways = Gateways([*services.gateways, fake.gateway], timeout=5)
+        app = create_app(services.settings, services)
+        body, headers = fake.emulator.delivery(
+            fake.emulator.event("charge.succeeded", charge), WEBHOOK_SECRET
+        )
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bot"
+            ) as http,
+        ):
+            for _ in range(2):  # a redelivery changes nothing
+                assert (
+                    await http.post("/webhooks/stripe", content=body, headers=headers)
+                ).status_code == 200
+        await jobs.run_worker(services, burst=True)
+    (receipt,) = await rows(services, DocumentRow)
+    assert (receipt.source_gateway, receipt.language, receipt.country) == ("stripe", "de", "DE")
+    assert (receipt.gross, receipt.tax) == (11900, 1900)
+    (sent,) = outbox(services)
+    assert sent["Subject"].startswith("Zahlungsbeleg RCT-")
+    assert sent["X-ChargeDesk-Customer"] == f"stripe:{customer['id']}"
+
+
+async def test_documents_can_be_switched_off_per_gateway(services, agent, tmp_path):
+    services.branding = services.branding.model_copy(update={"credit_notes": ["stripe"]})
+    await say(services, agent, "refund ch_jane_1 5.00 reason: goodwill sorry")
+    assert await rows(services, DocumentRequest) == []
