@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 Tone = Literal["normal", "success", "warning", "danger", "muted"]
 
@@ -59,13 +59,30 @@ class ApprovalRef(BaseModel):
     state: str
 
 
+class Attachment(BaseModel):
+    """A file that comes with a reply (a PDF invoice); each platform delivers the bytes its way.
+
+    The bytes stay out of the JSON form (`model_dump`): it carries name, type and size.
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    mime: str = "application/octet-stream"
+    content: bytes = Field(exclude=True, repr=False)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
 class Reply(BaseModel):
-    """What a command answers: cards, or an error, and the approval it touched."""
+    """What a command answers: cards, or an error, the approval it touched, and files."""
 
     cards: list[Card] = Field(default_factory=list)
     error: ErrorInfo | None = None
     approval: ApprovalRef | None = None
     ephemeral: bool = False
+    files: list[Attachment] = Field(default_factory=list)
 
     @classmethod
     def fail(cls, code: str, message: str) -> Reply:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
@@ -20,11 +22,19 @@ _COLOURS = {
 }
 
 
-def to_json(reply: Reply) -> str:
-    """One JSON object per reply: `cards`, plus `error` and `approval` when present."""
-    return json.dumps(
-        reply.model_dump(mode="json", exclude_none=True), ensure_ascii=False, sort_keys=True
-    )
+def to_json(reply: Reply, *, saved: Sequence[Path | None] = ()) -> str:
+    """One JSON object per reply: `cards`, plus `error`, `approval` and `files` when present.
+
+    A file is its name, type and size (never its bytes), and the `path` it was
+    saved to when the caller saved it (`saved`, in the order of `reply.files`).
+    """
+    data = reply.model_dump(mode="json", exclude_none=True)
+    if not reply.files:
+        data.pop("files", None)
+    for entry, path in zip(data.get("files", []), saved, strict=False):
+        if path is not None:
+            entry["path"] = str(path)
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
 def render(reply: Reply, console: Console) -> None:

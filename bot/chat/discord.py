@@ -15,13 +15,17 @@ embeds. No billing rule lives here.
 - Support channels (configured) are shared: agent answers there are ephemeral,
   approvals go to the approvals channel only, and an interaction whose place
   cannot be told is refused (fail closed).
+- Files of a reply (invoice and receipt PDFs) are attachments of the answer
+  itself, so they are exactly as private as the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +51,7 @@ from bot.cards.discord import (
     modal_values,
     reply_message,
 )
-from bot.cards.model import Reply
+from bot.cards.model import Attachment, Reply
 from bot.chat import places
 from bot.commands import COMMANDS, Context, run
 from bot.commands.forms import (
@@ -150,6 +154,12 @@ class _Form(discord.ui.Modal):
         self.stop()
 
 
+_DOCUMENT_ACTIONS = [
+    app_commands.Choice(name="PDF", value="pdf"),
+    app_commands.Choice(name="Email it to the customer", value="send"),
+]
+
+
 class Billing(app_commands.Group):
     """`/billing`: a subcommand per core command; options fill the command's arguments."""
 
@@ -213,6 +223,30 @@ class Billing(app_commands.Group):
     async def void(self, interaction: discord.Interaction, charge: str, reason: str) -> None:
         await self.bot.command(interaction, "void", {"charge": charge, "reason": reason})
 
+    @app_commands.command(
+        name="invoice", description="Our invoice for a gateway invoice: the PDF, or email it"
+    )
+    @app_commands.describe(
+        invoice="gateway invoice ID (ledger:in_123)", action="show the PDF, or email it"
+    )
+    @app_commands.choices(action=_DOCUMENT_ACTIONS)
+    async def invoice_(
+        self, interaction: discord.Interaction, invoice: str, action: app_commands.Choice[str]
+    ) -> None:
+        await self.bot.command(interaction, "invoice", {"invoice": invoice, "action": action.value})
+
+    @app_commands.command(description="The receipt for a paid charge, as a PDF, or email it")
+    @app_commands.describe(charge="charge ID (ledger:ch_123)", action="PDF (default), or email it")
+    @app_commands.choices(action=_DOCUMENT_ACTIONS)
+    async def receipt(
+        self,
+        interaction: discord.Interaction,
+        charge: str,
+        action: app_commands.Choice[str] | None = None,
+    ) -> None:
+        raw = {"charge": charge, "action": action.value if action else None}
+        await self.bot.command(interaction, "receipt", raw)
+
     @app_commands.command(description="Requests waiting for approval, or one request")
     @app_commands.describe(which="pending, all, mine, or a request ID")
     async def approvals(self, interaction: discord.Interaction, which: str | None = None) -> None:
@@ -241,6 +275,7 @@ class Billing(app_commands.Group):
         await self.bot.command(interaction, "alerts", {"count": count})
 
     @refund.autocomplete("charge")
+    @receipt.autocomplete("charge")
     @capture.autocomplete("charge")
     @void.autocomplete("charge")
     async def _charges(
@@ -595,13 +630,24 @@ class DiscordBot(discord.Client):
             reply.ephemeral or reply.error is not None or ctx.channel.kind == ChannelKind.shared
         )
         pager = _pager(str(query), None) if query else None
-        await self._show(turn, reply_message(reply, pager=pager), private=private)
+        await self._show(
+            turn, reply_message(reply, pager=pager), private=private, files=reply.files
+        )
 
-    async def _show(self, turn: Turn, message: DiscordMessage, *, private: bool) -> None:
-        """One message as the interaction's answer; a private one never lands publicly."""
+    async def _show(
+        self,
+        turn: Turn,
+        message: DiscordMessage,
+        *,
+        private: bool,
+        files: Sequence[Attachment] = (),
+    ) -> None:
+        """One message as the interaction's answer, files attached; a private one never lands publicly."""
         interaction = turn.interaction
         if turn.update:
-            await interaction.followup.send(**_followup(message), ephemeral=private or turn.private)
+            await interaction.followup.send(
+                **_followup(message), **_files(files), ephemeral=private or turn.private
+            )
             return
         if private and not turn.private:
             # The public "thinking…" placeholder goes; the answer comes privately.
@@ -609,9 +655,10 @@ class DiscordBot(discord.Client):
                 await interaction.delete_original_response()
             except discord.HTTPException as exc:
                 log.info("cannot delete the placeholder: %s", exc)
-            await interaction.followup.send(**_followup(message), ephemeral=True)
+            await interaction.followup.send(**_followup(message), **_files(files), ephemeral=True)
             return
-        await interaction.edit_original_response(**_drawn(message))
+        attached = {"attachments": _discord_files(files)} if files else {}
+        await interaction.edit_original_response(**_drawn(message), **attached)
 
     async def _post_approval(self, turn: Turn, ctx: Context, reply: Reply) -> None:
         """A pending request: a thread on the agent's message, and the approvals channel."""
@@ -713,6 +760,16 @@ class DiscordBot(discord.Client):
             log.exception("Discord: cannot even say that %s failed", what)
 
 
+def _discord_files(files: Sequence[Attachment]) -> list[discord.File]:
+    # A discord.File is read once when sent: a fresh one per message.
+    return [discord.File(io.BytesIO(f.content), filename=f.name) for f in files]
+
+
+def _files(files: Sequence[Attachment]) -> dict[str, Any]:
+    """Keyword arguments for send(): none at all without files (discord.py takes no empty list)."""
+    return {"files": _discord_files(files)} if files else {}
+
+
 def _followup(message: DiscordMessage) -> dict[str, Any]:
     """Follow-ups take no `None` content or view."""
     drawn = _drawn(message)
@@ -753,12 +810,14 @@ def _pager(query: str, section: int | None) -> Any:
 async def run_discord(settings: Settings) -> None:
     """`chargedesk discord`: connect to the gateway and serve `/billing` until stopped."""
     from bot.app import open_services
+    from bot.jobs import background_worker
 
     assert settings.discord.token is not None
     services = await open_services(settings)
     bot = DiscordBot(settings.discord, services)
     try:
-        await bot.start(settings.discord.token.get_secret_value())
+        async with background_worker(services):
+            await bot.start(settings.discord.token.get_secret_value())
     finally:
         await bot.close()
         await services.close()

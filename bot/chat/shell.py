@@ -2,27 +2,31 @@
 
 A chat adapter like Slack's or Discord's: it turns a line into (actor,
 channel, command), calls the core, and draws the reply. No billing logic here.
+Files that come with a reply (PDFs) are saved in a folder and shown by path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
+from rich.text import Text
 
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
-from bot.cards.model import Card, Reply, Section
+from bot.cards.model import Attachment, Card, ErrorInfo, Reply, Section
 from bot.cards.text import render, to_json
 from bot.commands import Context, dispatch
 from bot.errors import UserError
 
 CHANNEL = Channel(platform="shell", id="terminal", kind=ChannelKind.internal)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def parse_identity(text: str) -> Actor:
@@ -40,15 +44,44 @@ def parse_identity(text: str) -> Actor:
     return Actor(platform="shell", id=name, name=name, roles=frozenset({parsed}))
 
 
+def save_file(folder: Path, file: Attachment) -> Path:
+    """Write `file` into `folder` under its own name; a different file already there is kept.
+
+    The same bytes asked for again reuse the existing file; other bytes under
+    that name get `-1`, `-2`, ... before the suffix. Only the last part of the
+    name counts, so a name can never point outside `folder`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = _UNSAFE.sub("_", Path(file.name).name).lstrip(".") or "file"
+    stem, suffix = Path(name).stem or "file", Path(name).suffix
+    for n in range(1000):
+        path = folder / (name if n == 0 else f"{stem}-{n}{suffix}")
+        try:
+            with path.open("xb") as out:  # exclusive: never replaces what is there
+                out.write(file.content)
+            return path
+        except FileExistsError:
+            if path.is_file() and path.read_bytes() == file.content:
+                return path
+    raise UserError("file_exists", f"too many files named like {name} in {folder}")
+
+
 class Shell:
     def __init__(
-        self, services: Services, actor: Actor, *, json_lines: bool, out: TextIO | None = None
+        self,
+        services: Services,
+        actor: Actor,
+        *,
+        json_lines: bool,
+        out: TextIO | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self.services = services
         self.actor = actor
         self.json_lines = json_lines
         self.out = out or sys.stdout
         self.console = Console(file=self.out, highlight=False, soft_wrap=False)
+        self.files_dir = files_dir or Path(services.settings.data_dir) / "files"
 
     def prompt(self) -> str:
         return f"chargedesk ({self.actor.key.removeprefix('shell:')} · {'/'.join(sorted(r.value for r in self.actor.roles))})> "
@@ -84,12 +117,28 @@ class Shell:
             "unknown_command", f"unknown shell command {word}: /as ROLE:NAME, /whoami, /quit"
         )
 
-    def show(self, reply: Reply) -> None:
+    def show(self, reply: Reply) -> bool:
+        """Draw the reply, its files saved under `files_dir` and shown by path; False if it failed."""
+        saved: list[Path | None] = []
+        problems: list[str] = []
+        for file in reply.files:
+            try:
+                saved.append(save_file(self.files_dir, file))
+            except (OSError, UserError) as exc:
+                saved.append(None)
+                problems.append(f"{file.name} not saved: {exc}")
+        if problems and reply.error is None:
+            failure = ErrorInfo(code="file_not_saved", message="; ".join(problems))
+            reply = reply.model_copy(update={"error": failure})
         if self.json_lines:
-            self.out.write(to_json(reply) + "\n")
+            self.out.write(to_json(reply, saved=saved) + "\n")
             self.out.flush()
         else:
             render(reply, self.console)
+            for file, path in zip(reply.files, saved, strict=True):
+                if path is not None:
+                    self.console.print(Text(f"📎 {path} ({_size(file.size)})", style="bold"))
+        return reply.error is None
 
     async def run(self, stdin: TextIO, history: Path | None) -> int:
         """Read until end of input or /quit. Fed from a pipe, exit 1 if any command failed."""
@@ -102,8 +151,11 @@ class Shell:
                 return 1 if failed and not interactive else 0
             reply = await self.handle(line)
             if reply is not None:
-                failed = failed or reply.error is not None
-                self.show(reply)
+                failed = not self.show(reply) or failed
+
+
+def _size(size: int) -> str:
+    return f"{size:,} bytes" if size < 10_000 else f"{size / 1024:,.0f} KiB"
 
 
 def _interactive_reader(shell: Shell, history: Path | None) -> Callable[[], str | None]:

@@ -14,6 +14,9 @@ and draws the Reply as Block Kit. No billing rule lives here.
 - Where people outside the company can read (Slack Connect channels, external
   users), agent answers are ephemeral and nothing is posted publicly; when the
   conversation cannot be checked, the bot answers nothing there and says why.
+- Files of a reply (invoice and receipt PDFs) are uploaded beside a public
+  answer in an internal channel; anywhere else they go to the requester's direct
+  messages with the bot, and the private answer says so.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.requests import Request
@@ -43,7 +46,7 @@ from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
 from bot.cards.billing import approval_card
-from bot.cards.model import Reply
+from bot.cards.model import Attachment, Reply
 from bot.cards.slack import (
     FORM_CALLBACK,
     MESSAGE_BLOCKS,
@@ -713,8 +716,21 @@ class SlackBot:
         private = (
             reply.ephemeral or reply.error is not None or ctx.channel.kind == ChannelKind.shared
         )
-        for message in reply_messages(reply, link=self._link, pager=_pager(line, page)):
+        messages = reply_messages(reply, link=self._link, pager=_pager(line, page))
+        public_files = (
+            bool(reply.files) and not private and ctx.channel.kind == ChannelKind.internal
+        )
+        if reply.files and not public_files:
+            # A customer's document never lands where the answer would not: it goes to the
+            # requester's direct messages, and the private answer says so.
+            note = await self._send_privately(place, reply.files)
+            messages[-1] = SlackMessage(
+                messages[-1].text, _noted(messages[-1].blocks, context(note))
+            )
+        for message in messages:
             await self._post(place, message, private=private)
+        if public_files:
+            await self._share(place, reply.files)
 
     async def _post_approval(self, ctx: Context, reply: Reply, place: Place) -> None:
         """A pending request: a thread reply under the agent's message, and the approvals channel."""
@@ -832,6 +848,43 @@ class SlackBot:
             return None
         return str(answer["ts"])
 
+    async def _upload(
+        self, channel: str, files: list[Attachment], *, thread_ts: str | None, comment: str | None
+    ) -> None:
+        """files.getUploadURLExternal, the bytes to the URL it gives, files.completeUploadExternal."""
+        await self.client.files_upload_v2(
+            file_uploads=[{"file": f.content, "filename": f.name, "title": f.name} for f in files],
+            channel=channel, thread_ts=thread_ts, initial_comment=comment,
+        )  # fmt: skip
+
+    async def _share(self, place: Place, files: list[Attachment]) -> None:
+        """Files of a public answer in an internal channel: beside it (in its thread, if any)."""
+        try:
+            await self._upload(place.channel, files, thread_ts=place.thread_ts, comment=None)
+        except SlackClientError as exc:
+            log.warning("cannot share files in %s: %s", place.channel, _slack_error(exc))
+            note = await self._send_privately(place, files)
+            await self._post(
+                place,
+                SlackMessage(note, [context(f"I could not share it here. {note}")]),
+                private=True,
+            )
+
+    async def _send_privately(self, place: Place, files: list[Attachment]) -> str:
+        """Upload into the requester's direct messages with the bot; what to tell them (mrkdwn)."""
+        names = escape(", ".join(f.name for f in files))
+        try:
+            opened = await self.client.conversations_open(users=place.user)
+            await self._upload(
+                opened["channel"]["id"], files, thread_ts=None,
+                comment=f"{names}, as you asked in <#{place.channel}>",
+            )  # fmt: skip
+        except SlackClientError as exc:
+            error = _slack_error(exc)
+            log.warning("cannot send files to %s privately: %s", place.user, error)
+            return f"I could not send {names} to your direct messages ({error}): ask again in an internal channel."
+        return f":paperclip: {names} is in your direct messages with me."
+
     async def _respond(self, place: Place, message: SlackMessage) -> None:
         """The response_url: privately to the user, even where the bot is not a member."""
         if not place.response_url:
@@ -856,6 +909,12 @@ class SlackBot:
         await self._refuse(
             place, f"{what} failed on our side; check `/billing approvals` before trying again"
         )
+
+
+def _slack_error(exc: SlackClientError) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error"))
+    return type(exc).__name__
 
 
 def _noted(blocks: list[dict[str, Any]], note: dict[str, Any]) -> list[dict[str, Any]]:
@@ -901,6 +960,7 @@ async def run_socket_mode(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from bot.app import open_services
+    from bot.jobs import background_worker
 
     assert settings.slack.app_token is not None
     services = await open_services(settings)
@@ -908,7 +968,8 @@ async def run_socket_mode(settings: Settings) -> None:
     bot.bind(services)
     handler = AsyncSocketModeHandler(bot.app, settings.slack.app_token.get_secret_value())
     try:
-        await handler.start_async()
+        async with background_worker(services):
+            await handler.start_async()
     finally:
         await handler.close_async()
         await bot.aclose()

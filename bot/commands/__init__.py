@@ -3,7 +3,18 @@
 Importing this package registers every command with the router.
 """
 
-from bot.commands import alerts, approvals, audit, cancel, capture, help, lookup, refund, void  # noqa: F401
+from bot.commands import (  # noqa: F401
+    alerts,
+    approvals,
+    audit,
+    cancel,
+    capture,
+    documents,
+    help,
+    lookup,
+    refund,
+    void,
+)
 from bot.commands.router import COMMANDS, Context, dispatch, run
 
 __all__ = ["COMMANDS", "Context", "dispatch", "run"]

@@ -14,6 +14,8 @@ ORDER = (
     "cancel",
     "capture",
     "void",
+    "invoice",
+    "receipt",
     "approvals",
     "approve",
     "deny",

@@ -8,6 +8,7 @@ fill the argument model and call `run()` directly.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import secrets
@@ -51,7 +52,7 @@ class Command:
 
     @property
     def help(self) -> str:
-        return (self.handler.__doc__ or "").strip()
+        return inspect.cleandoc(self.handler.__doc__ or "")
 
     @property
     def summary(self) -> str:

@@ -245,8 +245,8 @@ async def test_login_syncs_billing_subcommands_with_typed_options(discord_bot):
     (billing,) = synced[0].body
     subs = {o["name"]: o for o in billing["options"]}
     assert billing["name"] == "billing" and all(o["type"] == 1 for o in subs.values())
-    assert set(subs) == {"help", "lookup", "refund", "cancel", "capture", "void", "approvals",
-                         "approve", "deny", "audit", "alerts"}  # fmt: skip
+    assert set(subs) == {"help", "lookup", "refund", "cancel", "capture", "void", "invoice",
+                         "receipt", "approvals", "approve", "deny", "audit", "alerts"}  # fmt: skip
     refund = {o["name"]: o for o in subs["refund"]["options"]}
     assert [o["name"] for o in subs["refund"]["options"]] == ["charge", "reason", "amount"]
     assert (
@@ -483,3 +483,46 @@ async def test_a_failing_thread_falls_back_to_the_request_message(discord_bot, s
     approve = next(c for c in custom_ids(card.body) if c.startswith("cd:approve:"))
     (row,) = await stored_places(services, approve.split(":")[2])
     assert row is not None and row.channel_id == INTERNAL and row.thread_id is None
+
+
+# --- documents: the PDF comes as an attachment of the answer ----------------------------
+
+
+async def test_a_receipt_answer_carries_the_pdf_as_an_attachment(discord_bot):
+    d = discord_bot
+    payload = await d.command(AGENT, "receipt", charge="ch_jane_1")
+    assert (await d.callback(payload["id"]))["type"] == 5  # deferred, public in an internal channel
+    answer = await d.original(payload["token"])
+    [sent] = answer.files
+    assert sent.index == 0 and sent.filename.startswith("RCT-") and sent.data.startswith(b"%PDF")
+    assert answer.body["attachments"] == [{"id": 0, "filename": sent.filename}]
+    assert "Receipt RCT-" in shown(answer.body)
+    assert [a["filename"] for a in answer.answer["attachments"]] == [sent.filename]
+    assert "cd:receipt:ledger:ch_jane_1 send" in custom_ids(answer.body)
+
+
+async def test_in_a_support_channel_the_pdf_is_only_for_the_agent(discord_bot):
+    d = discord_bot
+    payload = await d.command(AGENT, "invoice", SUPPORT, invoice="in_jane_paid", action="pdf")
+    assert (await d.callback(payload["id"]))["data"]["flags"] & 64  # ephemeral from the start
+    answer = await d.original(payload["token"])
+    assert answer.files and answer.files[0].data.startswith(b"%PDF")
+    assert d.api.of("POST", "/channels/{channel_id}/messages") == []
+
+
+async def test_an_error_after_a_public_deferral_sends_no_file(discord_bot):
+    d = discord_bot
+    await d.command(AGENT, "receipt", charge="ch_jane_auth")
+    await d.api.wait_for("DELETE", ORIGINAL)  # the public placeholder goes
+    followup = (await d.api.wait_for("POST", WEBHOOK))[0]
+    assert "took no money" in shown(followup.body) and followup.files == ()
+    assert followup.body["flags"] & 64
+
+
+async def test_the_email_button_follows_up_with_where_it_went(discord_bot, services):
+    d = discord_bot
+    payload = await d.command(AGENT, "receipt", charge="ch_jane_1")
+    card = await d.original(payload["token"])
+    await d.click(AGENT, card.answer, "cd:receipt:ledger:ch_jane_1 send", INTERNAL)
+    followup = (await d.api.wait_for("POST", WEBHOOK))[0]
+    assert "queued to jane.doe@example.com" in shown(followup.body) and followup.files == ()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -137,3 +138,71 @@ async def test_shell_looks_up_and_refunds_real_stripe_objects():
         assert refund["approval"]["state"] == "succeeded"
         charge = await fake.gateway.get_charge(fake.env.charge_id)
         assert charge.amount_refunded == 2000
+
+
+# --- files: the PDF of `receipt` / `invoice pdf` lands in a folder, shown by its path -------
+
+
+def saved(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in folder.iterdir()}
+
+
+def pdf(path: Path) -> bool:
+    return path.read_bytes().startswith(b"%PDF")
+
+
+async def test_a_receipt_is_saved_as_a_file_and_json_names_its_path(services, agent, tmp_path):
+    import io
+
+    from bot.chat.shell import Shell
+
+    out = io.StringIO()
+    folder = tmp_path / "files"
+    shell = Shell(services, agent, json_lines=True, out=out, files_dir=folder)
+    for _ in range(2):  # asked twice: the same document, the same file
+        reply = await shell.handle("receipt ch_jane_1")
+        assert reply is not None and shell.show(reply)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    [file] = first["files"]
+    path = Path(file["path"])
+    assert path.parent == folder and path.name == file["name"]
+    assert saved(folder) == {path.name: file["size"]} and pdf(path)
+    assert second["files"] == first["files"]
+    assert "%PDF" not in out.getvalue()  # the JSON carries the path, never the bytes
+
+
+async def test_a_different_file_under_the_same_name_is_never_overwritten(services, agent, tmp_path):
+    import io
+
+    from bot.chat.shell import Shell
+
+    folder = tmp_path / "files"
+    out = io.StringIO()
+    shell = Shell(services, agent, json_lines=False, out=out, files_dir=folder)
+    reply = await shell.handle("receipt ch_jane_1")
+    assert reply is not None
+    theirs = folder / reply.files[0].name
+    folder.mkdir()
+    theirs.write_bytes(b"someone else's file")
+    assert shell.show(reply)
+    kept = folder / f"{theirs.stem}-1.pdf"
+    assert theirs.read_bytes() == b"someone else's file"
+    assert kept.read_bytes() == reply.files[0].content
+    assert str(kept) in out.getvalue().replace("\n", "")  # the terminal shows where it went
+
+
+def test_a_file_name_cannot_leave_the_folder(tmp_path):
+    from bot.cards.model import Attachment
+    from bot.chat.shell import save_file
+
+    for name in ("../../escape.pdf", "/etc/passwd", "..", "sub/dir/x y.pdf"):
+        path = save_file(tmp_path / "files", Attachment(name=name, content=b"x"))
+        assert path.parent == tmp_path / "files", (name, path)
+
+
+def test_the_shell_saves_pdfs_where_files_dir_says(tmp_path):
+    result = shell("receipt ch_jane_1\n", "--files-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    [file] = json.loads(result.stdout)["files"]
+    assert file["path"] == str(tmp_path / "out" / file["name"])
+    assert (tmp_path / "out" / file["name"]).read_bytes()[:4] == b"%PDF"

@@ -725,7 +725,7 @@ def test_the_manifest_subscribes_to_what_the_app_handles():
     assert {"message.channels", "message.groups", "channel_shared", "channel_unshared"} <= events
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     needed = {"commands", "chat:write", "channels:read", "groups:read", "channels:history",
-              "groups:history", "users:read", "usergroups:read"}  # fmt: skip
+              "groups:history", "users:read", "usergroups:read", "files:write", "im:write"}  # fmt: skip
     assert needed <= scopes
 
 
@@ -786,3 +786,73 @@ async def test_gateway_alerts_reach_the_slack_alerts_channel_once(slack, service
     assert len(alerts) == 1
     assert await notify.pending(services.db) == []
     assert await slack.bot.deliver_alerts() == 0
+
+
+# --- documents: PDFs uploaded where they may be read ------------------------------------
+
+
+async def test_a_receipt_in_an_internal_channel_is_uploaded_beside_the_card(slack):
+    await slack.command(AGENT, "receipt ch_jane_1")
+    done = (await slack.api.wait_for("files.completeUploadExternal"))[0]
+    card = slack.api.of("chat.postMessage")[0]  # the card first, then its file
+    assert card.params["channel"] == INTERNAL and "Receipt RCT-" in card.params["text"]
+    [asked] = slack.api.of("files.getUploadURLExternal")
+    assert asked.answer["upload_url"].startswith(f"{slack.api.base_url}/upload/")
+    [shared] = slack.api.files
+    assert shared.data.startswith(b"%PDF") and len(shared.data) == int(asked.params["length"])
+    assert shared.filename == asked.params["filename"] and shared.filename.startswith("RCT-")
+    assert (shared.channel, shared.thread_ts) == (INTERNAL, None)
+    assert done.params["channel_id"] == INTERNAL
+    assert [f["id"] for f in done.params["files"]] == [asked.answer["file_id"]]
+    await slack.settle()
+    assert slack.api.of("conversations.open") == []  # nothing private about it
+
+
+@pytest.mark.parametrize("channel", [SHARED, HELPDESK])
+async def test_a_document_asked_for_where_others_read_goes_to_the_agents_dm(slack, channel):
+    await slack.command(AGENT, "invoice pdf in_jane_paid", channel=channel)
+    said = (await slack.api.wait_for("chat.postEphemeral"))[0]
+    [opened] = slack.api.of("conversations.open")
+    assert opened.params["users"] == AGENT
+    dm = opened.answer["channel"]["id"]
+    [shared] = slack.api.files
+    assert shared.channel == dm and shared.data.startswith(b"%PDF")
+    assert f"<#{channel}>" in (shared.initial_comment or "")
+    assert said.params["user"] == AGENT
+    assert f"{shared.filename} is in your direct messages with me" in texts(said.params["blocks"])
+    await slack.settle()
+    assert not [c for c in slack.api.of("chat.postMessage") if c.params["channel"] == channel]
+    assert all(
+        c.params.get("channel_id") == dm for c in slack.api.of("files.completeUploadExternal")
+    )
+
+
+async def test_a_failed_upload_is_said_not_swallowed(slack):
+    slack.api.fail("files.completeUploadExternal", "not_in_channel")
+    await slack.command(AGENT, "receipt ch_jane_1")
+    said = (await slack.api.wait_for("chat.postEphemeral"))[0]
+    shown = texts(said.params["blocks"])
+    assert "I could not share it here" in shown and "not_in_channel" in shown
+    assert slack.api.files == []
+
+
+async def test_the_email_button_on_a_receipt_queues_one_email(slack, services):
+    from bot.store.tables import EmailRow
+
+    await slack.command(AGENT, "receipt ch_jane_1")
+    card = (await slack.api.wait_for("chat.postMessage"))[0]
+    await slack.settle()
+    await slack.click(AGENT, card, button(card, "receipt ledger:ch_jane_1 send"))
+    emailed = (await slack.api.wait_for("chat.postMessage", 2))[1]
+    assert "queued to jane.doe@example.com" in texts(emailed.params["blocks"])
+    async with services.db.read() as s:
+        assert [e.recipient for e in await s.scalars(select(EmailRow))] == [JANE]
+    assert len(slack.api.files) == 1  # emailing uploads nothing more
+
+
+async def test_customers_get_no_documents_in_slack(slack):
+    await slack.command(NOBODY, "receipt ch_jane_1")
+    said = (await slack.api.wait_for("chat.postEphemeral"))[0]
+    assert "receipt needs the agent role" in said.params["text"]
+    await slack.settle()
+    assert slack.api.of("files.getUploadURLExternal") == [] and slack.api.files == []

@@ -4,7 +4,9 @@ A Starlette app served by uvicorn in a background thread (port 0), for the real
 discord.py HTTP client (`discord.http.Route.BASE` pointed at it). It serves what
 ChargeDesk calls: login (`/users/@me`, `/oauth2/applications/@me`), command sync,
 interaction callbacks, follow-ups and the original response, channel messages,
-threads on messages, and guild roles.
+threads on messages, and guild roles. Messages may come as `multipart/form-data`
+(`payload_json` plus `files[n]`, as discord.py sends attachments): the JSON part
+is the body, and each file lands in `files`.
 
 It keeps itself honest against Discord's published OpenAPI description
 (data/discord/openapi.json, MIT, see the LICENSE beside it): every request must
@@ -34,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.fakes.multipart import parse_form
 from tests.fakes.serve import serving
 
 DATA = Path(__file__).parent / "data" / "discord"
@@ -56,6 +59,8 @@ BUTTON_LABEL = 80
 CUSTOM_ID = 100
 MODAL_TITLE = 45
 CONTENT = 2000
+FILES = 10  # files[0] to files[9]
+CDN = "https://cdn.discordapp.com/attachments"
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,17 @@ class Call:
     template: str
     body: Any
     answer: Any
+    files: tuple[SentFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """A file sent with a message: the form part `files[n]` and the attachment it became."""
+
+    index: int
+    filename: str
+    data: bytes
+    attachment_id: str
 
 
 @cache
@@ -164,6 +180,7 @@ class DiscordAPI:
     roles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
+    attachment_size_limit: int = 10_485_760  # what the interaction payloads in tests announce
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
@@ -233,10 +250,13 @@ class DiscordAPI:
         path = "/" + request.path_params["path"]
         method = request.method
         raw = await request.body()
-        body = (
-            json.loads(raw) if raw and "json" in request.headers.get("content-type", "") else None
-        )
-        problems = []
+        kind = request.headers.get("content-type", "")
+        problems: list[str] = []
+        files: tuple[SentFile, ...] = ()
+        if kind.startswith("multipart/form-data"):
+            body, files = self._form(kind, raw, problems)
+        else:
+            body = json.loads(raw) if raw and "json" in kind else None
         template = template_of(method, path)
         if template is None:
             problems.append(f"{method} {path}: not in Discord's API description")
@@ -253,21 +273,61 @@ class DiscordAPI:
                     problems += component_problems(data.get("components") or [], modal=True)
                     if len(data.get("title") or "") > MODAL_TITLE:
                         problems.append(f"modal title of {len(data['title'])} characters")
+        if files and template not in (CALLBACK, *MESSAGE_TEMPLATES):
+            problems.append(f"{method} {path}: files sent where Discord takes none")
         if template in self.failing:
             answer: Any = {"message": "Missing Permissions", "code": 50013}
             status = 403
         else:
-            answer, status = self._answer(method, path, template or "", body)
+            answer, status = self._answer(method, path, template or "", body, files)
         with self._lock:
             self.problems += problems
-            self.calls.append(Call(method, path, template or "", body, answer))
+            self.calls.append(Call(method, path, template or "", body, answer, files))
         if status == 204:
             return Response(status_code=204)
         return Response(json.dumps(answer), status_code=status, media_type=None,
                         headers={"Content-Type": "application/json"})  # fmt: skip
 
+    def _form(
+        self, content_type: str, raw: bytes, problems: list[str]
+    ) -> tuple[Any, tuple[SentFile, ...]]:
+        """`payload_json` and `files[n]`, each file matched to its entry in `attachments`."""
+        try:
+            parts = parse_form(content_type, raw)
+        except ValueError as exc:
+            problems.append(f"unreadable multipart body: {exc}")
+            return None, ()
+        payload = next((p for p in parts if p.name == "payload_json"), None)
+        body = json.loads(payload.data) if payload is not None else {}
+        if payload is None:
+            problems.append("multipart body without payload_json")
+        data = body.get("data") if isinstance(body.get("data"), dict) else body
+        listed = {str(a.get("id")): a for a in data.get("attachments") or [] if isinstance(a, dict)}
+        files = []
+        for part in parts:
+            if part.name == "payload_json":
+                continue
+            match = re.fullmatch(r"files\[(\d+)\]", part.name)
+            if match is None or part.filename is None:
+                problems.append(f"form part {part.name!r} is neither payload_json nor files[n]")
+                continue
+            index = int(match.group(1))
+            if index >= FILES:
+                problems.append(f"{part.name}: Discord takes files[0] to files[{FILES - 1}]")
+            if len(part.data) > self.attachment_size_limit:
+                problems.append(f"{part.filename}: {len(part.data)} bytes, over the size limit")
+            entry = listed.get(str(index))
+            if entry is None or entry.get("filename") != part.filename:
+                problems.append(f"{part.name} ({part.filename}) has no matching attachments entry")
+            files.append(SentFile(index, part.filename, part.data, self._id()))
+        return body, tuple(files)
+
     def _message(
-        self, channel_id: str, body: dict[str, Any], message_id: str | None = None
+        self,
+        channel_id: str,
+        body: dict[str, Any],
+        message_id: str | None = None,
+        files: tuple[SentFile, ...] = (),
     ) -> dict[str, Any]:
         message = {
             "id": message_id or self._id(), "channel_id": channel_id, "type": 0, "content": "",
@@ -280,10 +340,13 @@ class DiscordAPI:
         message.update(
             {k: v for k, v in body.items() if k in ("content", "embeds", "components", "flags")}
         )
+        message["attachments"] = _attachments(channel_id, files)
         self.messages[message["id"]] = message
         return message
 
-    def _answer(self, method: str, path: str, template: str, body: Any) -> tuple[Any, int]:
+    def _answer(
+        self, method: str, path: str, template: str, body: Any, files: tuple[SentFile, ...] = ()
+    ) -> tuple[Any, int]:
         parts = path.strip("/").split("/")
         body = body or {}
         if template == "/users/@me":
@@ -309,14 +372,14 @@ class DiscordAPI:
                            "response_message_loading": kind == 5,
                            "response_message_ephemeral": bool((body.get("data") or {}).get("flags", 0) & 64)}  # fmt: skip
             if kind in (4, 5):
-                message = self._message("0", body.get("data") or {})
+                message = self._message("0", body.get("data") or {}, files=files)
                 self.messages[f"@original:{parts[2]}"] = message
                 interaction["response_message_id"] = message["id"]
                 return {"interaction": interaction,
                         "resource": {"type": kind, "message": message}}, 200  # fmt: skip
             return {"interaction": interaction}, 200
         if template == "/webhooks/{webhook_id}/{webhook_token}":
-            return self._message("0", body), 200
+            return self._message("0", body, files=files), 200
         if template == "/webhooks/{webhook_id}/{webhook_token}/messages/@original":
             key = f"@original:{parts[2]}"
             if method == "DELETE":
@@ -327,10 +390,15 @@ class DiscordAPI:
                 current.update(
                     {k: v for k, v in body.items() if k in ("content", "embeds", "components")}
                 )
+                if "attachments" in body:  # the list names what stays; new files join it
+                    kept = {str(a.get("id")) for a in body["attachments"]}
+                    current["attachments"] = [
+                        a for a in current.get("attachments", []) if a["id"] in kept
+                    ] + _attachments("0", files)
             self.messages[key] = current
             return current, 200
         if template == "/channels/{channel_id}/messages" and method == "POST":
-            return self._message(parts[1], body), 200
+            return self._message(parts[1], body, files=files), 200
         if template == "/channels/{channel_id}/messages/{message_id}" and method == "PATCH":
             return self._message(parts[1], body, message_id=parts[3]), 200
         if template == "/channels/{channel_id}/messages/{message_id}/threads":
@@ -347,6 +415,24 @@ class DiscordAPI:
 
 CALLBACK = "/interactions/{interaction_id}/{interaction_token}/callback"
 GUILD_ID = "1100000000000000010"
+# Where a message with files may be sent or edited (besides the interaction callback).
+MESSAGE_TEMPLATES = (
+    "/webhooks/{webhook_id}/{webhook_token}",
+    "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+    "/channels/{channel_id}/messages",
+    "/channels/{channel_id}/messages/{message_id}",
+)
+
+
+def _attachments(channel_id: str, files: tuple[SentFile, ...]) -> list[dict[str, Any]]:
+    """Attachment objects as Discord returns them for the files sent with a message."""
+    return [
+        {"id": f.attachment_id, "filename": f.filename, "size": len(f.data),
+         "url": f"{CDN}/{channel_id}/{f.attachment_id}/{f.filename}",
+         "proxy_url": f"{CDN}/{channel_id}/{f.attachment_id}/{f.filename}",
+         "content_type": "application/pdf" if f.filename.endswith(".pdf") else "application/octet-stream"}
+        for f in files
+    ]  # fmt: skip
 
 
 @contextmanager

@@ -3,9 +3,12 @@
 A Starlette app served by uvicorn in a background thread (port 0 unless told),
 for the real `slack_sdk` AsyncWebClient that slack-bolt uses. It serves the
 methods ChargeDesk calls: auth.test, chat.postMessage, chat.postEphemeral,
-chat.update, views.open, views.update, conversations.info,
+chat.update, views.open, views.update, conversations.info, conversations.open,
 usergroups.users.list and users.info, plus `response_url` posts at
-/response/<key>.
+/response/<key>, and file uploads as `files_upload_v2` makes them:
+files.getUploadURLExternal hands out an upload URL on this server
+(/upload/v1/<key>), the bytes are POSTed there, and
+files.completeUploadExternal shares them; each shared file lands in `files`.
 
 It keeps itself honest against Slack's published Web API description
 (data/slack/web_api.json, MIT, see the LICENSE beside it): every request must
@@ -42,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fakes.multipart import parse_form
 from tests.fakes.serve import serving
 
 DATA = Path(__file__).parent / "data" / "slack"
@@ -52,7 +56,7 @@ DEFAULT_TOKEN = "xoxb-chargedesk-test"
 # Parameters Slack takes beyond the 2021 description: slack_sdk adds `team_id` to every
 # call made through a Bolt context's client (org-wide tokens need it).
 NEWER_PARAMS = frozenset({"team_id"})
-JSON_PARAMS = frozenset({"blocks", "attachments", "view"})
+JSON_PARAMS = frozenset({"blocks", "attachments", "view", "files"})
 
 # Block Kit's limits, as Slack documents them (docs.slack.dev/reference/block-kit).
 MESSAGE_BLOCKS = 50
@@ -81,6 +85,31 @@ class Call:
     method: str
     params: dict[str, Any]
     answer: dict[str, Any]
+
+
+@dataclass
+class Upload:
+    """One file on its way in: announced by files.getUploadURLExternal, its bytes POSTed after."""
+
+    file_id: str
+    filename: str
+    length: int
+    key: str
+    data: bytes | None = None
+    completed: bool = False
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file files.completeUploadExternal shared: where, and its bytes as uploaded."""
+
+    file_id: str
+    filename: str
+    title: str | None
+    data: bytes
+    channel: str | None
+    thread_ts: str | None
+    initial_comment: str | None
 
 
 @cache
@@ -249,6 +278,9 @@ class SlackAPI:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ims: dict[str, str] = field(default_factory=dict)  # user -> DM channel ID
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    files: list[SharedFile] = field(default_factory=list)
     holds: list[tuple[str, Callable[[dict[str, Any]], bool], threading.Event]] = field(
         default_factory=list
     )
@@ -341,6 +373,7 @@ class SlackAPI:
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
                 Route("/response/{key}", self._response_url, methods=["POST"]),
+                Route("/upload/v1/{key}", self._upload, methods=["POST"]),
             ]
         )
 
@@ -376,6 +409,27 @@ class SlackAPI:
             self.calls.append(Call("response_url", payload, {"ok": True}))
             self.problems += problems
         return Response("ok")
+
+    async def _upload(self, request: Request) -> Response:
+        """The upload URL: the bytes, raw or as a multipart file part (Slack takes both)."""
+        key = request.path_params["key"]
+        with self._lock:
+            upload = next((u for u in self.uploads.values() if u.key == key), None)
+        if upload is None or upload.completed:
+            return Response("upload URL unknown or used", status_code=404)
+        data = await request.body()
+        kind = request.headers.get("content-type", "")
+        if kind.startswith("multipart/form-data"):
+            part = next((p for p in parse_form(kind, data) if p.filename is not None), None)
+            data = part.data if part is not None else b""
+        with self._lock:
+            upload.data = data
+            self.calls.append(Call("upload", {"file_id": upload.file_id, "size": len(data)}, {}))
+            if len(data) != upload.length:
+                self.problems.append(
+                    f"upload {upload.file_id}: {len(data)} bytes sent, {upload.length} announced"
+                )
+        return Response(f"OK - {len(data)}", media_type="text/plain")
 
     def _answer(self, method: str, params: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         if method in self.failures:
@@ -459,6 +513,66 @@ class SlackAPI:
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
         return {"ok": True, "channel": channel}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = [u for u in str(params.get("users") or "").split(",") if u]
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        if len(users) > 1:
+            return {
+                "ok": False,
+                "error": "method_not_supported_for_channel_type",
+            }  # no group DMs here
+        if users[0] not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        opened = users[0] in self.ims
+        dm = self.ims.setdefault(users[0], f"D{next(self._seq):09d}")
+        answer: dict[str, Any] = {"ok": True, "channel": {"id": dm}}
+        if opened:
+            answer |= {"already_open": True, "no_op": True}
+        return answer
+
+    def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(params["length"])
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        if length <= 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._seq):09d}"
+        key = secrets.token_hex(12)
+        self.uploads[file_id] = Upload(file_id, str(params["filename"]), length, key)
+        return {"ok": True, "upload_url": f"{self.base_url}/upload/v1/{key}", "file_id": file_id}
+
+    def _files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        listed = params.get("files")
+        if not isinstance(listed, list) or not listed:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = params.get("channel_id") or None
+        if params.get("channels"):
+            return {"ok": False, "error": "invalid_arguments"}  # ChargeDesk shares to one place
+        if (
+            channel is not None
+            and channel not in self.channels
+            and channel not in self.ims.values()
+        ):
+            return {"ok": False, "error": "channel_not_found"}
+        if params.get("thread_ts") and channel is None:
+            return {"ok": False, "error": "invalid_arguments"}
+        uploads = [self.uploads.get(str(f.get("id"))) for f in listed]
+        if any(u is None or u.data is None or u.completed for u in uploads):
+            return {"ok": False, "error": "file_not_found"}  # not announced, not sent, or done
+        shared = []
+        for upload, entry in zip(uploads, listed, strict=True):
+            assert upload is not None and upload.data is not None
+            upload.completed = True
+            title = entry.get("title")
+            self.files.append(SharedFile(
+                upload.file_id, upload.filename, title, upload.data, channel,
+                params.get("thread_ts"), params.get("initial_comment"),
+            ))  # fmt: skip
+            shared.append({"id": upload.file_id, "title": title or upload.filename})
+        return {"ok": True, "files": shared}
 
     def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
         members = self.usergroups.get(params["usergroup"])
