@@ -6,6 +6,7 @@ fails the same way: `Unsupported`, naming the gateway and the capability.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +16,7 @@ from bot.errors import UserError
 from bot.gateways.events import GatewayEvent
 from bot.models import Charge, GatewayProfile, Invoice, Refund, Subscription, TaxId
 from bot.money import Money
+from bot.tax_ids import EU, normalize_tax_id, tax_id_type
 
 
 class Capability(StrEnum):
@@ -31,6 +33,7 @@ class Capability(StrEnum):
     send_invoice = "send_invoice"
     disputes = "disputes"
     webhooks = "webhooks"
+    hosted_card_update = "hosted_card_update"
 
 
 class ErrorCode(StrEnum):
@@ -48,6 +51,9 @@ class ErrorCode(StrEnum):
     timeout = "timeout"
     rejected = "rejected"
     unsupported = "unsupported"
+    invalid_tax_id = "invalid_tax_id"
+    # The gateway account lacks a setting the call needs (Stripe's Billing Portal).
+    not_configured = "not_configured"
 
 
 class GatewayError(UserError):
@@ -84,6 +90,119 @@ class Unsupported(GatewayError):
             gateway=gateway,
         )
         self.capability = capability
+
+
+# Tax ID types python-stdnum checks (bot.tax_ids), each with the country it implies.
+CHECKED_TAX_ID_TYPES: dict[str, str | None] = {
+    "eu_vat": None,  # the number's prefix names the member state
+    "gb_vat": "GB",
+    "au_abn": "AU",
+    "nz_gst": "NZ",
+    "sg_uen": "SG",
+}
+_TAX_ID_LABELS = {
+    "eu_vat": "EU VAT number",
+    "gb_vat": "UK VAT number",
+    "au_abn": "Australian Business Number (ABN)",
+    "nz_gst": "New Zealand GST number",
+    "sg_uen": "Singapore UEN",
+}
+_COUNTRY_TAX_ID_TYPES = {country: kind for kind, country in CHECKED_TAX_ID_TYPES.items() if country}
+_EU_VAT_PREFIXES = EU - {"GR"} | {"EL", "XI"}
+_TAX_ID_TYPE = re.compile(r"[a-z]{2}_[a-z_]+")
+
+
+class InvalidTaxId(GatewayError):
+    """A tax ID that fails its format or check digits: refused before the gateway is asked."""
+
+    def __init__(self, gateway: str, number: str, *, kind: str | None, country: str | None) -> None:
+        where = f" for {country}" if country else ""
+        if kind in _TAX_ID_LABELS:
+            message = f"{number} is not a valid {_TAX_ID_LABELS[kind]}{where}: check its digits"
+        elif kind is not None:
+            message = (
+                f"cannot check {number} as {kind}: tax IDs are checked for the EU, the UK, "
+                "Australia, New Zealand and Singapore only"
+            )
+        elif country is not None:
+            message = (
+                f"{number} is not a tax ID that can be checked{where}: write it with its "
+                "country prefix (DE, FR, GB, ...) or as type:value (au_abn:51824753556)"
+            )
+        else:
+            message = (
+                f"cannot tell what kind of tax ID {number} is: write it with its country "
+                "prefix (DE, FR, GB, ...) or as type:value (au_abn:51824753556)"
+            )
+        super().__init__(ErrorCode.invalid_tax_id, message, gateway=gateway)
+        self.number = number
+        self.kind = kind
+        self.country = country
+
+
+def checked_tax_id(
+    text: str, *, country: str | None, gateway: str, unchecked_types: bool = False
+) -> tuple[str, str]:
+    """A tax ID as (Stripe's type, normalized number), checked with python-stdnum.
+
+    Takes `eu_vat:DE123456789`, `de 123 456 789`, `GB980780684`, `ABN 51 824 753
+    556`, or a bare number read with the customer's `country` (an ABN for AU, a
+    VAT number without its prefix for an EU country). With `unchecked_types`, an
+    explicit type python-stdnum cannot check (`ch_vat:...`) passes as typed, for
+    a gateway that checks it itself. Raises InvalidTaxId naming number and country.
+    """
+    raw = text.strip()
+    kind: str | None = None
+    head, colon, rest = raw.partition(":")
+    if colon and _TAX_ID_TYPE.fullmatch(head.strip().lower()):
+        kind, raw = head.strip().lower(), rest.strip()
+    if kind is not None and kind not in CHECKED_TAX_ID_TYPES:
+        if unchecked_types and raw:
+            return kind, raw
+        raise InvalidTaxId(gateway, raw or text.strip(), kind=kind, country=country)
+    number = normalize_tax_id(raw)
+    if not number:
+        raise GatewayError(ErrorCode.invalid_tax_id, "no tax ID was given", gateway=gateway)
+    hint = CHECKED_TAX_ID_TYPES.get(kind or "") or country
+    if number.startswith(("ABN", "AU")) and kind in (None, "au_abn"):
+        digits = number.removeprefix("ABN").removeprefix("AU")
+        if digits.isdigit() and len(digits) == 11:
+            number, hint = digits, "AU"
+    if number.startswith("GR") and kind in (None, "eu_vat"):
+        number = "EL" + number[2:]  # Greek VAT numbers carry EL, not their ISO code
+    if kind in (None, "eu_vat") and hint in EU and number[:2] not in _EU_VAT_PREFIXES:
+        prefixed = ("EL" if hint == "GR" else hint) + number
+        if tax_id_type(prefixed) == "eu_vat":
+            number = prefixed  # typed without its prefix by a customer of that country
+    found = tax_id_type(number, hint)
+    if found is None or (kind is not None and found != kind):
+        claimed = kind or _claimed_type(number, hint)
+        named = tax_id_country(claimed, number) or country
+        raise InvalidTaxId(gateway, number or raw, kind=claimed, country=named)
+    if found == "gb_vat" and not number.startswith("GB"):
+        number = "GB" + number  # Stripe's form: GB123456789
+    return found, number
+
+
+def tax_id_country(kind: str | None, number: str) -> str | None:
+    """The country a tax ID belongs to, as Stripe reports it (GR for an EL... VAT number)."""
+    if kind == "eu_vat":
+        prefix = number[:2]
+        if prefix not in _EU_VAT_PREFIXES or prefix == "XI":  # XI: Northern Ireland, no ISO code
+            return None
+        return "GR" if prefix == "EL" else prefix
+    return CHECKED_TAX_ID_TYPES.get(kind or "")
+
+
+def _claimed_type(number: str, country: str | None) -> str | None:
+    """The type a number claims by its prefix (DE..., GB...) or the customer's country."""
+    if number[:2] in _EU_VAT_PREFIXES:
+        return "eu_vat"
+    if number.startswith("GB"):
+        return "gb_vat"
+    if country in EU:
+        return "eu_vat"
+    return _COUNTRY_TAX_ID_TYPES.get(country or "")
 
 
 @dataclass(frozen=True)
@@ -146,9 +265,24 @@ class Gateway:
         """Apply a coupon or promotion code to a customer or subscription; returns what was applied."""
         raise Unsupported(self.name, Capability.coupon)
 
-    async def add_tax_id(self, customer_id: str, tax_id: str, *, idempotency_key: str) -> TaxId:
-        """Add a tax ID (`DE123456789`, `eu_vat:DE123456789`) to a customer."""
+    async def add_tax_id(
+        self, customer_id: str, tax_id: str, *, idempotency_key: str, replace: bool = False
+    ) -> TaxId:
+        """Add a tax ID (`DE123456789`, `eu_vat:DE123456789`) to a customer.
+
+        Checked before the gateway is asked (InvalidTaxId). With `replace`, the
+        customer's other tax IDs are removed once the new one exists. The same key
+        twice, or a number the customer already has, adds nothing.
+        """
         raise Unsupported(self.name, Capability.tax_id)
+
+    async def card_update_url(self, customer_id: str, *, return_url: str) -> str:
+        """A page of the gateway's own where the customer updates their card (we never see it).
+
+        The link is short-lived and opens the customer's account: make it when the
+        customer asks, send them straight there, and never log or store it.
+        """
+        raise Unsupported(self.name, Capability.hosted_card_update)
 
     async def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
         """Finalize (if draft) and send an invoice to the customer."""

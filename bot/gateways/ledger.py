@@ -25,7 +25,15 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.gateways.base import Capability, ErrorCode, Gateway, GatewayError, LookupQuery
+from bot.gateways.base import (
+    Capability,
+    ErrorCode,
+    Gateway,
+    GatewayError,
+    LookupQuery,
+    checked_tax_id,
+    tax_id_country,
+)
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.models import (
     Address,
@@ -58,6 +66,7 @@ from bot.store.tables import (
 NAME = "ledger"
 T = TypeVar("T")
 SIGNATURE_HEADER = "X-ChargeDesk-Signature"
+KEY_MAX = 128  # ledger_operations.idempotency_key
 
 
 def new_id(prefix: str) -> str:
@@ -97,6 +106,7 @@ class LedgerGateway(Gateway):
             Capability.cancel_subscription,
             Capability.invoices,
             Capability.disputes,
+            Capability.tax_id,
         }
     )
 
@@ -293,6 +303,30 @@ class LedgerGateway(Gateway):
         await self._operate("cancel", subscription_id, idempotency_key, check, apply, payload)
         return await self.get_subscription(subscription_id)
 
+    async def add_tax_id(
+        self, customer_id: str, tax_id: str, *, idempotency_key: str, replace: bool = False
+    ) -> TaxId:
+        """Set the customer's tax ID: a ledger customer has one, so `replace` is always implied."""
+        async with self.db.read() as s:
+            row = await self._row(s, LedgerCustomer, customer_id, "customer")
+            country = _country(row)
+            kind, value = checked_tax_id(tax_id, country=country, gateway=NAME)
+            if (row.tax_id_type, row.tax_id_value) == (kind, value):
+                return _tax_ids(row)[0]  # the customer has it already: nothing to do
+
+        async def check(s: AsyncSession) -> LedgerCustomer:
+            return await self._locked(s, LedgerCustomer, customer_id, "customer")
+
+        async def apply(s: AsyncSession, row: LedgerCustomer, reference: str | None) -> str:
+            row.tax_id_type, row.tax_id_value = kind, value
+            return row.id  # the tax ID's own ID would not fit result_id for long customer IDs
+
+        payload = {"tax_id": {"type": kind, "value": value, "country": country}}
+        await self._operate("tax_id", customer_id, idempotency_key, check, apply, payload)
+        async with self.db.read() as s:
+            row = await self._row(s, LedgerCustomer, customer_id, "customer")
+            return _tax_ids(row)[0]
+
     async def _operate(
         self,
         action: str,
@@ -318,7 +352,7 @@ class LedgerGateway(Gateway):
             result_id = await apply(s, target, reference)
             s.add(
                 LedgerOperation(
-                    idempotency_key=key,
+                    idempotency_key=_stored_key(key),
                     action=action,
                     target_id=target_id,
                     result_id=result_id,
@@ -329,7 +363,7 @@ class LedgerGateway(Gateway):
             return result_id
 
     async def _done(self, s: AsyncSession, key: str, action: str, target_id: str) -> str | None:
-        op = await s.get(LedgerOperation, key)
+        op = await s.get(LedgerOperation, _stored_key(key))
         if op is None:
             return None
         if (op.action, op.target_id) != (action, target_id):
@@ -416,6 +450,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _stored_key(key: str) -> str:
+    """The key as ledger_operations holds it: a longer one (Stripe allows 255) by its SHA-256."""
+    if len(key) <= KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def _money_json(amount: Money) -> dict[str, Any]:
     return {"minor": amount.minor, "currency": amount.currency}
 
@@ -437,17 +478,25 @@ def _customer(row: LedgerCustomer) -> Customer:
     )
 
 
+def _country(row: LedgerCustomer) -> str | None:
+    country = row.address.get("country") if row.address else None
+    return country.upper() if isinstance(country, str) and country else None
+
+
+def _tax_id_id(customer_id: str) -> str:
+    return f"{customer_id}:tax_id"
+
+
 def _tax_ids(row: LedgerCustomer) -> tuple[TaxId, ...]:
     if not row.tax_id_value:
         return ()
-    country = row.address.get("country") if row.address else None
     return (
         TaxId(
             gateway=NAME,
-            id=f"{row.id}:tax_id",
+            id=_tax_id_id(row.id),
             type=row.tax_id_type or "unknown",
             value=row.tax_id_value,
-            country=country,
+            country=tax_id_country(row.tax_id_type, row.tax_id_value) or _country(row),
         ),
     )
 

@@ -29,8 +29,10 @@ from bot.gateways.base import (
     ErrorCode,
     Gateway,
     GatewayError,
+    InvalidTaxId,
     LookupQuery,
     WebhookRejected,
+    checked_tax_id,
 )
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.gateways.events import EventKind, GatewayEvent
@@ -68,11 +70,6 @@ ZERO_DECIMAL = frozenset(
 )
 # ...and three-decimal for these, with the last digit always 0 on payments.
 THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
-
-EU_VAT_PREFIXES = frozenset(
-    {"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "EL", "ES", "FI", "FR", "HR", "HU"}
-    | {"IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "XI"}
-)
 
 _DASHBOARD_SECTIONS = {
     "cus": "customers",
@@ -235,33 +232,15 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def parse_tax_id(text: str) -> tuple[str, str]:
-    """`eu_vat:DE123456789` as given, or a bare `DE123456789` / `GB...` / `AU...` / `ABN ...` typed by its prefix."""
-    raw = text.strip()
-    if ":" in raw:
-        kind, value = (part.strip() for part in raw.split(":", 1))
-        kind = kind.lower()
-        if re.fullmatch(r"[a-z]{2}_[a-z_]+", kind) and value:
-            return kind, value
-    compact = re.sub(r"[\s.\-]", "", raw).upper()
-    if compact.startswith("ABN") and re.fullmatch(r"\d{11}", compact[3:]):
-        return "au_abn", compact[3:]
-    if compact.startswith("AU") and re.fullmatch(r"\d{11}", compact[2:]):
-        return "au_abn", compact[2:]
-    if re.fullmatch(r"[A-Z]{2}[0-9A-Z]{2,13}", compact) and any(c.isdigit() for c in compact):
-        prefix = compact[:2]
-        if prefix == "GR":  # Greek VAT numbers carry EL, not their ISO code
-            compact, prefix = "EL" + compact[2:], "EL"
-        if prefix in EU_VAT_PREFIXES:
-            return "eu_vat", compact
-        if prefix == "GB":
-            return "gb_vat", compact
-    raise GatewayError(
-        ErrorCode.rejected,
-        f"cannot tell what kind of tax ID {text!r} is: write it as type:value, "
-        "e.g. eu_vat:DE123456789 or au_abn:12345678901",
-        gateway=NAME,
-    )
+def _portal_unconfigured(message: str | None) -> bool:
+    """Stripe's refusal of a portal session before the portal settings are saved.
+
+    "You can't create a portal session in test mode until you save your customer
+    portal settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal."
+    It comes as a bare invalid_request_error, so only its words tell it apart.
+    """
+    text = (message or "").lower()
+    return "portal settings" in text or "settings/billing/portal" in text
 
 
 def describe_discount(coupon: Mapping[str, Any], code: str | None = None) -> str:
@@ -985,25 +964,105 @@ class StripeGateway(Gateway):
             )
         return describe_discount(coupon, promo_code)
 
-    async def add_tax_id(self, customer_id: str, tax_id: str, *, idempotency_key: str) -> TaxId:
-        kind, value = parse_tax_id(tax_id)
+    async def add_tax_id(
+        self, customer_id: str, tax_id: str, *, idempotency_key: str, replace: bool = False
+    ) -> TaxId:
+        kind, value = await self._checked_tax_id(customer_id, tax_id)
+        v1 = self._v1
         existing = await self._list(
-            lambda p: self._v1.customers.tax_ids.list_async(customer_id, p),
+            lambda p: v1.customers.tax_ids.list_async(customer_id, p),
             {},
             f"tax IDs of {customer_id}",
             self.max_listed,
             page_size=None,
         )
-        for known in existing:
-            if known.get("type") == kind and known.get("value") == value:
-                return _tax_id(known)
-        created = await self._get(
-            lambda: self._v1.customers.tax_ids.create_async(
-                customer_id, {"type": kind, "value": value}, {"idempotency_key": idempotency_key}
-            ),
-            f"tax ID {value} for {customer_id}",
+        # Already there (a retry of ours, or the customer had it): nothing to add.
+        kept = next(
+            (t for t in existing if t.get("type") == kind and t.get("value") == value), None
         )
-        return _tax_id(created)
+        if kept is None:
+            kept = await self._get(
+                lambda: v1.customers.tax_ids.create_async(
+                    customer_id,
+                    {"type": kind, "value": value},
+                    {"idempotency_key": idempotency_key},
+                ),
+                f"tax ID {value} for {customer_id}",
+            )
+        if replace:
+            # Only once the new ID exists: a failure above leaves the old ones in place.
+            for old in existing:
+                if old["id"] != kept["id"]:
+                    await self._delete_tax_id(customer_id, old["id"])
+        return _tax_id(kept)
+
+    async def _checked_tax_id(self, customer_id: str, tax_id: str) -> tuple[str, str]:
+        """Type and number, checked before Stripe is asked.
+
+        Only a number that names no type (no prefix) costs a read: the customer's
+        country then says what it should be (an ABN in AU, a VAT number in FR).
+        """
+        try:
+            return checked_tax_id(tax_id, country=None, gateway=NAME, unchecked_types=True)
+        except InvalidTaxId as exc:
+            if exc.kind is not None:
+                raise  # its type is known and it fails it: no country changes that
+        customer = await self._get(
+            lambda: self._v1.customers.retrieve_async(customer_id), f"customer {customer_id}"
+        )
+        country = (customer.get("address") or {}).get("country")
+        return checked_tax_id(tax_id, country=country, gateway=NAME, unchecked_types=True)
+
+    async def _delete_tax_id(self, customer_id: str, tax_id_id: str) -> None:
+        try:
+            await self._get(
+                lambda: self._v1.customers.tax_ids.delete_async(customer_id, tax_id_id),
+                f"tax ID {tax_id_id} of {customer_id}",
+            )
+        except GatewayError as exc:
+            if exc.code != ErrorCode.not_found:  # gone already: what we wanted
+                raise
+
+    async def card_update_url(self, customer_id: str, *, return_url: str) -> str:
+        """A Billing Portal session: Stripe's own page, where the customer changes their card."""
+        what = f"customer {customer_id}"
+        if not customer_id.startswith("cus_"):
+            raise GatewayError(ErrorCode.not_found, f"Stripe has no {what}", gateway=NAME)
+        try:
+            session = await self._get(
+                lambda: self._v1.billing_portal.sessions.create_async(
+                    {"customer": customer_id, "return_url": return_url}
+                ),
+                f"a Billing Portal session for {what}",
+            )
+        except GatewayError as exc:
+            if exc.code == ErrorCode.not_found:  # the only object the call names
+                raise GatewayError(
+                    ErrorCode.not_found,
+                    f"Stripe has no {what}",
+                    gateway=NAME,
+                    raw_code=exc.raw_code,
+                    raw_message=exc.raw_message,
+                ) from None
+            if exc.code == ErrorCode.rejected and _portal_unconfigured(exc.raw_message):
+                raise GatewayError(
+                    ErrorCode.not_configured,
+                    "Stripe's Billing Portal is not configured: save the customer portal "
+                    "settings in the Stripe dashboard (Settings → Billing → Customer portal; "
+                    "test mode has its own), with payment method updates turned on",
+                    gateway=NAME,
+                    raw_code=exc.raw_code,
+                    raw_message=exc.raw_message,
+                ) from None
+            raise
+        url = session.get("url")
+        if not isinstance(url, str) or not url:
+            raise GatewayError(
+                ErrorCode.unavailable,
+                f"Stripe answered the Billing Portal session for {what} without a URL",
+                gateway=NAME,
+            )
+        return url
 
     async def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
         if not invoice_id.startswith("in_"):

@@ -13,8 +13,9 @@ own errors, idempotent replays (`Idempotent-Replayed: true`) and
 `idempotency_error`, manual capture (partial) and cancel of payment intents,
 subscriptions (create with a price, cancel now or at period end, discounts),
 disputes, coupons and promotion codes, tax IDs, invoice finalize and send with
-PDF links, signed webhook deliveries, and faults on demand (fail, lose the
-answer to, or delay the next requests).
+PDF links, Billing Portal sessions with a page to open (or Stripe's refusal
+when the portal was never configured), signed webhook deliveries, and faults
+on demand (fail, lose the answer to, or delay the next requests).
 
 Standalone, for the shell demo:
     python -m tests.fakes.stripe_api --port 12111 --seed
@@ -27,6 +28,7 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import html
 import itertools
 import json
 import re
@@ -47,7 +49,7 @@ import uvicorn
 from babel.numbers import format_currency
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 FIXTURES_PATH = Path(__file__).parent / "data" / "stripe" / "fixtures.json"
@@ -87,6 +89,11 @@ TAX_ID_FORMATS = {
     "ca_bn": r"\d{9}",
 }
 LIST_PARAMS = frozenset({"limit", "starting_after", "ending_before", "expand"})
+# What Stripe answers a portal session before the account saved its portal settings.
+PORTAL_NOT_CONFIGURED = (
+    "You can’t create a portal session in test mode until you save your customer portal "
+    "settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal."
+)
 
 
 def new_id(prefix: str) -> str:
@@ -339,10 +346,15 @@ class StripeEmulator:
         *,
         search: bool = True,
         search_lag: float = 0.0,
+        billing_portal: bool = True,
     ) -> None:
         self.api_key = api_key  # None: any sk_test_/rk_test_ key will do (the demo)
         self.search = search  # False: /v1/customers/search is missing, like some accounts
         self.search_lag = search_lag  # seconds before a new customer shows up in search
+        # False: the account never saved its customer portal settings, so sessions are refused.
+        self.billing_portal = billing_portal
+        self.portal_configuration = new_id("bpc")  # the account's default portal configuration
+        self.portal_card_updates: list[str] = []  # customers who saved a card on a portal page
         self.url = ""
         self.requests: list[Recorded] = []
         self.events: list[dict[str, Any]] = []
@@ -402,6 +414,7 @@ class StripeEmulator:
             self.requests.clear()
             self.events.clear()
             self.sent_invoices.clear()
+            self.portal_card_updates.clear()
 
     # --- faults ----------------------------------------------------------------------------
 
@@ -431,6 +444,11 @@ class StripeEmulator:
             routes=[
                 Route("/_emulator/invoices/{invoice_id}/pdf", self._invoice_pdf),
                 Route("/_emulator/invoices/{invoice_id}", self._invoice_page),
+                Route(
+                    "/_emulator/billing_portal/session/{secret}",
+                    self._portal_page,
+                    methods=["GET", "POST"],
+                ),
                 Route("/{path:path}", self._endpoint, methods=["GET", "POST", "DELETE"]),
             ]
         )
@@ -595,6 +613,8 @@ class StripeEmulator:
             ("POST", "/v1/invoices/{id}/send", h._h_send_invoice, ""),
             ("POST", "/v1/invoiceitems", h._h_create_invoice_item, "customer amount currency "
              "description invoice metadata"),
+            ("POST", "/v1/billing_portal/sessions", h._h_create_portal_session, "customer "
+             "return_url configuration locale"),
             ("GET", "/v1/events", h._h_list_events, "+list type"),
             ("GET", "/v1/events/{id}", h._h_get_event, ""),
         ]  # fmt: skip
@@ -2184,6 +2204,68 @@ class StripeEmulator:
         amount = format_amount(invoice["amount_due"], invoice["currency"])
         text = f"Invoice {invoice['number']}: {amount} ({invoice['status']})"
         return Response(_tiny_pdf(text), media_type="application/pdf")
+
+    # --- billing portal --------------------------------------------------------------------
+
+    def _h_create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        customer_id = _str(params, "customer", required=True) or ""
+        # Our default configuration has no default_return_url, so the session needs one.
+        return_url = _str(params, "return_url", required=True) or ""
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", return_url):
+            raise ApiError(400, "Not a valid URL", code="url_invalid", param="return_url")
+        locale = _str(params, "locale")
+        if locale is not None and not re.fullmatch(r"auto|[a-z]{2}(-[A-Z]{2}|-[0-9]{3})?", locale):
+            raise ApiError(
+                400, f"Invalid locale: {locale}", code="parameter_invalid_string", param="locale"
+            )
+        configuration = _str(params, "configuration")
+        if configuration is not None and configuration != self.portal_configuration:
+            raise missing("configuration", configuration, "configuration")
+        if not self.billing_portal:
+            raise ApiError(400, PORTAL_NOT_CONFIGURED)
+        self._live_customer(customer_id, "customer")
+        secret = secrets.token_urlsafe(24)
+        session = self._new(
+            "billing_portal.session",
+            "bps",
+            configuration=self.portal_configuration,
+            customer=customer_id,
+            customer_account=None,
+            flow=None,
+            locale=locale,
+            on_behalf_of=None,
+            return_url=return_url,
+            url=f"{self.url}/_emulator/billing_portal/session/test_{secret}",
+        )
+        session["_secret"] = f"test_{secret}"
+        self._emit("billing_portal.session.created", session)
+        return self._out(session, params)
+
+    async def _portal_page(self, request: Request) -> Response:
+        """The portal page a session's URL opens: shows the card; a POST saves a new one."""
+        secret = request.path_params["secret"]
+        with self._lock:
+            session = next(
+                (s for s in self._of("billing_portal.session") if s["_secret"] == secret), None
+            )
+            if session is None:
+                return HTMLResponse("<h1>This portal session has expired</h1>", status_code=404)
+            customer = self._objects[session["customer"]]
+            if request.method == "POST":
+                # Stripe's page collects the card itself; the new method becomes the default.
+                customer["invoice_settings"]["default_payment_method"] = "pm_card_mastercard"
+                self.portal_card_updates.append(customer["id"])
+                self._emit("customer.updated", customer)
+                return RedirectResponse(session["return_url"], status_code=303)
+            card = customer["invoice_settings"]["default_payment_method"] or "none"
+            who = html.escape(customer.get("email") or customer["id"])
+            back = html.escape(session["return_url"], quote=True)
+        return HTMLResponse(
+            f"<h1>Customer portal</h1><p>Signed in as {who}</p>"
+            f"<p>Payment method: <span id='card'>{html.escape(card)}</span></p>"
+            "<form method='post'><button type='submit'>Update card</button></form>"
+            f"<p><a href='{back}'>Return</a></p>"
+        )
 
     # --- events and webhooks ---------------------------------------------------------------
 

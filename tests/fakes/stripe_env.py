@@ -42,6 +42,9 @@ LOCALSTRIPE_SKIPS = {
         "localstripe has no charge.amount_captured and books the uncaptured rest as an "
         "ordinary refund, so a partial capture reads as a full capture plus a refund"
     ),
+    "card_update_url_or_unsupported": (
+        "localstripe has no Billing Portal: POST /v1/billing_portal/sessions answers 404"
+    ),
 }
 
 

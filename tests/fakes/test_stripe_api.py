@@ -264,6 +264,13 @@ def world() -> Iterator[tuple[StripeEmulator, dict[str, list[dict[str, Any]]]]]:
                 "POST", f"/v1/customers/{cid}/tax_ids", {"type": "eu_vat", "value": "DE123456789"}
             )
         )
+        keep(
+            api.ok(
+                "POST",
+                "/v1/billing_portal/sessions",
+                {"customer": cid, "return_url": "https://shop.example.com/account"},
+            )
+        )
         draft = keep(
             api.ok(
                 "POST",
@@ -523,6 +530,47 @@ def test_faults_fail_lose_or_delay_the_next_requests(emulator: StripeEmulator, a
     started = time.monotonic()
     assert api.call("GET", f"/v1/charges/{charge['id']}").status_code == 200
     assert time.monotonic() - started >= 0.3
+
+
+def test_billing_portal_sessions_open_a_page_and_refuse_like_stripe(
+    emulator: StripeEmulator, api: Api
+) -> None:
+    customer = emulator.add_customer("portal@example.com")
+    back = "https://shop.example.com/billing?tab=card"
+    session = api.ok(
+        "POST", "/v1/billing_portal/sessions", {"customer": customer["id"], "return_url": back}
+    )
+    assert session["id"].startswith("bps_") and session["object"] == "billing_portal.session"
+    assert (session["customer"], session["return_url"], session["flow"]) == (
+        customer["id"],
+        back,
+        None,
+    )
+    assert session["configuration"] == emulator.portal_configuration
+    page = httpx.get(session["url"])
+    assert page.status_code == 200 and "portal@example.com" in page.text
+    saved = httpx.post(session["url"])
+    assert (saved.status_code, saved.headers["location"]) == (303, back)
+    assert emulator.portal_card_updates == [customer["id"]]
+    assert httpx.get(session["url"] + "x").status_code == 404
+    unknown = api.error(
+        "POST",
+        "/v1/billing_portal/sessions",
+        {"customer": "cus_nobody", "return_url": back},
+        status=404,
+    )
+    assert (unknown["code"], unknown["param"]) == ("resource_missing", "customer")
+    no_return = api.error("POST", "/v1/billing_portal/sessions", {"customer": customer["id"]})
+    assert (no_return["code"], no_return["param"]) == ("parameter_missing", "return_url")
+    bad_url = api.error(
+        "POST", "/v1/billing_portal/sessions", {"customer": customer["id"], "return_url": "x"}
+    )
+    assert bad_url["code"] == "url_invalid"
+    emulator.billing_portal = False
+    unset = api.error(
+        "POST", "/v1/billing_portal/sessions", {"customer": customer["id"], "return_url": back}
+    )
+    assert unset["type"] == "invalid_request_error" and "portal settings" in unset["message"]
 
 
 def test_webhook_deliveries_verify_with_the_stripe_sdk(emulator: StripeEmulator) -> None:

@@ -12,7 +12,14 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bot.gateways.base import Capability, ErrorCode, GatewayError, LookupQuery, Unsupported
+from bot.gateways.base import (
+    Capability,
+    ErrorCode,
+    GatewayError,
+    InvalidTaxId,
+    LookupQuery,
+    Unsupported,
+)
 from bot.gateways.ledger import LedgerGateway
 from bot.gateways.ledger_import import import_data
 from bot.money import Money
@@ -175,6 +182,45 @@ async def test_unknown_ids_are_not_found(env):
     assert await env.gateway.lookup(LookupQuery.parse("nobody-at-all@example.com")) == []
 
 
+async def test_tax_id_add(env):
+    gateway = env.gateway
+    if Capability.tax_id not in gateway.capabilities:
+        with pytest.raises(Unsupported):
+            await gateway.add_tax_id(env.customer_id, "DE136695976", idempotency_key="ct-tax")
+        return
+    first = await gateway.add_tax_id(env.customer_id, "de 136 695 976", idempotency_key="ct-tax-1")
+    assert (first.type, first.value, first.country) == ("eu_vat", "DE136695976", "DE")
+    changed = await gateway.add_tax_id(
+        env.customer_id, "FR40303265045", idempotency_key="ct-tax-2", replace=True
+    )
+    again = await gateway.add_tax_id(
+        env.customer_id, "FR40303265045", idempotency_key="ct-tax-2", replace=True
+    )
+    assert again.id == changed.id
+    with pytest.raises(InvalidTaxId) as info:
+        await gateway.add_tax_id(env.customer_id, "FR40303265046", idempotency_key="ct-tax-3")
+    assert info.value.code == ErrorCode.invalid_tax_id and "FR40303265046" in info.value.message
+    (profile,) = await gateway.lookup(LookupQuery.parse(env.email))
+    assert [(t.type, t.value) for t in profile.tax_ids] == [("eu_vat", "FR40303265045")]
+
+
+async def test_card_update_url_or_unsupported(env):
+    gateway = env.gateway
+    back = "https://billing.example.com/portal/done"
+    if Capability.hosted_card_update not in gateway.capabilities:
+        with pytest.raises(Unsupported) as unsupported:
+            await gateway.card_update_url(env.customer_id, return_url=back)
+        assert unsupported.value.message == (
+            f"the {gateway.name} gateway does not support hosted card update"
+        )
+        return
+    url = await gateway.card_update_url(env.customer_id, return_url=back)
+    assert url.startswith(("https://", "http://127.0.0.1:"))
+    with pytest.raises(GatewayError) as info:
+        await gateway.card_update_url("cus_does_not_exist_0", return_url=back)
+    assert info.value.code == ErrorCode.not_found
+
+
 async def test_unsupported_capability_is_a_clear_error(env):
     if env.unsupported is None:
         pytest.skip("this gateway supports every capability")
@@ -187,7 +233,7 @@ async def test_unsupported_capability_is_a_clear_error(env):
             env.customer_id, "WELCOME", idempotency_key="k"
         ),
         Capability.tax_id: lambda g: g.add_tax_id(
-            env.customer_id, "DE123456789", idempotency_key="k"
+            env.customer_id, "DE136695976", idempotency_key="k"
         ),
         Capability.send_invoice: lambda g: g.send_invoice("in_x", idempotency_key="k"),
     }

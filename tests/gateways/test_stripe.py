@@ -16,13 +16,19 @@ from typing import Any
 import pytest
 import stripe
 
-from bot.gateways.base import Capability, ErrorCode, GatewayError, LookupQuery, WebhookRejected
+from bot.gateways.base import (
+    Capability,
+    ErrorCode,
+    GatewayError,
+    InvalidTaxId,
+    LookupQuery,
+    WebhookRejected,
+)
 from bot.gateways.events import EventKind
 from bot.gateways.stripe import (
     StripeGateway,
     describe_discount,
     from_stripe_amount,
-    parse_tax_id,
     stripe_exponent,
     to_stripe_amount,
 )
@@ -756,45 +762,127 @@ async def test_coupons_by_code_or_id_on_subscriptions_and_customers(fake: FakeSt
     assert nothing.value.code == ErrorCode.invalid_state
 
 
-@pytest.mark.parametrize(
-    ("text", "parsed"),
-    [
-        ("eu_vat:DE123456789", ("eu_vat", "DE123456789")),
-        ("DE 123 456 789", ("eu_vat", "DE123456789")),
-        ("fr12345678901", ("eu_vat", "FR12345678901")),
-        ("GR123456789", ("eu_vat", "EL123456789")),
-        ("GB123456789", ("gb_vat", "GB123456789")),
-        ("ABN 12 345 678 901", ("au_abn", "12345678901")),
-        ("AU12345678901", ("au_abn", "12345678901")),
-        ("ch_vat: CHE-123.456.789 MWST", ("ch_vat", "CHE-123.456.789 MWST")),
-    ],
-)
-def test_tax_ids_are_typed_from_their_prefix(text: str, parsed: tuple[str, str]) -> None:
-    assert parse_tax_id(text) == parsed
-
-
-@pytest.mark.parametrize("text", ["123456789", "US12-3456789", "ZZ123", "vat"])
-def test_tax_ids_of_unknown_kind_ask_for_a_type(text: str) -> None:
-    with pytest.raises(GatewayError) as info:
-        parse_tax_id(text)
-    assert info.value.code == ErrorCode.rejected and "type:value" in info.value.message
-
-
 async def test_add_tax_id_once(fake: FakeStripe) -> None:
     gw, em = fake.gateway, fake.emulator
-    tax_id = await gw.add_tax_id(fake.env.customer_id, "DE123456789", idempotency_key="t-1")
+    tax_id = await gw.add_tax_id(fake.env.customer_id, "DE 136 695 976", idempotency_key="t-1")
     assert (tax_id.type, tax_id.value, tax_id.country, tax_id.verified) == (
         "eu_vat",
-        "DE123456789",
+        "DE136695976",
         "DE",
         None,
     )
-    again = await gw.add_tax_id(fake.env.customer_id, "eu_vat:DE123456789", idempotency_key="t-2")
+    again = await gw.add_tax_id(fake.env.customer_id, "eu_vat:DE136695976", idempotency_key="t-2")
     assert again.id == tax_id.id
     assert len(posts(em, f"/v1/customers/{fake.env.customer_id}/tax_ids")) == 1
+    # Types python-stdnum cannot check go to Stripe, which checks their format.
     with pytest.raises(GatewayError) as bad:
-        await gw.add_tax_id(fake.env.customer_id, "gb_vat:GB12", idempotency_key="t-3")
+        await gw.add_tax_id(fake.env.customer_id, "ch_vat:CHE-123", idempotency_key="t-3")
     assert (bad.value.code, bad.value.raw_code) == (ErrorCode.rejected, "tax_id_invalid")
+
+
+async def test_add_tax_id_with_replace_leaves_only_the_new_one(fake: FakeStripe) -> None:
+    gw, em = fake.gateway, fake.emulator
+    cid = fake.env.customer_id
+    old_eu = em.add_tax_id(cid, "eu_vat", "DE136695976", verified=True)
+    old_gb = em.add_tax_id(cid, "gb_vat", "GB980780684")
+    new = await gw.add_tax_id(cid, "FR 40 303265045", idempotency_key="tx-1", replace=True)
+    assert (new.type, new.value, new.country) == ("eu_vat", "FR40303265045", "FR")
+    [profile] = await gw.lookup(LookupQuery.parse(cid))
+    assert [(t.id, t.value) for t in profile.tax_ids] == [(new.id, "FR40303265045")]
+    deletes = [r.path for r in em.requests if r.method == "DELETE"]
+    assert sorted(deletes) == sorted(
+        f"/v1/customers/{cid}/tax_ids/{t['id']}" for t in (old_eu, old_gb)
+    )
+    # A retry with the same key (a recovered execution) adds and removes nothing.
+    em.requests.clear()
+    again = await gw.add_tax_id(cid, "FR40303265045", idempotency_key="tx-1", replace=True)
+    assert again.id == new.id
+    assert [r.method for r in em.requests] == ["GET"]
+    [profile] = await gw.lookup(LookupQuery.parse(cid))
+    assert [t.id for t in profile.tax_ids] == [new.id]
+
+
+async def test_add_tax_id_without_replace_keeps_the_others(fake: FakeStripe) -> None:
+    gw, em = fake.gateway, fake.emulator
+    cid = fake.env.customer_id
+    em.add_tax_id(cid, "gb_vat", "GB980780684")
+    await gw.add_tax_id(cid, "DE136695976", idempotency_key="tx-2")
+    [profile] = await gw.lookup(LookupQuery.parse(cid))
+    assert {t.value for t in profile.tax_ids} == {"GB980780684", "DE136695976"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("DE123456789", "DE123456789 is not a valid EU VAT number for DE: check its digits"),
+        ("eu_vat:GB980780684", "GB980780684 is not a valid EU VAT number: check its digits"),
+        ("GB123456789", "GB123456789 is not a valid UK VAT number for GB: check its digits"),
+        (
+            "au_abn:51824753557",
+            "51824753557 is not a valid Australian Business Number (ABN) for AU: check its digits",
+        ),
+    ],
+)
+async def test_an_invalid_tax_id_is_refused_before_stripe_is_asked(
+    fake: FakeStripe, text: str, message: str
+) -> None:
+    with pytest.raises(InvalidTaxId) as info:
+        await fake.gateway.add_tax_id(fake.env.customer_id, text, idempotency_key="tx-bad")
+    assert info.value.code == ErrorCode.invalid_tax_id
+    assert info.value.message == message
+    assert fake.emulator.requests == []
+
+
+async def test_a_bare_number_is_read_by_the_customers_country(fake: FakeStripe) -> None:
+    gw, em = fake.gateway, fake.emulator
+    aussie = em.add_customer("sydney@example.com", address={"country": "AU", "city": "Sydney"})
+    tax_id = await gw.add_tax_id(aussie["id"], "51 824 753 556", idempotency_key="tx-au")
+    assert (tax_id.type, tax_id.value, tax_id.country) == ("au_abn", "51824753556", "AU")
+    with pytest.raises(InvalidTaxId) as wrong:
+        await gw.add_tax_id(aussie["id"], "51 824 753 557", idempotency_key="tx-au2")
+    assert wrong.value.country == "AU" and "51824753557" in wrong.value.message
+    with pytest.raises(InvalidTaxId) as untyped:
+        await gw.add_tax_id(fake.env.customer_id, "51824753556", idempotency_key="tx-none")
+    assert "cannot tell what kind of tax ID 51824753556 is" in untyped.value.message
+    assert [r.idempotency_key for r in em.requests if r.method != "GET"] == ["tx-au"]
+
+
+# --- the Billing Portal ------------------------------------------------------------------
+
+
+async def test_card_update_url_opens_a_billing_portal_session(fake: FakeStripe) -> None:
+    gw, em = fake.gateway, fake.emulator
+    back = "https://billing.example.com/portal/done"
+    url = await gw.card_update_url(fake.env.customer_id, return_url=back)
+    [sent] = posts(em, "/v1/billing_portal/sessions")
+    assert sent.params == {"customer": fake.env.customer_id, "return_url": back}
+    [session] = [e["data"]["object"] for e in em.events if e["type"].startswith("billing_portal")]
+    assert url == session["url"] and session["return_url"] == back
+    assert Capability.hosted_card_update in gw.capabilities
+
+
+@pytest.mark.parametrize("customer_id", ["cus_nobody", "ch_not_a_customer"])
+async def test_card_update_url_for_an_unknown_customer_is_not_found(
+    fake: FakeStripe, customer_id: str
+) -> None:
+    with pytest.raises(GatewayError) as info:
+        await fake.gateway.card_update_url(customer_id, return_url="https://example.com/back")
+    assert info.value.code == ErrorCode.not_found
+    assert info.value.message == f"Stripe has no customer {customer_id}"
+
+
+async def test_card_update_url_without_portal_settings_says_what_to_configure(
+    fake: FakeStripe,
+) -> None:
+    fake.emulator.billing_portal = False
+    with pytest.raises(GatewayError) as info:
+        await fake.gateway.card_update_url(
+            fake.env.customer_id, return_url="https://example.com/back"
+        )
+    assert info.value.code == ErrorCode.not_configured
+    assert "Billing Portal is not configured" in info.value.message
+    assert "Stripe dashboard" in info.value.message
+    assert info.value.raw_message and "portal settings" in info.value.raw_message
 
 
 async def test_send_invoice_finalizes_a_draft_then_sends_it(fake: FakeStripe) -> None:
