@@ -182,6 +182,30 @@ class MailSettings(_Section):
     )
 
 
+class PortalSettings(_Section):
+    """The customers' billing pages, served by `chargedesk serve` under /portal."""
+
+    base_url: str = Field(
+        "http://localhost:8000", description="the public URL of `chargedesk serve`, for links"
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of billing-page links and cookies (32+ characters); "
+        "default: one generated into data_dir/portal.key",
+    )
+    link_days: int = Field(7, ge=1, le=90, description="how long a billing-page link opens")
+    session_hours: int = Field(
+        12, ge=1, le=24 * 30, description="how long a signed-in page stays signed in"
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEDESK_",
@@ -222,6 +246,12 @@ class Settings(BaseSettings):
         description="smtp://user:password@host:587 (STARTTLS) or smtps://...:465 (TLS)",
     )
     mail: MailSettings = MailSettings()
+    portal: PortalSettings = PortalSettings()
+    questions_channel: str | None = Field(
+        None,
+        description="where customers' billing questions go, naming the platform (slack:C0123ABC); "
+        "default: alerts_channel",
+    )
     ledger: LedgerSettings = LedgerSettings()
     stripe: StripeSettings = StripeSettings()
     paypal: PayPalSettings = PayPalSettings()

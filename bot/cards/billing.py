@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.approvals.workflow import ApprovalView, State
@@ -11,6 +11,7 @@ from bot.models import (
     BillingProfile,
     Charge,
     ChargeStatus,
+    Invoice,
     InvoiceStatus,
     Subscription,
     SubscriptionStatus,
@@ -77,25 +78,8 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
             ], more=max(0, len(charges) - max_rows)),
         ))  # fmt: skip
     subs = profile.subscriptions()
-    if subs:
-        sections.append(Section(
-            title="Subscriptions",
-            table=Table(columns=["Subscription", "Plan", "Amount", "Status", "Renews / ends"], rows=[
-                [s.id, s.plan, f"{s.amount.format(locale)}/{s.interval}", _sub_status(s.status, s.cancel_at_period_end),
-                 day(s.canceled_at if s.status == SubscriptionStatus.canceled else s.current_period_end)]
-                for s in subs
-            ]),
-        ))  # fmt: skip
-    invoices = [i for i in profile.invoices() if i.status != InvoiceStatus.draft]
-    if invoices:
-        sections.append(Section(
-            title="Invoices",
-            table=Table(columns=["Invoice", "Number", "Amount", "Status", "Due"], rows=[
-                [i.id, i.number or "", i.amount_due.format(locale),
-                 "⚠ overdue" if i.is_overdue() else i.status.value, day(i.due_date)]
-                for i in invoices[:max_rows]
-            ], more=max(0, len(invoices) - max_rows)),
-        ))  # fmt: skip
+    sections += subscriptions_section(subs, locale, _sub_status)
+    sections += invoices_section(profile.invoices(), locale, max_rows, overdue="⚠ overdue")
     return Card(
         title=profile.name or profile.email or profile.query,
         subtitle=f"Billing profile for {profile.query}",
@@ -103,6 +87,39 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
         sections=sections,
         actions=_charge_actions(charges) + _subscription_actions(subs),
     )
+
+
+def subscriptions_section(
+    subs: Sequence[Subscription], locale: str, status: Callable[[SubscriptionStatus, bool], str]
+) -> list[Section]:
+    """The subscriptions table, with `status` wording the status (and a pending cancellation)."""
+    if not subs:
+        return []
+    return [Section(
+        title="Subscriptions",
+        table=Table(columns=["Subscription", "Plan", "Amount", "Status", "Renews / ends"], rows=[
+            [s.id, s.plan, f"{s.amount.format(locale)}/{s.interval}", status(s.status, s.cancel_at_period_end),
+             day(s.canceled_at if s.status == SubscriptionStatus.canceled else s.current_period_end)]
+            for s in subs
+        ]),
+    )]  # fmt: skip
+
+
+def invoices_section(
+    invoices: Sequence[Invoice], locale: str, max_rows: int, *, overdue: str
+) -> list[Section]:
+    """The final invoices, newest first, `overdue` marking open ones past their due date."""
+    shown = [i for i in invoices if i.status != InvoiceStatus.draft]
+    if not shown:
+        return []
+    return [Section(
+        title="Invoices",
+        table=Table(columns=["Invoice", "Number", "Amount", "Status", "Due"], rows=[
+            [i.id, i.number or "", i.amount_due.format(locale),
+             overdue if i.is_overdue() else i.status.value, day(i.due_date)]
+            for i in shown[:max_rows]
+        ], more=max(0, len(shown) - max_rows)),
+    )]  # fmt: skip
 
 
 def _charged(charge: Charge, locale: str) -> str:

@@ -33,6 +33,8 @@ ACTION_ROWS = 5
 ROW_BUTTONS = 5
 BUTTON_LABEL = 80
 CUSTOM_ID = 100
+URL = 512
+LINK_STYLE = 5
 MODAL_TITLE = 45
 MODAL_ROWS = 5
 INPUT_LABEL = 45
@@ -60,9 +62,12 @@ Pager = Callable[[int, int, int, int], tuple[str | None, str | None] | None]
 
 @dataclass(frozen=True)
 class ButtonSpec:
+    """A button: clicking sends its `custom_id` to the bot, or (a link button) opens `url`."""
+
     label: str
     custom_id: str
     style: int = 2
+    url: str | None = None
 
 
 @dataclass
@@ -205,6 +210,12 @@ def card_embed(
 def action_buttons(buttons: list[Button]) -> list[ButtonSpec]:
     found = []
     for button in buttons:
+        if button.url:
+            if len(button.url) <= URL:
+                found.append(
+                    ButtonSpec(clip(button.label, BUTTON_LABEL), "", LINK_STYLE, button.url)
+                )
+            continue
         made = custom_id(button.command)
         if made is not None:
             found.append(ButtonSpec(clip(button.label, BUTTON_LABEL), made, _STYLE[button.style]))
@@ -249,9 +260,13 @@ def fit(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def rows_of(buttons: list[ButtonSpec]) -> list[list[ButtonSpec]]:
     """Up to 5 rows of 5 buttons; unique custom_ids (Discord refuses repeats)."""
     seen: set[str] = set()
-    unique = [b for b in buttons if not (b.custom_id in seen or seen.add(b.custom_id))]
+    unique = [b for b in buttons if not (_key(b) in seen or seen.add(_key(b)))]
     unique = unique[: ACTION_ROWS * ROW_BUTTONS]
     return [unique[i : i + ROW_BUTTONS] for i in range(0, len(unique), ROW_BUTTONS)]
+
+
+def _key(button: ButtonSpec) -> str:
+    return button.custom_id or f"url:{button.url}"
 
 
 def reply_message(

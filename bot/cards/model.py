@@ -33,11 +33,12 @@ class Section(BaseModel):
 
 
 class Button(BaseModel):
-    """An action the user can take next; `command` is the text command it runs."""
+    """An action the user can take next: the text `command` it runs, or a `url` it opens."""
 
     label: str
-    command: str
+    command: str = ""
     style: Literal["primary", "danger", "default"] = "default"
+    url: str | None = Field(None, description="a link button: opens this page, runs nothing")
 
 
 class Card(BaseModel):

@@ -30,6 +30,7 @@ CONTEXT_ELEMENTS = 10
 ACTIONS_ELEMENTS = 25
 BUTTON_TEXT = 75
 BUTTON_VALUE = 2000
+BUTTON_URL = 3000
 MODAL_TITLE = 24
 PRIVATE_METADATA = 3000
 SELECT_OPTIONS = 100
@@ -39,6 +40,8 @@ LABEL_CHARS = 2000
 
 ACTION_PREFIX = "chargedesk"
 MORE = "more"
+# A link button opens its page in the browser; Slack still reports the click, which is ignored.
+LINK = "link"
 FORM_CALLBACK = "chargedesk.form"
 DEFAULT_ROWS = 25
 # A cell longer than this is data nobody reads in chat (a 500-character description).
@@ -215,6 +218,19 @@ class _Blocks:
         return _GATEWAY_REF.sub(replace, text)
 
     def button(self, button: Button) -> dict[str, Any] | None:
+        if button.url:
+            if len(button.url) > BUTTON_URL:
+                return None
+            self.actions += 1
+            link: dict[str, Any] = {
+                "type": "button",
+                "text": plain(button.label, BUTTON_TEXT),
+                "action_id": f"{ACTION_PREFIX}.{LINK}.{self.actions}",
+                "url": button.url,
+            }
+            if button.style != "default":
+                link["style"] = button.style
+            return link
         if not button.command or len(button.command) > BUTTON_VALUE:
             return None  # a cut command would run something else: leave the button out
         verb = _VERB.sub("", button.command.split(maxsplit=1)[0].lower()) or "run"

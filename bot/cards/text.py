@@ -54,7 +54,8 @@ def _card(card: Card) -> Panel:
         for i, button in enumerate(card.actions):
             if i:
                 buttons.append("  ·  ", style="dim")
-            buttons.append(button.command, style="bold red" if button.style == "danger" else "bold")
+            shown = f"{button.label}: {button.url}" if button.url else button.command
+            buttons.append(shown, style="bold red" if button.style == "danger" else "bold")
         parts.append(buttons)
     if card.footer:
         parts.append(Text(card.footer, style="dim italic"))

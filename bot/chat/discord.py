@@ -16,12 +16,17 @@ embeds. No billing rule lives here.
   approvals go to the approvals channel only, and an interaction whose place
   cannot be told is refused (fail closed).
 - Files of a reply (invoice and receipt PDFs) are attachments of the answer
-  itself, so they are exactly as private as the answer.
+  itself, so they are exactly as private as the answer. A customer's own
+  billing (`me`, `portal`, `verify`) is deferred ephemerally in every channel.
+- Queued alerts and customers' questions are posted to their Discord channel
+  (never a support channel) right after a command and every few seconds, each
+  with a thread of its own where agents discuss it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -33,7 +38,7 @@ import discord
 from discord import app_commands
 from redis.exceptions import RedisError
 
-from bot import lookup_cache
+from bot import lookup_cache, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
@@ -57,6 +62,7 @@ from bot.commands import COMMANDS, Context, run
 from bot.commands.forms import (
     Form,
     FormField,
+    asks_first,
     form_for,
     reason_form,
     submit,
@@ -78,7 +84,9 @@ LAST_LOOKUP_TTL = 24 * 3600
 CHOICES = 25
 THREAD_NAME = 100
 # Fields a Discord modal may send back; anything else is refused by `forms.submit`.
-FORM_FIELDS = ("amount", "when", "reason", "reason_code", "reason_text")
+FORM_FIELDS = ("amount", "when", "reason", "reason_code", "reason_text", "question")
+# Alerts queued by other processes (webhooks, questions asked on another platform) wait at most this.
+ALERT_SECONDS = 10.0
 MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
 
 
@@ -102,6 +110,9 @@ class _Drawn(discord.ui.View):
         super().__init__(timeout=None)
         for number, row in enumerate(message.rows):
             for spec in row:
+                if spec.url:
+                    self.add_item(discord.ui.Button(label=spec.label, url=spec.url, row=number))
+                    continue
                 self.add_item(
                     discord.ui.Button(
                         label=spec.label,
@@ -274,6 +285,45 @@ class Billing(app_commands.Group):
     async def alerts(self, interaction: discord.Interaction, count: int | None = None) -> None:
         await self.bot.command(interaction, "alerts", {"count": count})
 
+    @app_commands.command(
+        name="verify", description="Prove which customer you are: your email, then the code we send"
+    )
+    @app_commands.describe(
+        email="the email your billing is under: a code is sent there",
+        code="the six-digit code from that email",
+    )
+    async def verify_(
+        self, interaction: discord.Interaction, email: str | None = None, code: str | None = None
+    ) -> None:
+        await self.bot.command(interaction, "verify", {"email": email, "code": code})
+
+    @app_commands.command(description="Your own billing, only to you; or one document as a PDF")
+    @app_commands.describe(pdf="an invoice, payment or refund ID of yours: its PDF")
+    async def me(self, interaction: discord.Interaction, pdf: str | None = None) -> None:
+        raw = {"action": "pdf", "document": pdf} if pdf else {}
+        await self.bot.command(interaction, "me", raw)
+
+    @app_commands.command(description="A fresh link to your billing page, only to you")
+    async def portal(self, interaction: discord.Interaction) -> None:
+        await self.bot.command(interaction, "portal", {})
+
+    @app_commands.command(description="Ask our billing team a question about your account")
+    @app_commands.describe(question="what you would like to know")
+    async def ask(self, interaction: discord.Interaction, question: str) -> None:
+        await self.bot.command(interaction, "ask", {"question": question})
+
+    @app_commands.command(description="Who is verified as which customer")
+    @app_commands.describe(who="an email, a chat user such as discord:1234, or a mention")
+    async def links(self, interaction: discord.Interaction, who: str) -> None:
+        await self.bot.command(interaction, "links", {"who": who})
+
+    @app_commands.command(description="Revoke verified links: they see no billing any more")
+    @app_commands.describe(
+        who="an email, a chat user such as discord:1234, or a mention", reason="why"
+    )
+    async def unlink(self, interaction: discord.Interaction, who: str, reason: str) -> None:
+        await self.bot.command(interaction, "unlink", {"who": who, "reason": reason})
+
     @refund.autocomplete("charge")
     @receipt.autocomplete("charge")
     @capture.autocomplete("charge")
@@ -293,7 +343,9 @@ class Billing(app_commands.Group):
 class DiscordBot(discord.Client):
     """The Discord bot: a `/billing` command tree whose callbacks call the core."""
 
-    def __init__(self, settings: DiscordSettings, services: Services) -> None:
+    def __init__(
+        self, settings: DiscordSettings, services: Services, *, alert_seconds: float = ALERT_SECONDS
+    ) -> None:
         if settings.api_base:
             # discord.py keeps its REST base on the class: REST, callbacks and follow-ups share it.
             discord.http.Route.BASE = str(settings.api_base).rstrip("/")
@@ -305,6 +357,8 @@ class DiscordBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(Billing(self))
         self.tree.on_error = self._tree_error  # type: ignore[method-assign]
+        self.alert_seconds = alert_seconds
+        self._poller: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Sync `/billing` on start: to the configured guilds (instant), else globally."""
@@ -315,6 +369,64 @@ class DiscordBot(discord.Client):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
+        if self.alert_seconds > 0 and self._poller is None:
+            self._poller = asyncio.create_task(self._poll_alerts(), name="discord-alerts")
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await super().close()
+
+    # --- alerts and questions -------------------------------------------------------------
+
+    async def deliver_alerts(self) -> int:
+        """Post what is queued for a Discord channel (alerts, customers' questions); how many.
+
+        Each card is a message with a thread of its own, where agents discuss
+        it. A support channel (customers read it) gets none of them: its cards
+        stay in `/billing alerts` for agents.
+        """
+        delivered = 0
+        for notification_id, channel, card in await notify.claim(self.services.db, PLATFORM):
+            if not channel.isdigit() or int(channel) in self.settings.support_channels:
+                log.error(
+                    "alert %s not posted: %r is not an internal Discord channel (fix the alerts "
+                    "or questions channel); it stays in `/billing alerts`",
+                    notification_id, channel,
+                )  # fmt: skip
+                continue
+            try:
+                posted = await self.get_partial_messageable(int(channel)).send(
+                    **_drawn(reply_message(Reply(cards=[card])))
+                )
+            except discord.HTTPException as exc:
+                log.warning("cannot post alert %s to %s: %s", notification_id, channel, exc)
+                await notify.release(self.services.db, notification_id)
+                continue
+            delivered += 1
+            try:
+                await self.http.start_thread_with_message(
+                    int(channel), posted.id, name=clip(card.title, THREAD_NAME),
+                    auto_archive_duration=1440,
+                )  # fmt: skip
+            except discord.HTTPException as exc:
+                log.info("alert %s has no thread (agents can open one): %s", notification_id, exc)
+        return delivered
+
+    async def _alerts_now(self) -> None:
+        """Post what a command just queued (a customer's question) without waiting for the poll."""
+        try:
+            await self.deliver_alerts()
+        except Exception:
+            log.exception("delivering alerts failed; the next poll tries again")
+
+    async def _poll_alerts(self) -> None:
+        while True:
+            await asyncio.sleep(self.alert_seconds)
+            await self._alerts_now()
 
     # --- slash commands -------------------------------------------------------------------
 
@@ -322,7 +434,7 @@ class DiscordBot(discord.Client):
         self, interaction: discord.Interaction, name: str, raw: dict[str, Any]
     ) -> None:
         """A `/billing` subcommand: defer, build the raw arguments, `run` validates them again."""
-        turn = await self._defer(interaction)
+        turn = await self._defer(interaction, private=COMMANDS[name].private)
         try:
             ctx = await self._context(interaction)
             given = {k: v for k, v in raw.items() if v is not None}
@@ -335,6 +447,7 @@ class DiscordBot(discord.Client):
             await self._show(turn, _error(str(exc)), private=True)
         except Exception:
             await self._failed(turn, f"/billing {name}")
+        await self._alerts_now()
 
     async def suggest(
         self, interaction: discord.Interaction, current: str, kind: str
@@ -404,7 +517,7 @@ class DiscordBot(discord.Client):
         except UserError:
             await interaction.response.send_message("That button is out of date.", ephemeral=True)
             return
-        if "reason" in spec.args.model_fields and "reason" not in raw:
+        if asks_first(spec, raw):
             await self._open_form(interaction, spec, raw)
             return
         turn = await self._defer(interaction, update=True)
@@ -459,7 +572,7 @@ class DiscordBot(discord.Client):
         name, given = parsed
         values = modal_values((interaction.data or {}).get("components", []))  # type: ignore[arg-type]
         decision = name in DECISIONS and interaction.message is not None
-        turn = await self._defer(interaction, update=decision)
+        turn = await self._defer(interaction, update=decision, private=COMMANDS[name].private)
         try:
             ctx = await self._context(interaction)
             form = Form(
@@ -475,6 +588,7 @@ class DiscordBot(discord.Client):
             await self._show(turn, _error(str(exc)), private=True)
         except Exception:
             await self._failed(turn, "that form")
+        await self._alerts_now()
 
     async def _on_page(self, interaction: discord.Interaction, custom: str) -> None:
         """Previous / next rows of one list, edited into the same message (through `run`)."""
@@ -595,10 +709,12 @@ class DiscordBot(discord.Client):
 
     # --- answers --------------------------------------------------------------------------
 
-    async def _defer(self, interaction: discord.Interaction, *, update: bool = False) -> Turn:
-        """Answer Discord at once; the place decides whether the answer is private."""
+    async def _defer(
+        self, interaction: discord.Interaction, *, update: bool = False, private: bool = False
+    ) -> Turn:
+        """Answer Discord at once; the place (or a private command) decides whether it is private."""
         try:
-            private = self._kind(interaction) == ChannelKind.shared
+            private = private or self._kind(interaction) == ChannelKind.shared
         except Refused:
             private = True
         if update:

@@ -16,12 +16,18 @@ and draws the Reply as Block Kit. No billing rule lives here.
   conversation cannot be checked, the bot answers nothing there and says why.
 - Files of a reply (invoice and receipt PDFs) are uploaded beside a public
   answer in an internal channel; anywhere else they go to the requester's direct
-  messages with the bot, and the private answer says so.
+  messages with the bot, and the private answer says so. A customer's own
+  billing (`me`, `portal`, `verify`) is always private, so its PDFs always go
+  to direct messages.
+- Queued alerts and customers' questions are posted to their Slack channel
+  (never a shared one) right after a command, after a webhook, and every few
+  seconds; each card message is the thread root where agents discuss it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -49,6 +55,7 @@ from bot.cards.billing import approval_card
 from bot.cards.model import Attachment, Reply
 from bot.cards.slack import (
     FORM_CALLBACK,
+    LINK,
     MESSAGE_BLOCKS,
     MORE,
     PRIVATE_METADATA,
@@ -68,6 +75,7 @@ from bot.chat import places
 from bot.commands import Context, dispatch, run
 from bot.commands.forms import (
     Form,
+    asks_first,
     form_for,
     submit,
 )
@@ -107,7 +115,12 @@ _FIELD_OF = {
     "currency_mismatch": "amount",
     "reason_code": "reason_code",
     "reason_required": "reason",
+    "empty_question": "question",
+    "question_too_long": "question",
 }
+# Alerts queued by other processes (webhooks, questions asked on another platform) wait at most this.
+ALERT_SECONDS = 10.0
+ALERT_NOTE = "Discuss it in this message's thread."
 
 
 class Refused(Exception):
@@ -182,6 +195,7 @@ class SlackBot:
         *,
         modal_budget: float = 2.0,
         form_budget: float = 1.0,
+        alert_seconds: float = ALERT_SECONDS,
     ) -> None:
         self.settings = settings
         token = settings.bot_token.get_secret_value() if settings.bot_token else None
@@ -194,6 +208,8 @@ class SlackBot:
         self.handler = AsyncSlackRequestHandler(self.app)
         self.modal_budget = modal_budget
         self.form_budget = form_budget
+        self.alert_seconds = alert_seconds
+        self._poller: asyncio.Task[None] | None = None
         self._services: Services | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._register()
@@ -201,6 +217,12 @@ class SlackBot:
     def bind(self, services: Services) -> None:
         self._services = services
         services.decision_hooks.append(self._decided_elsewhere)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # bound outside an event loop: alerts are posted after webhooks and commands
+        if self.alert_seconds > 0:
+            self._poller = asyncio.create_task(self._poll_alerts(), name="slack-alerts")
 
     async def _decided_elsewhere(self, approval_id: str, actor: Actor) -> None:
         """A request decided in the shell, Discord or by expiry: redraw its Slack cards too."""
@@ -232,27 +254,53 @@ class SlackBot:
             await asyncio.wait(pending, timeout=remaining)
 
     async def deliver_alerts(self) -> int:
-        """Post the alerts queued for a Slack channel (`alerts_channel = "slack:C…"`); how many."""
+        """Post what is queued for a Slack channel (alerts, customers' questions); how many.
+
+        Each card is a message of its own, the root of the thread where agents
+        discuss it. A channel shared with people outside gets none of them: its
+        cards stay in `/billing alerts` for agents.
+        """
         delivered = 0
         for notification_id, channel, card in await notify.claim(self.services.db, PLATFORM):
             try:
+                if await self._channel_kind(channel) == ChannelKind.shared:
+                    log.error(
+                        "alert %s not posted: %s is shared with people outside (fix the "
+                        "alerts or questions channel); it stays in `/billing alerts`",
+                        notification_id, channel,
+                    )  # fmt: skip
+                    continue
                 for message in reply_messages(Reply(cards=[card])):
                     await self.client.chat_postMessage(
-                        channel=channel, text=message.text, blocks=message.blocks
-                    )
-            except SlackApiError as exc:
-                log.warning(
-                    "cannot post alert %s to %s: %s",
-                    notification_id,
-                    channel,
-                    exc.response.get("error"),
-                )
+                        channel=channel, text=message.text,
+                        blocks=_noted(message.blocks, context(ALERT_NOTE)),
+                    )  # fmt: skip
+            except (SlackApiError, Refused) as exc:
+                why = exc.response.get("error") if isinstance(exc, SlackApiError) else str(exc)
+                log.warning("cannot post alert %s to %s: %s", notification_id, channel, why)
                 await notify.release(self.services.db, notification_id)
                 continue
             delivered += 1
         return delivered
 
+    async def _alerts_now(self) -> None:
+        """Post what a command just queued (a customer's question) without waiting for the poll."""
+        try:
+            await self.deliver_alerts()
+        except Exception:
+            log.exception("delivering alerts failed; the next poll tries again")
+
+    async def _poll_alerts(self) -> None:
+        while True:
+            await asyncio.sleep(self.alert_seconds)
+            await self._alerts_now()
+
     async def aclose(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         try:
             await self.idle(10)
         except TimeoutError as exc:
@@ -324,12 +372,15 @@ class SlackBot:
             await self._refuse(place, str(exc))
         except Exception:
             await self._failed(place, "/billing")
+        await self._alerts_now()
 
     async def _on_button(
         self, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         """A card's button: Approve runs at once, Refund / Cancel / Deny / Capture / Void ask first."""
         self._track()
+        if str(action.get("action_id", "")).startswith(f"chargedesk.{LINK}."):
+            return  # a link button: Slack opened its page, nothing runs here
         channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get(
             "channel_id"
         )
@@ -374,7 +425,7 @@ class SlackBot:
                 ctx, reply, place, decided=raw.get("id"), show=reply.error is not None
             )
             return
-        if spec.name in ("refund", "cancel", "deny") or raw.get("reason") == "":
+        if spec.name in ("refund", "cancel", "deny") or asks_first(spec, raw):
             label = (action.get("text") or {}).get("text") or spec.name.capitalize()
             await self._open_form(ctx, place, spec, raw, trigger_id, label)
             return
@@ -485,6 +536,7 @@ class SlackBot:
             await self._deliver(ctx, reply, place, decided=decided, show=_shown(reply, decided))
         except Exception:
             await self._failed(place, "that form")
+        await self._alerts_now()
 
     async def _more(self, ctx: Context, place: Place, value: str) -> None:
         """The next page of a list, behind the same roles as `lookup` (through `run`)."""
@@ -723,7 +775,7 @@ class SlackBot:
         if reply.files and not public_files:
             # A customer's document never lands where the answer would not: it goes to the
             # requester's direct messages, and the private answer says so.
-            note = await self._send_privately(place, reply.files)
+            note = await self._send_privately(place, reply.files, agent=ctx.actor.has(Role.agent))
             messages[-1] = SlackMessage(
                 messages[-1].text, _noted(messages[-1].blocks, context(note))
             )
@@ -870,7 +922,9 @@ class SlackBot:
                 private=True,
             )
 
-    async def _send_privately(self, place: Place, files: list[Attachment]) -> str:
+    async def _send_privately(
+        self, place: Place, files: list[Attachment], *, agent: bool = True
+    ) -> str:
         """Upload into the requester's direct messages with the bot; what to tell them (mrkdwn)."""
         names = escape(", ".join(f.name for f in files))
         try:
@@ -882,7 +936,13 @@ class SlackBot:
         except SlackClientError as exc:
             error = _slack_error(exc)
             log.warning("cannot send files to %s privately: %s", place.user, error)
-            return f"I could not send {names} to your direct messages ({error}): ask again in an internal channel."
+            # Slack Connect guests often cannot get direct messages: their billing page has it too.
+            elsewhere = (
+                "ask again in an internal channel"
+                if agent
+                else "get it from your billing page: `/billing portal`"
+            )
+            return f"I could not send {names} to your direct messages ({error}): {elsewhere}."
         return f":paperclip: {names} is in your direct messages with me."
 
     async def _respond(self, place: Place, message: SlackMessage) -> None:

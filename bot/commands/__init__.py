@@ -9,10 +9,12 @@ from bot.commands import (  # noqa: F401
     audit,
     cancel,
     capture,
+    customer,
     documents,
     help,
     lookup,
     refund,
+    verified,
     void,
 )
 from bot.commands.router import COMMANDS, Context, dispatch, run

@@ -128,8 +128,34 @@ def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
     return Form(command=spec.name, title=title, submit_label=verb, given=fixed, fields=fields)
 
 
+def question_form() -> Form:
+    """A customer's question for the billing team."""
+    return Form(
+        command="ask",
+        title="Ask a question",
+        submit_label="Send",
+        fields=[
+            FormField(
+                name="question", label="Your question", kind="textarea",
+                hint="Our billing team sees it with your account; only they read it",
+            )
+        ],
+    )  # fmt: skip
+
+
+# Arguments only a person can write: a button whose command lacks one opens a form for it.
+WRITTEN = ("reason", "question")
+
+
+def asks_first(spec: Command, raw: dict[str, Any]) -> bool:
+    """Whether a button's command still needs something written (a reason, a question)."""
+    return any(name in spec.args.model_fields and not raw.get(name) for name in WRITTEN)
+
+
 async def form_for(ctx: Context, spec: Command, raw: dict[str, Any], title: str) -> Form:
     """The form a button opens for `spec` with the arguments it already carries."""
+    if spec.name == "ask":
+        return question_form()
     if spec.name == "refund":
         return await refund_form(ctx, str(raw["charge"]))
     if spec.name == "cancel":

@@ -9,6 +9,10 @@ from bot.commands.router import COMMANDS, Context, command
 
 ORDER = (
     "help",
+    "verify",
+    "me",
+    "portal",
+    "ask",
     "lookup",
     "refund",
     "cancel",
@@ -21,6 +25,8 @@ ORDER = (
     "deny",
     "audit",
     "alerts",
+    "links",
+    "unlink",
 )
 
 

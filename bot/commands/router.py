@@ -49,6 +49,10 @@ class Command:
     handler: Handler
     usage: str
     positional: tuple[str, ...]
+    # Answers only the person who asked, wherever asked (a customer's own billing).
+    private: bool = False
+    # The last positional argument takes the rest of the line as typed (a question).
+    greedy: bool = False
 
     @property
     def help(self) -> str:
@@ -72,13 +76,21 @@ def command(
     usage: str,
     roles: tuple[Role, ...] = (Role.agent,),
     positional: tuple[str, ...] = (),
+    private: bool = False,
+    greedy: bool = False,
 ) -> Callable[[Callable[[Context, A], Awaitable[Reply]]], Callable[[Context, A], Awaitable[Reply]]]:
-    """Register a command; its docstring becomes its help."""
+    """Register a command; its docstring becomes its help.
+
+    `private`: its answers are for the asker only, in any channel. `greedy`: the
+    last positional argument is the rest of the line, spaces and all.
+    """
 
     def register(
         handler: Callable[[Context, A], Awaitable[Reply]],
     ) -> Callable[[Context, A], Awaitable[Reply]]:
-        COMMANDS[name] = Command(name, args, frozenset(roles), handler, usage, positional)
+        COMMANDS[name] = Command(
+            name, args, frozenset(roles), handler, usage, positional, private, greedy
+        )
         return handler
 
     return register
@@ -87,16 +99,22 @@ def command(
 def parse(line: str) -> tuple[Command, dict[str, Any]]:
     """`refund ch_1 12.50 reason: duplicate charged twice` -> (refund, {charge, amount, reason})."""
     text = line.strip().removeprefix("/billing").strip()
-    parts = _REASON.split(text, maxsplit=1)
-    words = parts[0].split()
-    if not words:
+    first = text.split(maxsplit=1)
+    if not first:
         raise UserError("unknown_command", "type a command, or `help` to list them")
-    name = words[0].lower()
+    name = first[0].lower()
     spec = COMMANDS.get(name)
     if spec is None:
         raise UserError(
-            "unknown_command", f"unknown command {words[0]!r}: type `help` to list commands"
+            "unknown_command", f"unknown command {first[0]!r}: type `help` to list commands"
         )
+    if spec.greedy:
+        # Free text (a question) is taken as typed: no `reason:` split, no amount joining.
+        return spec, dict(
+            zip(spec.positional, text.split(maxsplit=len(spec.positional))[1:], strict=False)
+        )
+    parts = _REASON.split(text, maxsplit=1)
+    words = parts[0].split()
     raw: dict[str, Any] = {}
     rest = _join_currency(words[1:])
     if len(rest) > len(spec.positional):
@@ -154,7 +172,9 @@ async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> R
             "internal",
             f"{spec.name} failed on our side (incident {incident}); check `approvals` before trying again",
         )
-    if ctx.channel.kind != ChannelKind.internal and not ctx.actor.has(Role.customer):
+    if spec.private:
+        reply.ephemeral = True  # a customer's own billing is for their eyes only, anywhere
+    elif ctx.channel.kind != ChannelKind.internal and not ctx.actor.has(Role.customer):
         reply.ephemeral = True  # agent answers never land publicly outside internal channels
     return reply
 

@@ -21,6 +21,7 @@ from bot.documents.issue import IssuedDocument
 from bot.errors import UserError
 from bot.mail import outbox
 from bot.mail.message import build_message
+from bot.portal.links import add_link
 
 log = logging.getLogger(__name__)
 
@@ -31,52 +32,67 @@ _WORDS: dict[str, dict[str, tuple[str, str]]] = {
         "receipt": ("Receipt {number} from {seller}", "Hello {name},\n\nthank you for your payment. Your receipt {number} is attached."),
         "credit_note": ("Credit note {number} from {seller}", "Hello {name},\n\nwe have refunded you. Credit note {number} is attached."),
         "reply": ("", "Questions about it? Just reply to this email."),
+        "pages": ("", "Your invoices, receipts and card, for {days} days: {url}"),
     },
     "de": {
         "invoice": ("Rechnung {number} von {seller}", "Hallo {name},\n\nanbei erhalten Sie die Rechnung {number}."),
         "receipt": ("Zahlungsbeleg {number} von {seller}", "Hallo {name},\n\nvielen Dank für Ihre Zahlung. Anbei Ihr Beleg {number}."),
         "credit_note": ("Gutschrift {number} von {seller}", "Hallo {name},\n\nwir haben Ihnen einen Betrag erstattet. Anbei die Gutschrift {number}."),
         "reply": ("", "Fragen dazu? Antworten Sie einfach auf diese E-Mail."),
+        "pages": ("", "Ihre Rechnungen, Belege und Zahlungsdaten, {days} Tage lang: {url}"),
     },
     "fr": {
         "invoice": ("Facture {number} de {seller}", "Bonjour {name},\n\nveuillez trouver ci-joint la facture {number}."),
         "receipt": ("Reçu {number} de {seller}", "Bonjour {name},\n\nmerci pour votre paiement. Votre reçu {number} est joint."),
         "credit_note": ("Avoir {number} de {seller}", "Bonjour {name},\n\nnous vous avons remboursé. L'avoir {number} est joint."),
         "reply": ("", "Une question ? Répondez simplement à cet e-mail."),
+        "pages": ("", "Vos factures, reçus et carte, pendant {days} jours : {url}"),
     },
     "it": {
         "invoice": ("Fattura {number} da {seller}", "Gentile {name},\n\nin allegato trova la fattura {number}."),
         "receipt": ("Ricevuta {number} da {seller}", "Gentile {name},\n\ngrazie per il pagamento. In allegato la ricevuta {number}."),
         "credit_note": ("Nota di credito {number} da {seller}", "Gentile {name},\n\nabbiamo effettuato un rimborso. In allegato la nota di credito {number}."),
         "reply": ("", "Domande? Risponda semplicemente a questa email."),
+        "pages": ("", "Le sue fatture, ricevute e carta, per {days} giorni: {url}"),
     },
     "pl": {
         "invoice": ("Faktura {number} od {seller}", "Dzień dobry {name},\n\nw załączniku przesyłamy fakturę {number}."),
         "receipt": ("Potwierdzenie płatności {number} od {seller}", "Dzień dobry {name},\n\ndziękujemy za płatność. W załączniku potwierdzenie {number}."),
         "credit_note": ("Faktura korygująca {number} od {seller}", "Dzień dobry {name},\n\ndokonaliśmy zwrotu. W załączniku faktura korygująca {number}."),
         "reply": ("", "Pytania? Wystarczy odpowiedzieć na tę wiadomość."),
+        "pages": ("", "Twoje faktury, potwierdzenia i karta, przez {days} dni: {url}"),
     },
     "ja": {
         "invoice": ("{seller} 請求書 {number}", "{name} 様\n\n請求書 {number} を添付いたします。"),
         "receipt": ("{seller} 領収書 {number}", "{name} 様\n\nお支払いありがとうございます。領収書 {number} を添付いたします。"),
         "credit_note": ("{seller} 返金明細書 {number}", "{name} 様\n\n返金いたしました。返金明細書 {number} を添付いたします。"),
         "reply": ("", "ご不明な点は、このメールにご返信ください。"),
+        "pages": ("", "請求書・領収書・カード情報（{days} 日間有効）: {url}"),
     },
 }  # fmt: skip
 
 
-def compose(services: Services, document: IssuedDocument, to: str) -> tuple[str, EmailMessage]:
-    """(subject, message) of the email carrying `document` to `to`, in the document's language."""
+def compose(
+    services: Services, document: IssuedDocument, to: str, *, pages_url: str | None = None
+) -> tuple[str, EmailMessage]:
+    """(subject, message) of the email carrying `document` to `to`, in the document's language.
+
+    `pages_url` is a signed link to the customer's billing pages, named in the email.
+    """
     content = document.content
     words = _WORDS.get(content.language, _WORDS["en"])
     fields = {"number": content.number, "seller": content.seller.name, "name": content.buyer.name}
     subject, body = (text.format(**fields) for text in words[content.kind.value])
+    pages = ""
+    if pages_url:
+        days = services.settings.portal.link_days
+        pages = words["pages"][1].format(days=days, url=pages_url) + "\n\n"
     message = build_message(
         settings=services.settings,
         sender_name=content.seller.name,
         to=to,
         subject=subject,
-        text=f"{body}\n\n{words['reply'][1]}\n\n{content.seller.name}\n",
+        text=f"{body}\n\n{pages}{words['reply'][1]}\n\n{content.seller.name}\n",
         attachments=[(document.filename, document.pdf, "application/pdf")],
         customer=f"{content.source_gateway}:{content.customer_id or '-'}",
         document=content.number,
@@ -92,7 +108,8 @@ async def queue_document_email(
     to = document.customer_email or document.content.buyer.email
     if not to:
         raise UserError("no_email", f"{document.number}: the customer has no email address on file")
-    subject, message = compose(services, document, to)
+    pages_url = await add_link(services, session, to, issued_by=f"email:{purpose}")
+    subject, message = compose(services, document, to, pages_url=pages_url)
     return await outbox.queue(
         session,
         purpose=purpose,

@@ -388,3 +388,51 @@ class DocumentRequest(Base):
     document_id: Mapped[str | None] = mapped_column(String(40))
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- customers: verified identities and billing-page links --------------------------------
+
+
+class CustomerLink(Base):
+    """A chat user who proved they read the mailbox of a billing email: they see that customer."""
+
+    __tablename__ = "customer_links"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    actor_key: Mapped[str] = mapped_column(String(200), index=True)  # slack:U123
+    actor_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class VerificationCode(Base):
+    """A one-time code sent to an email: single use, expiring, a few tries."""
+
+    __tablename__ = "verification_codes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # Who asked: a chat user (slack:U123) or a browser (portal:<session id>).
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PortalGrant(Base):
+    """What a billing-page link opens: the link carries only this row's ID, signed, never the email."""
+
+    __tablename__ = "portal_grants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issued_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

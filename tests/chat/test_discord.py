@@ -28,6 +28,7 @@ from bot.commands import Context
 from bot.commands.forms import refund_form
 from bot.settings import DiscordSettings
 from bot.store.tables import ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
+from tests.chat.mailbox import code_in_outbox
 from tests.fakes.discord_api import (
     APPLICATION_ID,
     CALLBACK,
@@ -45,7 +46,7 @@ AGENT, OTHER_AGENT, MANAGER, OTHER_MANAGER, CUSTOMER = (
     "1300000000000000004", "1300000000000000005",
 )  # fmt: skip
 AGENT_ROLE, MANAGER_ROLE = "1400000000000000001", "1400000000000000002"
-INTERNAL, SUPPORT = "1500000000000000001", "1500000000000000002"
+INTERNAL, SUPPORT, HELPDESK = "1500000000000000001", "1500000000000000002", "1500000000000000003"
 JANE = "jane.doe@example.com"
 NAMES = {
     AGENT: "Alex",
@@ -181,7 +182,13 @@ async def discord_bot(services: Services, api: DiscordAPI) -> AsyncIterator[Harn
 
 
 def custom_ids(body: dict[str, Any]) -> list[str]:
-    return [c["custom_id"] for row in body.get("components") or [] for c in row["components"]]
+    """The custom_ids of a message's buttons (link buttons have none)."""
+    return [
+        c["custom_id"]
+        for row in body.get("components") or []
+        for c in row["components"]
+        if "custom_id" in c
+    ]
 
 
 def shown(body: dict[str, Any]) -> str:
@@ -246,7 +253,8 @@ async def test_login_syncs_billing_subcommands_with_typed_options(discord_bot):
     subs = {o["name"]: o for o in billing["options"]}
     assert billing["name"] == "billing" and all(o["type"] == 1 for o in subs.values())
     assert set(subs) == {"help", "lookup", "refund", "cancel", "capture", "void", "invoice",
-                         "receipt", "approvals", "approve", "deny", "audit", "alerts"}  # fmt: skip
+                         "receipt", "approvals", "approve", "deny", "audit", "alerts",
+                         "verify", "me", "portal", "ask", "links", "unlink"}  # fmt: skip
     refund = {o["name"]: o for o in subs["refund"]["options"]}
     assert [o["name"] for o in subs["refund"]["options"]] == ["charge", "reason", "amount"]
     assert (
@@ -526,3 +534,110 @@ async def test_the_email_button_follows_up_with_where_it_went(discord_bot, servi
     await d.click(AGENT, card.answer, "cd:receipt:ledger:ch_jane_1 send", INTERNAL)
     followup = (await d.api.wait_for("POST", WEBHOOK))[0]
     assert "queued to jane.doe@example.com" in shown(followup.body) and followup.files == ()
+
+
+# --- customers: verified self-service, private wherever asked ---------------------------
+
+MESSAGES = "/channels/{channel_id}/messages"
+THREADS = "/channels/{channel_id}/messages/{message_id}/threads"
+
+
+async def verify_as_jane(d: Harness, user: str = CUSTOMER, channel: str = INTERNAL) -> None:
+    """`/billing verify email:`, then `/billing verify code:` with the code from the email."""
+    asked = await d.command(user, "verify", channel, email=JANE)
+    assert await d.callback(asked["id"]) == {"type": 5, "data": {"flags": 64}}
+    assert "a code is on its way" in shown((await d.original(asked["token"])).body)
+    code = await code_in_outbox(d.services, JANE)
+    done = await d.command(user, "verify", channel, code=code)
+    assert f"You are verified as {JANE}" in shown((await d.original(done["token"])).body)
+
+
+async def my_billing(d: Harness, channel: str = INTERNAL) -> Call:
+    asked = await d.command(CUSTOMER, "me", channel)
+    # Private from the first answer: not even a public "thinking…" shows, in any channel.
+    assert await d.callback(asked["id"]) == {"type": 5, "data": {"flags": 64}}
+    return await d.original(asked["token"])
+
+
+async def test_me_is_private_from_the_first_answer_even_in_an_internal_channel(discord_bot):
+    d = discord_bot
+    await verify_as_jane(d)
+    mine = await my_billing(d)
+    text = shown(mine.body)
+    assert "`ch_jane_1`" in text and "john" not in text.lower() and "cus_jane" not in text
+    ids = custom_ids(mine.body)
+    assert "cd:me:pdf ledger:in_jane_paid" in ids and "cd:portal" in ids and "cd:ask" in ids
+    assert not any(i.startswith(("cd:refund", "cd:cancel", "cd:capture")) for i in ids)
+    assert d.api.of("POST", MESSAGES) == [] and d.api.of("DELETE", ORIGINAL) == []
+
+
+async def test_unverified_customers_in_a_support_channel_see_nothing(discord_bot):
+    d = discord_bot
+    asked = await d.command(CUSTOMER, "me", SUPPORT)
+    assert await d.callback(asked["id"]) == {"type": 5, "data": {"flags": 64}}
+    answer = await d.original(asked["token"])
+    [embed] = answer.body["embeds"]
+    assert embed["description"].startswith("❌ verify your email first") and "fields" not in embed
+    assert custom_ids(answer.body) == []
+
+
+async def test_the_invoice_button_sends_the_pdf_to_the_customer_only(discord_bot):
+    d = discord_bot
+    await verify_as_jane(d)
+    mine = await my_billing(d)
+    clicked = await d.click(CUSTOMER, mine.answer, "cd:me:pdf ledger:in_jane_paid", INTERNAL)
+    assert (await d.callback(clicked["id"]))["type"] == 6
+    sent = (await d.api.wait_for("POST", WEBHOOK, match=lambda c: clicked["token"] in c.path))[0]
+    assert sent.body["flags"] & 64 and "Invoice INV-" in shown(sent.body)
+    [pdf] = sent.files
+    assert pdf.data.startswith(b"%PDF") and pdf.filename.startswith("INV-")
+    assert d.api.of("POST", MESSAGES) == []
+
+
+async def test_the_ask_button_opens_a_modal_and_the_question_reaches_the_helpdesk(
+    discord_bot, services
+):
+    d = discord_bot
+    services.settings.questions_channel = f"discord:{HELPDESK}"
+    await verify_as_jane(d)
+    mine = await my_billing(d)
+    clicked = await d.click(CUSTOMER, mine.answer, "cd:ask", INTERNAL)
+    modal = await d.callback(clicked["id"])
+    assert modal["type"] == 9 and modal["data"]["custom_id"] == "cd:form:ask:"
+    inputs = [c["custom_id"] for row in modal["data"]["components"] for c in row["components"]]
+    assert inputs == ["question"]
+
+    sent = await d.submit(CUSTOMER, modal["data"], INTERNAL, question="Why two charges in March?")
+    assert await d.callback(sent["id"]) == {"type": 5, "data": {"flags": 64}}
+    assert "Question sent" in shown((await d.original(sent["token"])).body)
+    posted = (await d.api.wait_for("POST", MESSAGES))[0]
+    assert posted.path == f"/channels/{HELPDESK}/messages"
+    text = shown(posted.body)
+    assert "Billing question from Jane Doe" in text and "Why two charges in March?" in text
+    thread = (await d.api.wait_for("POST", THREADS))[0]
+    assert thread.path == f"/channels/{HELPDESK}/messages/{posted.answer['id']}/threads"
+    assert thread.body["name"] == "Billing question from Jane Doe"
+    assert await d.bot.deliver_alerts() == 0  # posted once
+    entries = await query(services.db, AuditFilter(actor=f"discord:{CUSTOMER}", limit=50))
+    assert "customer_question" in [e.action for e in entries]
+
+
+async def test_a_question_is_never_posted_into_a_support_channel(discord_bot, services):
+    d = discord_bot
+    services.settings.questions_channel = f"discord:{SUPPORT}"
+    await verify_as_jane(d)
+    asked = await d.command(CUSTOMER, "ask", SUPPORT, question="where is my refund?")
+    assert "Question sent" in shown((await d.original(asked["token"])).body)
+    assert await d.bot.deliver_alerts() == 0
+    assert d.api.of("POST", MESSAGES) == []
+
+
+async def test_the_billing_page_comes_as_a_link_button(discord_bot):
+    d = discord_bot
+    await verify_as_jane(d)
+    asked = await d.command(CUSTOMER, "portal", SUPPORT)
+    assert await d.callback(asked["id"]) == {"type": 5, "data": {"flags": 64}}
+    answer = await d.original(asked["token"])
+    [link] = [c for row in answer.body["components"] for c in row["components"]]
+    assert link["style"] == 5 and link["url"].startswith("http://localhost:8000/portal/l/")
+    assert "custom_id" not in link

@@ -38,6 +38,7 @@ from bot.models import GatewayProfile
 from bot.settings import SlackSettings
 from bot.store.tables import ApprovalRow, ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
 from bot.web import create_app
+from tests.chat.mailbox import code_in_outbox
 from tests.conftest import REPO
 from tests.fakes.slack_api import DATA, TEAM_ID, Call, SlackAPI, block_kit_problems, slack_api
 
@@ -47,6 +48,7 @@ SECRET = "5b2e0f0c9d8a7b6c5d4e3f2a1b0c9d8e"
 AGENT, OTHER_AGENT = "UAGENT0001", "UAGENT0002"
 MANAGER, OTHER_MANAGER = "UMANAGER01", "UMANAGER02"
 OUTSIDER, NOBODY = "UOUTSIDE01", "UNOBODY001"
+CUSTOMER, CUSTOMER_TEAM = "UJANECUST1", "T0ACMECORP"  # Jane, from a Slack Connect partner
 INTERNAL, HELPDESK, SHARED = "C0INTERNAL1", "C0HELPDESK1", "C0SHARED001"
 APPROVALS, SHARED_HELPDESK, UNKNOWN = "C0APPROVAL1", "C0PARTNER01", "C0UNKNOWN01"
 MANAGERS_GROUP = "S0MANAGERS1"
@@ -65,6 +67,7 @@ def api() -> Iterator[SlackAPI]:
                            (OTHER_MANAGER, "Mark"), (NOBODY, "Nora")):  # fmt: skip
             fake.user(user, name)
         fake.user(OUTSIDER, "Olga External", team_id="T0OTHERORG", stranger=True)
+        fake.user(CUSTOMER, "Jane Doe", team_id=CUSTOMER_TEAM, stranger=True)
         fake.usergroup(MANAGERS_GROUP, [MANAGER, OTHER_MANAGER])
         yield fake
         assert fake.problems == [], "the fake Slack API saw requests Slack would refuse"
@@ -856,3 +859,155 @@ async def test_customers_get_no_documents_in_slack(slack):
     assert "receipt needs the agent role" in said.params["text"]
     await slack.settle()
     assert slack.api.of("files.getUploadURLExternal") == [] and slack.api.files == []
+
+
+# --- customers: verified self-service, private wherever asked ---------------------------
+
+
+def said_to(user: str, words: str) -> Any:
+    def match(call: Call) -> bool:
+        return call.params.get("user") == user and words in (
+            call.params.get("text", "") + texts(call.params.get("blocks", []))
+        )
+
+    return match
+
+
+async def verify_as_jane(slack: Slack, user: str = CUSTOMER, channel: str = SHARED) -> None:
+    """The whole `/billing verify` exchange, the code read from the email it queued."""
+    team = CUSTOMER_TEAM if user == CUSTOMER else TEAM_ID
+    await slack.command(user, f"verify {JANE}", channel=channel, team=team)
+    await slack.api.wait_for("chat.postEphemeral", match=said_to(user, "a code is on its way"))
+    code = await code_in_outbox(slack.services, JANE)
+    await slack.command(user, f"verify {code}", channel=channel, team=team)
+    await slack.api.wait_for(
+        "chat.postEphemeral", match=said_to(user, f"You are verified as {JANE}")
+    )
+
+
+async def click_ephemeral(
+    slack: Slack, user: str, channel: str, button: dict[str, Any], team: str = CUSTOMER_TEAM
+) -> httpx.Response:
+    """Click a button on an ephemeral message: Slack sends no `message` for those."""
+    return await slack.interact({
+        "type": "block_actions", "api_app_id": "A0CHARGE01", "token": "legacy",
+        "team": {"id": TEAM_ID, "domain": "chargedesk-test"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+        "container": {"type": "message", "message_ts": "1760000000.000100", "channel_id": channel,
+                      "is_ephemeral": True},
+        "trigger_id": trigger(), "channel": {"id": channel, "name": "acme-support"},
+        "response_url": slack.api.response_url(),
+        "actions": [{**button, "block_id": "b1", "action_ts": f"{time.time():.6f}"}],
+    })  # fmt: skip
+
+
+def posted_in(slack: Slack, channel: str) -> list[Call]:
+    return [c for c in slack.api.of("chat.postMessage") if c.params["channel"] == channel]
+
+
+async def test_a_verified_customer_sees_own_billing_only_ephemerally_in_a_shared_channel(slack):
+    await verify_as_jane(slack)
+    await slack.command(CUSTOMER, "me", channel=SHARED, team=CUSTOMER_TEAM)
+    mine = (
+        await slack.api.wait_for("chat.postEphemeral", match=said_to(CUSTOMER, "Your billing"))
+    )[0]
+    shown = texts(mine.params["blocks"])
+    assert (
+        mine.params["channel"] == SHARED and "`ch_jane_1`" in shown and "john" not in shown.lower()
+    )
+    assert "cus_jane" not in shown  # the customer's card, not the agents'
+    values = [b.get("value") for b in buttons(mine.params["blocks"])]
+    assert "me pdf ledger:in_jane_paid" in values and "portal" in values and "ask" in values
+    assert not any(v and v.startswith(("refund", "cancel", "capture")) for v in values)
+    assert block_kit_problems(mine.params["blocks"]) == []
+    await slack.settle()
+    assert slack.api.of("chat.postMessage") == []  # nothing public, anywhere
+
+
+async def test_an_unverified_customer_is_told_to_verify_and_sees_nothing(slack):
+    await slack.command(CUSTOMER, "me", channel=SHARED, team=CUSTOMER_TEAM)
+    said = (await slack.api.wait_for("chat.postEphemeral"))[0]
+    assert said.params["user"] == CUSTOMER
+    assert said.params["text"] == "verify your email first: `verify <email>`"
+    await slack.settle()
+    assert slack.api.of("chat.postMessage") == [] and len(slack.api.of("chat.postEphemeral")) == 1
+
+
+async def test_a_customers_document_goes_to_their_dm_even_from_an_internal_channel(slack):
+    await verify_as_jane(slack, NOBODY, INTERNAL)  # a workspace member without a role: a customer
+    await slack.command(NOBODY, "me pdf in_jane_paid", channel=INTERNAL)
+    said = (await slack.api.wait_for("chat.postEphemeral", match=said_to(NOBODY, "Invoice INV-")))[
+        0
+    ]
+    [opened] = slack.api.of("conversations.open")
+    assert opened.params["users"] == NOBODY
+    [shared] = slack.api.files
+    assert shared.channel == opened.answer["channel"]["id"] and shared.data.startswith(b"%PDF")
+    assert "is in your direct messages with me" in texts(said.params["blocks"])
+    await slack.settle()
+    assert slack.api.of("chat.postMessage") == []
+
+
+async def test_the_ask_button_opens_a_modal_and_the_question_reaches_the_helpdesk(slack, services):
+    services.settings.questions_channel = f"slack:{HELPDESK}"
+    await verify_as_jane(slack)
+    await slack.command(CUSTOMER, "me", channel=SHARED, team=CUSTOMER_TEAM)
+    mine = (
+        await slack.api.wait_for("chat.postEphemeral", match=said_to(CUSTOMER, "Your billing"))
+    )[0]
+    await click_ephemeral(slack, CUSTOMER, SHARED, button(mine, "ask"))
+    view = (await slack.api.wait_for("views.open"))[0].answer["view"]
+    assert [b["block_id"] for b in view["blocks"] if b["type"] == "input"] == ["question"]
+
+    answer = await slack.submit(CUSTOMER, view, question="Why was I charged twice in March?")
+    assert answer.status_code == 200
+    await slack.api.wait_for("chat.postEphemeral", match=said_to(CUSTOMER, "Question sent"))
+    question = (await slack.api.wait_for("chat.postMessage", match=in_channel(HELPDESK)))[0]
+    shown = texts(question.params["blocks"])
+    assert (
+        "Billing question from Jane Doe" in shown and "Why was I charged twice in March?" in shown
+    )
+    assert "`ch_jane_1`" in shown and "Discuss it in this message's thread." in shown
+    assert "thread_ts" not in question.params  # the card is the root agents answer under
+    await slack.settle()
+    assert posted_in(slack, SHARED) == []
+    assert await slack.bot.deliver_alerts() == 0  # posted once
+    entries = await query(services.db, AuditFilter(actor=f"slack:{CUSTOMER}", limit=50))
+    assert "customer_question" in [e.action for e in entries]
+
+
+async def test_a_question_is_never_posted_into_a_shared_channel(slack, services):
+    services.settings.questions_channel = f"slack:{SHARED}"
+    await verify_as_jane(slack)
+    await slack.command(CUSTOMER, "ask where is my refund?", channel=SHARED, team=CUSTOMER_TEAM)
+    await slack.api.wait_for("chat.postEphemeral", match=said_to(CUSTOMER, "Question sent"))
+    await slack.settle()
+    assert slack.api.of("chat.postMessage") == []
+    assert await slack.bot.deliver_alerts() == 0
+
+
+async def test_the_billing_page_link_is_a_link_button_that_runs_nothing(slack):
+    await verify_as_jane(slack)
+    await slack.command(CUSTOMER, "portal", channel=SHARED, team=CUSTOMER_TEAM)
+    said = (
+        await slack.api.wait_for("chat.postEphemeral", match=said_to(CUSTOMER, "Your billing page"))
+    )[0]
+    [link] = buttons(said.params["blocks"])
+    assert link["url"].startswith("http://localhost:8000/portal/l/") and "value" not in link
+    before = len(slack.api.calls)
+    await click_ephemeral(slack, CUSTOMER, SHARED, link)
+    await slack.settle()
+    assert slack.api.calls[before:] == []  # Slack opened the page; the bot says nothing
+
+
+async def test_the_bots_own_question_card_in_a_helpdesk_channel_gets_no_lookup(slack):
+    """Bolt drops the app's own messages, so a question card is not answered with a lookup."""
+    from tests.fakes.slack_api import BOT_ID, BOT_USER
+
+    await slack.event({
+        "type": "message", "channel": HELPDESK, "user": BOT_USER, "bot_id": BOT_ID,
+        "text": f"Billing question from Jane Doe ({JANE})", "ts": "1760000009.000100",
+        "event_ts": "1760000009.000100", "channel_type": "channel",
+    })  # fmt: skip
+    await slack.settle()
+    assert slack.api.of("chat.postMessage") == []

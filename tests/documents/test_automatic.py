@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bot import jobs
 from bot.documents.automatic import import_recorder, start_imported, sweep
 from bot.gateways.ledger_import import import_data
+from bot.portal.links import open_link
 from bot.store.tables import DocumentRequest, DocumentRow, EmailRow
 from bot.web import create_app
 from tests.conftest import say
@@ -57,6 +58,9 @@ async def test_an_approved_refund_gets_one_credit_note_emailed_once(services, ag
     (attachment,) = list(sent.iter_attachments())
     assert attachment.get_filename() == f"{note.number}.pdf"
     assert attachment.get_content().startswith(b"%PDF")
+    body = sent.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = next(word for word in body.split() if "/portal/l/" in word)
+    assert await open_link(services, link.rsplit("/", 1)[1]) == "jane.doe@example.com"
 
 
 async def test_payments_imported_into_the_ledger_get_receipts(services):

@@ -57,6 +57,8 @@ ACTION_ROWS = 5
 ROW_BUTTONS = 5
 BUTTON_LABEL = 80
 CUSTOM_ID = 100
+URL = 512
+LINK_STYLE = 5
 MODAL_TITLE = 45
 CONTENT = 2000
 FILES = 10  # files[0] to files[9]
@@ -149,6 +151,11 @@ def component_problems(rows: list[dict[str, Any]], *, modal: bool = False) -> li
         if row.get("type") != 1 or not inner or len(inner) > ROW_BUTTONS:
             problems.append(f"action row of {len(inner)} components")
         for c in inner:
+            if c.get("type") == 2 and c.get("style") == LINK_STYLE:
+                # A link button opens its URL: it has one, and no custom_id.
+                if not c.get("url") or len(c["url"]) > URL or "custom_id" in c:
+                    problems.append(f"link button {c.get('label')!r}: needs a url and no custom_id")
+                continue
             custom_id = c.get("custom_id") or ""
             if not custom_id or len(custom_id) > CUSTOM_ID:
                 problems.append(f"custom_id {custom_id[:30]!r} of {len(custom_id)} characters")

@@ -1,0 +1,246 @@
+"""Verified identity: who may see which customer's billing.
+
+A chat user (or a browser on the billing pages) proves they read the mailbox of
+an email on file by typing back a one-time code sent there. Codes are single
+use, expire after CODE_MINUTES, allow MAX_TRIES guesses, and sending them is
+rate-limited per asker and per email. Whether an email is on file is never
+revealed: the answer is the same either way. A verified chat user gets a link
+in SQL (who, which email, when); an agent can revoke it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from bot.actors import Actor
+from bot.app import Services
+from bot.audit.log import AuditRecord, append
+from bot.documents.build import document_locale
+from bot.errors import UserError
+from bot.keys import signing_key
+from bot.mail import outbox
+from bot.mail.message import build_message
+from bot.models import Customer
+from bot.store.tables import CustomerLink, VerificationCode
+
+log = logging.getLogger(__name__)
+
+CODE_MINUTES = 10
+MAX_TRIES = 5
+SENDS_PER_HOUR = 3  # per asker, and per email
+CHECKS_PER_HOUR = 20  # per asker, across codes
+SENT = "if {email} is on file, a code is on its way there: type `verify <code>` within {minutes} minutes"
+
+_WORDS = {
+    "en": ("Your ChargeDesk code: {code}", "Your code is {code}. It works once, for {minutes} minutes.\n\nIf you did not ask for it, ignore this email."),
+    "de": ("Ihr Bestätigungscode: {code}", "Ihr Code lautet {code}. Er gilt einmal, {minutes} Minuten lang.\n\nWenn Sie ihn nicht angefordert haben, ignorieren Sie diese E-Mail."),
+    "fr": ("Votre code de vérification : {code}", "Votre code est {code}. Il est valable une fois, pendant {minutes} minutes.\n\nSi vous ne l'avez pas demandé, ignorez cet e-mail."),
+    "it": ("Il suo codice di verifica: {code}", "Il suo codice è {code}. Vale una volta, per {minutes} minuti.\n\nSe non l'ha richiesto, ignori questa email."),
+    "pl": ("Twój kod weryfikacyjny: {code}", "Twój kod to {code}. Działa jednorazowo przez {minutes} minut.\n\nJeśli o niego nie prosiłeś, zignoruj tę wiadomość."),
+    "ja": ("確認コード: {code}", "確認コードは {code} です。{minutes} 分間、1 回だけ有効です。\n\nお心当たりのない場合は、このメールを無視してください。"),
+}  # fmt: skip
+
+
+def normalize_email(email: str) -> str:
+    value = email.strip().lower()
+    if value.count("@") != 1 or not value.split("@")[0] or "." not in value.split("@")[1]:
+        raise UserError("invalid_email", f"{email!r} is not an email address")
+    if any(c.isspace() for c in value) or len(value) > 320:
+        raise UserError("invalid_email", f"{email!r} is not an email address")
+    return value
+
+
+async def send_code(
+    services: Services, subject: str, email: str, *, language: str | None = None
+) -> str:
+    """Email a one-time code to `email` if it is on file; the same answer either way.
+
+    The email is in `language`, else the language of the customer on file.
+    """
+    email = normalize_email(email)
+    await limit(services, "send", subject, SENDS_PER_HOUR, "codes were asked for too often")
+    await limit(services, "send-to", email, SENDS_PER_HOUR, "codes were asked for too often")
+    answer = SENT.format(email=email, minutes=CODE_MINUTES)
+    customer = await customer_on_file(services, email)
+    if customer is None:
+        log.info("verification asked by %s for an email not on file", subject)
+        return answer
+    language = language or document_locale(customer, services.settings.locale)[1]
+    code = f"{secrets.randbelow(10**6):06d}"
+    code_id = f"vc_{secrets.token_hex(10)}"
+    now = datetime.now(UTC)
+    subject_line, body = (
+        text.format(code=code, minutes=CODE_MINUTES) for text in _WORDS.get(language, _WORDS["en"])
+    )
+    message = build_message(
+        settings=services.settings,
+        sender_name=services.branding.entity_for("ledger")[1].legal_name,
+        to=email,
+        subject=subject_line,
+        text=body,
+    )
+    async with services.db.write() as session:
+        # A new code replaces the asker's older ones.
+        await session.execute(
+            update(VerificationCode)
+            .where(VerificationCode.subject == subject, VerificationCode.used_at.is_(None))
+            .values(used_at=now)
+        )
+        session.add(VerificationCode(
+            id=code_id, subject=subject, email=email, code_hash=_hash(services, code_id, code),
+            created=now, expires_at=now + timedelta(minutes=CODE_MINUTES), attempts=0,
+        ))  # fmt: skip
+        email_id = await outbox.queue(
+            session,
+            purpose=f"code:{code_id}",
+            recipient=email,
+            subject=subject_line,
+            message=message,
+        )
+    if email_id is not None:
+        from bot.jobs import enqueue_email  # jobs build on Services, as this module does
+
+        try:
+            await enqueue_email(services, email_id)
+        except Exception:
+            log.warning("could not enqueue code email %s now; the sweeper sends it", email_id)
+    return answer
+
+
+async def check_code(services: Services, subject: str, code: str) -> str:
+    """The email a correct code proves; raises UserError saying what is wrong, never which email."""
+    code = "".join(code.split())
+    if not code.isdigit() or len(code) != 6:
+        raise UserError("invalid_code", "a code is six digits, as in the email")
+    await limit(services, "check", subject, CHECKS_PER_HOUR, "too many codes were tried")
+    now = datetime.now(UTC)
+    async with services.db.write() as session:
+        row = await session.scalar(
+            select(VerificationCode)
+            .where(VerificationCode.subject == subject, VerificationCode.used_at.is_(None))
+            .order_by(VerificationCode.created.desc())
+            .limit(1)
+        )
+        if row is None:
+            raise UserError(
+                "no_code", "no code is waiting: ask for one with `verify <email>` first"
+            )
+        if row.expires_at <= now:
+            raise UserError(
+                "code_expired", "that code expired: ask for a new one with `verify <email>`"
+            )
+        right = hmac.compare_digest(row.code_hash, _hash(services, row.id, code))
+        tries = row.attempts + 1
+        # Conditional: two guesses at once cannot both be the fifth, nor both use the code.
+        taken = await session.execute(
+            update(VerificationCode)
+            .where(VerificationCode.id == row.id, VerificationCode.attempts == row.attempts,
+                   VerificationCode.used_at.is_(None))
+            .values(attempts=tries, used_at=now if right or tries >= MAX_TRIES else None)
+        )  # fmt: skip
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise UserError("try_again", "another try of this code is under way: try again")
+        email = row.email
+    if not right:
+        left = MAX_TRIES - tries
+        if left <= 0:
+            raise UserError("code_used_up", "that code was wrong too often: ask for a new one")
+        raise UserError("wrong_code", f"that code is not right: {left} tries left")
+    return email
+
+
+async def verify(services: Services, actor: Actor, code: str) -> str:
+    """Complete a chat user's verification: link them to the email the code proves."""
+    email = await check_code(services, actor.key, code)
+    now = datetime.now(UTC)
+    async with services.db.write() as session:
+        await session.execute(
+            update(CustomerLink)
+            .where(CustomerLink.actor_key == actor.key, CustomerLink.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_by="replaced")
+        )
+        session.add(
+            CustomerLink(actor_key=actor.key, actor_name=actor.name, email=email, verified_at=now)
+        )
+        await append(session, AuditRecord(
+            actor=actor, action="customer_verified", outcome="linked",
+            detail={"email": email, "via": "email_code"},
+        ))  # fmt: skip
+    return email
+
+
+async def linked_email(services: Services, actor: Actor) -> str | None:
+    """The email a chat user verified, or None: then they see nobody's billing."""
+    async with services.db.read() as session:
+        return await session.scalar(
+            select(CustomerLink.email)
+            .where(CustomerLink.actor_key == actor.key, CustomerLink.revoked_at.is_(None))
+            .order_by(CustomerLink.verified_at.desc())
+            .limit(1)
+        )
+
+
+async def revoke(services: Services, agent: Actor, who: str, *, reason: str | None = None) -> int:
+    """Revoke the links of a chat user (`slack:U123`) or of everyone on an email; how many."""
+    column = CustomerLink.email if "@" in who else CustomerLink.actor_key
+    value = who.strip().lower() if "@" in who else who.strip()
+    now = datetime.now(UTC)
+    async with services.db.write() as session:
+        result = await session.execute(
+            update(CustomerLink)
+            .where(column == value, CustomerLink.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_by=agent.key)
+        )
+        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if count:
+            await append(session, AuditRecord(
+                actor=agent, action="customer_unlinked", outcome="revoked", reason=reason,
+                detail={"who": value, "links": count},
+            ))  # fmt: skip
+    return count
+
+
+async def links(services: Services, who: str) -> list[CustomerLink]:
+    """Active links of a chat user or an email, newest first (for agents)."""
+    column = CustomerLink.email if "@" in who else CustomerLink.actor_key
+    value = who.strip().lower() if "@" in who else who.strip()
+    async with services.db.read() as session:
+        rows = await session.scalars(
+            select(CustomerLink)
+            .where(column == value, CustomerLink.revoked_at.is_(None))
+            .order_by(CustomerLink.verified_at.desc())
+        )
+        return list(rows)
+
+
+async def customer_on_file(services: Services, email: str) -> Customer | None:
+    """A customer with exactly this email in any gateway, or None."""
+    profile = await services.gateways.lookup(email)
+    return next(
+        (p.customer for p in profile.profiles if (p.customer.email or "").lower() == email), None
+    )
+
+
+def _hash(services: Services, code_id: str, code: str) -> str:
+    return hmac.new(
+        signing_key(services.settings), f"{code_id}:{code}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+async def limit(services: Services, action: str, who: str, per_hour: int, why: str) -> None:
+    """Count one `action` by `who` this hour; UserError rate_limited past `per_hour`."""
+    key = services.key("limit", action, hashlib.sha256(who.encode()).hexdigest()[:32])
+    count = await services.redis.incr(key)
+    if count == 1:
+        await services.redis.expire(key, 3600)
+    if count > per_hour:
+        ttl = await services.redis.ttl(key)
+        minutes = max(1, (ttl if ttl and ttl > 0 else 3600) // 60)
+        log.warning("rate limit: %s %s", action, who if action != "send-to" else "(an email)")
+        raise UserError("rate_limited", f"{why}: try again in {minutes} minutes")

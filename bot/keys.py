@@ -1,0 +1,34 @@
+"""The deployment's signing key: billing-page links, page cookies and one-time codes.
+
+`portal.secret` (CHARGEDESK_PORTAL__SECRET) in production; on the embedded
+defaults a random key is generated once into `data_dir/portal.key` (mode 0600),
+so links keep working across restarts of the same installation.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from bot.settings import Settings
+
+
+def signing_key(settings: Settings) -> bytes:
+    if settings.portal.secret is not None:
+        return settings.portal.secret.get_secret_value().encode()
+    path = Path(settings.data_dir) / "portal.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:
+        # O_EXCL: two processes starting at once keep the same key, the first one's.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
