@@ -1,4 +1,4 @@
-"""The ASGI app served by `chargedesk serve`: health, gateway webhooks, and Slack when configured."""
+"""The ASGI app of `chargedesk serve`: health, webhooks, billing pages (/portal), Slack if set."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.routing import Route
 from bot.app import Services, open_services
 from bot.gateways.base import GatewayError, WebhookRejected
 from bot.jobs import background_worker
+from bot.portal.app import mount as portal_pages
 from bot.settings import Settings
 from bot.webhooks import receive
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes = [
         Route("/healthz", healthz),
         Route("/webhooks/{gateway}", webhook, methods=["POST"]),
+        portal_pages(settings),
     ]
     if slack is not None:
         routes.append(Route("/slack/events", slack.endpoint, methods=["POST"]))
