@@ -14,6 +14,7 @@ queued is a no-op.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -125,8 +126,14 @@ async def sweep_emails(ctx: dict[str, Any]) -> int:
     return queued
 
 
+# Modules that register jobs: a worker imports them all, whatever else its process loaded.
+JOB_MODULES = ("bot.documents.automatic", "bot.identity")
+
+
 def worker_settings(services: Services) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker` (no Redis pool: `run_worker` adds one)."""
+    for module in JOB_MODULES:
+        importlib.import_module(module)
     settings = services.settings
     prefix = settings.redis_prefix
     return {

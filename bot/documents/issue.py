@@ -206,17 +206,3 @@ async def find(db: Database, ref: str) -> IssuedDocument | None:
     async with db.read() as session:
         row = await session.scalar(select(DocumentRow).where(column == ref))
         return _issued(row) if row is not None else None
-
-
-async def for_customer(
-    db: Database, customer_ids: list[str], limit: int = 50
-) -> list[IssuedDocument]:
-    """A customer's documents, newest first."""
-    async with db.read() as session:
-        rows = await session.scalars(
-            select(DocumentRow)
-            .where(DocumentRow.customer_id.in_(customer_ids))
-            .order_by(DocumentRow.issued_at.desc(), DocumentRow.seq.desc())
-            .limit(limit)
-        )
-        return [_issued(row) for row in rows]

@@ -41,6 +41,7 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.gateways.base import GatewayError, checked_tax_id
 from bot.models import ChargeStatus, DisputeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import MAX_MINOR_DIGITS, Money, normalize_currency, parse_money
 from bot.store.db import Database
@@ -53,7 +54,6 @@ from bot.store.tables import (
     LedgerRefund,
     LedgerSubscription,
 )
-from bot.tax_ids import normalize_tax_id, tax_id_type
 
 # Summary order; it is also a valid write order (customers and charges come first).
 KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes")
@@ -233,10 +233,17 @@ class CustomerRow(_Row):
     tax_exempt: bool = False
     tax_id: Text64 | None = None
 
+    def checked_tax_id(self) -> tuple[str | None, str | None]:
+        """(Stripe's type, normalized number), read as the ledger gateway reads one typed in."""
+        if not self.tax_id:
+            return None, None
+        return checked_tax_id(self.tax_id, country=self.country, gateway="ledger")
+
     def problems(self) -> list[tuple[str, str]]:
-        if self.tax_id and tax_id_type(self.tax_id, self.country) is None:
-            where = f" for {self.country}" if self.country else ""
-            return [("tax_id", f"{self.tax_id!r} is not a valid VAT/GST number{where}")]
+        try:
+            self.checked_tax_id()
+        except GatewayError as exc:
+            return [("tax_id", exc.message)]
         return []
 
     def columns(self) -> dict[str, Any]:
@@ -248,7 +255,7 @@ class CustomerRow(_Row):
             "state": self.state,
             "country": self.country,
         }
-        tax_id = normalize_tax_id(self.tax_id) if self.tax_id else None
+        kind, tax_id = self.checked_tax_id()
         return {
             "id": self.id,
             "email": self.email,
@@ -257,7 +264,7 @@ class CustomerRow(_Row):
             "address": {k: v for k, v in address.items() if v} or None,
             "locale": self.locale,
             "tax_exempt": self.tax_exempt,
-            "tax_id_type": tax_id_type(tax_id, self.country) if tax_id else None,
+            "tax_id_type": kind,
             "tax_id_value": tax_id,
         }
 

@@ -8,12 +8,14 @@ from email.policy import default
 
 from sqlalchemy import select
 
+from bot import jobs
 from bot.app import Services
 from bot.store.tables import EmailRow
 
 
 async def code_in_outbox(services: Services, email: str) -> str:
-    """The six-digit code in the newest email queued to `email`."""
+    """The six-digit code in the newest email queued to `email` (its job runs first)."""
+    await jobs.run_worker(services, burst=True, poll_delay=0.05)
     async with services.db.read() as s:
         rows = list(await s.scalars(select(EmailRow).where(EmailRow.recipient == email)))
     assert rows, f"no email queued to {email}"

@@ -458,3 +458,37 @@ async def test_csv_kind_must_be_known(ledger_db: Database, tmp_path: Path) -> No
     with pytest.raises(LedgerImportError, match=r"export\.csv: cannot tell what it holds"):
         await import_file(ledger_db, path)
     assert (await import_file(ledger_db, path, kind="customers")).customers == 1
+
+
+async def test_billing_details_and_tax_id_are_imported_as_the_gateway_reads_them(
+    ledger_db: Database,
+) -> None:
+    customer = {
+        "id": "cus_de", "email": "max@example.de", "name": "Max GmbH", "country": "de",
+        "address_line1": "Hauptstraße 5", "postal_code": "80331", "city": "München",
+        "locale": "de_DE", "tax_id": "136 695 976",
+    }  # fmt: skip
+    await import_data(ledger_db, {"customers": [customer]})
+    (profile,) = await LedgerGateway(ledger_db).lookup(LookupQuery.parse("max@example.de"))
+    assert profile.customer.country == "DE" and profile.customer.locale == "de_DE"
+    assert profile.customer.address is not None and profile.customer.address.city == "München"
+    (tax_id,) = profile.tax_ids
+    assert (tax_id.type, tax_id.value) == ("eu_vat", "DE136695976")  # prefixed by its country
+
+
+async def test_a_tax_id_with_a_wrong_check_digit_is_named_and_nothing_written(
+    ledger_db: Database,
+) -> None:
+    customer = {"id": "cus_pl", "email": "a@example.pl", "country": "PL", "tax_id": "PL5260250275"}
+    with pytest.raises(LedgerImportError) as refused:
+        await import_data(ledger_db, {"customers": [customer]})
+    assert "tax_id" in str(refused.value) and "PL5260250275" in str(refused.value)
+    assert (await counts(ledger_db))["ledger_customers"] == 0
+
+
+async def test_invoice_lines_must_add_up_to_the_amount_due(ledger_db: Database) -> None:
+    data = jane_data()
+    data["invoices"][0]["lines"] = [{"description": "Pro", "quantity": 1, "amount": 1}]
+    with pytest.raises(LedgerImportError) as refused:
+        await import_data(ledger_db, data)
+    assert "lines" in str(refused.value) and "add up to" in str(refused.value)

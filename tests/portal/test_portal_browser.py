@@ -25,7 +25,7 @@ from sqlalchemy import select
 from bot.app import Services
 from bot.portal.links import issue_link
 from bot.settings import PortalSettings
-from bot.store.tables import Notification
+from bot.store.tables import Notification, VerificationCode
 from bot.web import create_app
 from tests.documents.drafts import repo_branding  # noqa: F401 - the fixture
 from tests.portal.conftest import JANE
@@ -81,13 +81,27 @@ def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return folder
 
 
+async def code_sent(services: Services, limit: float = 15.0) -> None:
+    """Wait (bounded) for the server's job to have made the code the page asked for."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        async with services.db.read() as session:
+            if await session.scalar(select(VerificationCode.id).limit(1)) is not None:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no code was made within 15 s")
+
+
 @pytest.fixture
 def portal(repo_branding, services: Services, shots: Path) -> Iterator[Portal]:  # noqa: F811
     """`chargedesk serve` on a free loopback port, sharing the test's SQL and Redis."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     base = f"http://localhost:{sock.getsockname()[1]}"
-    settings = services.settings.model_copy(update={"portal": PortalSettings(base_url=base)})
+    # The server runs its own jobs, as `chargedesk serve` does on the defaults: codes are sent by one.
+    settings = services.settings.model_copy(
+        update={"portal": PortalSettings(base_url=base), "jobs_in_process": True}
+    )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
     )
@@ -245,6 +259,7 @@ async def test_signing_in_the_card_page_and_a_refused_link(portal, page):
     await page.get_by_role("button", name="Send code").click()
     await playwright_api.expect(page.get_by_label("Six-digit code")).to_be_visible()
     await portal.shoot(page, "signin-code")
+    await code_sent(portal.services)
     await page.get_by_label("Six-digit code").fill("123456")
     await page.get_by_role("button", name="Sign in").click()
     await playwright_api.expect(page.get_by_text("That code is not right")).to_be_visible()
