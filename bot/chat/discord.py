@@ -57,7 +57,7 @@ from bot.cards.discord import (
     reply_message,
 )
 from bot.cards.model import Attachment, Reply
-from bot.chat import places
+from bot.chat import alerts, places
 from bot.commands import COMMANDS, Context, run
 from bot.commands.forms import (
     Form,
@@ -370,7 +370,9 @@ class DiscordBot(discord.Client):
         else:
             await self.tree.sync()
         if self.alert_seconds > 0 and self._poller is None:
-            self._poller = asyncio.create_task(self._poll_alerts(), name="discord-alerts")
+            self._poller = asyncio.create_task(
+                alerts.poll(self.deliver_alerts, self.alert_seconds), name="discord-alerts"
+            )
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -417,16 +419,7 @@ class DiscordBot(discord.Client):
         return delivered
 
     async def _alerts_now(self) -> None:
-        """Post what a command just queued (a customer's question) without waiting for the poll."""
-        try:
-            await self.deliver_alerts()
-        except Exception:
-            log.exception("delivering alerts failed; the next poll tries again")
-
-    async def _poll_alerts(self) -> None:
-        while True:
-            await asyncio.sleep(self.alert_seconds)
-            await self._alerts_now()
+        await alerts.deliver_now(self.deliver_alerts)
 
     # --- slash commands -------------------------------------------------------------------
 

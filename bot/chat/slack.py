@@ -71,7 +71,7 @@ from bot.cards.slack import (
     reply_messages,
     section,
 )
-from bot.chat import places
+from bot.chat import alerts, places
 from bot.commands import Context, dispatch, run
 from bot.commands.forms import (
     Form,
@@ -222,7 +222,9 @@ class SlackBot:
         except RuntimeError:
             return  # bound outside an event loop: alerts are posted after webhooks and commands
         if self.alert_seconds > 0:
-            self._poller = asyncio.create_task(self._poll_alerts(), name="slack-alerts")
+            self._poller = asyncio.create_task(
+                alerts.poll(self.deliver_alerts, self.alert_seconds), name="slack-alerts"
+            )
 
     async def _decided_elsewhere(self, approval_id: str, actor: Actor) -> None:
         """A request decided in the shell, Discord or by expiry: redraw its Slack cards too."""
@@ -284,16 +286,7 @@ class SlackBot:
         return delivered
 
     async def _alerts_now(self) -> None:
-        """Post what a command just queued (a customer's question) without waiting for the poll."""
-        try:
-            await self.deliver_alerts()
-        except Exception:
-            log.exception("delivering alerts failed; the next poll tries again")
-
-    async def _poll_alerts(self) -> None:
-        while True:
-            await asyncio.sleep(self.alert_seconds)
-            await self._alerts_now()
+        await alerts.deliver_now(self.deliver_alerts)
 
     async def aclose(self) -> None:
         if self._poller is not None:
