@@ -13,11 +13,20 @@ from pathlib import Path
 
 from bot.settings import Settings
 
+# Read once per process and folder: every link, code and page audit asks for the key.
+_GENERATED: dict[Path, bytes] = {}
+
 
 def signing_key(settings: Settings) -> bytes:
     if settings.portal.secret is not None:
         return settings.portal.secret.get_secret_value().encode()
-    path = Path(settings.data_dir) / "portal.key"
+    path = (Path(settings.data_dir) / "portal.key").resolve()
+    if path not in _GENERATED:
+        _GENERATED[path] = _read_or_create(path)
+    return _GENERATED[path]
+
+
+def _read_or_create(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
