@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from bot import jobs
 from bot.documents.automatic import import_recorder, start_imported, sweep
 from bot.gateways.ledger_import import import_data
+from bot.gateways.registry import Gateways
 from bot.portal.links import open_link
 from bot.store.tables import DocumentRequest, DocumentRow, EmailRow
 from bot.web import create_app
-from tests.conftest import say
+from tests.conftest import REPO, say
 from tests.documents.drafts import repo_branding  # noqa: F401 - a fixture
 from tests.fakes.stripe_env import WEBHOOK_SECRET, stripe_fake
 
@@ -111,41 +118,90 @@ async def test_a_charge_without_money_is_skipped_once_with_its_reason(services):
     assert await rows(services, DocumentRow) == [] and await rows(services, EmailRow) == []
 
 
-async def test_stripe_payment_webhook_gets_a_german_receipt_with_the_customers_address(services):
-    import httpx
-
-    from bot.gateways.registry import Gateways
-
+@pytest.fixture
+async def stripe_bot(services):  # type: ignore[no-untyped-def]
+    """Our Stripe emulator as a gateway, and a function delivering one of its events, signed."""
     async with stripe_fake() as fake:
-        customer = fake.emulator.add_customer(
-            "max@example.de", "Max Mustermann",
-            address={"line1": "Hauptstraße 5", "line2": None, "postal_code": "80331",
-                     "city": "München", "state": None, "country": "DE"},
-            preferred_locales=["de-DE"],
-        )  # fmt: skip
-        charge = fake.emulator.add_payment(customer["id"], 11900, "eur", description="Jahresabo")
         services.gateways = Gateways([*services.gateways, fake.gateway], timeout=5)
         app = create_app(services.settings, services)
-        body, headers = fake.emulator.delivery(
-            fake.emulator.event("charge.succeeded", charge), WEBHOOK_SECRET
-        )
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://bot"
             ) as http,
         ):
-            for _ in range(2):  # a redelivery changes nothing
-                assert (
-                    await http.post("/webhooks/stripe", content=body, headers=headers)
-                ).status_code == 200
-        await jobs.run_worker(services, burst=True)
+
+            async def deliver(kind: str, obj: dict) -> int:  # type: ignore[type-arg]
+                body, headers = fake.emulator.delivery(
+                    fake.emulator.event(kind, obj), WEBHOOK_SECRET
+                )
+                answer = await http.post("/webhooks/stripe", content=body, headers=headers)
+                return answer.status_code
+
+            yield fake, deliver
+
+
+async def test_stripe_payment_webhook_gets_a_german_receipt_with_the_customers_address(
+    services, stripe_bot
+):
+    fake, deliver = stripe_bot
+    customer = fake.emulator.add_customer(
+        "max@example.de", "Max Mustermann",
+        address={"line1": "Hauptstraße 5", "line2": None, "postal_code": "80331",
+                 "city": "München", "state": None, "country": "DE"},
+        preferred_locales=["de-DE"],
+    )  # fmt: skip
+    charge = fake.emulator.add_payment(customer["id"], 11900, "eur", description="Jahresabo")
+    for _ in range(2):  # a redelivery changes nothing
+        assert await deliver("charge.succeeded", charge) == 200
+    await jobs.run_worker(services, burst=True)
     (receipt,) = await rows(services, DocumentRow)
     assert (receipt.source_gateway, receipt.language, receipt.country) == ("stripe", "de", "DE")
     assert (receipt.gross, receipt.tax) == (11900, 1900)
     (sent,) = outbox(services)
     assert sent["Subject"].startswith("Zahlungsbeleg RCT-")
     assert sent["X-ChargeDesk-Customer"] == f"stripe:{customer['id']}"
+
+
+async def test_a_refund_made_in_the_stripe_dashboard_gets_a_credit_note(services, stripe_bot):
+    fake, deliver = stripe_bot
+    refund = fake.emulator.add_refund(fake.env.charge_id, 2500)
+    assert await deliver("refund.created", refund) == 200
+    await jobs.run_worker(services, burst=True)
+    documents = {d.kind: d for d in await rows(services, DocumentRow)}
+    note, receipt = documents["credit_note"], documents["receipt"]
+    assert (note.source_gateway, note.source_id, note.gross) == ("stripe", refund["id"], 2500)
+    assert note.related_id == receipt.id  # a charge without an invoice: its receipt is corrected
+    assert [m["X-ChargeDesk-Document"] for m in outbox(services)] == [note.number]
+
+
+async def test_chargedesk_import_requests_documents_unless_told_it_is_history(
+    services, settings, tmp_path
+):
+    def charge(charge_id: str) -> dict:  # type: ignore[type-arg]
+        return {"charges": [{"id": charge_id, "customer": "cus_jane", "amount": 4900,
+                             "currency": "EUR", "status": "succeeded"}]}  # fmt: skip
+
+    env = {
+        **os.environ,
+        "CHARGEDESK_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.sql_url,
+        "REDIS_URL": settings.redis_url or "",
+        "CHARGEDESK_REDIS_PREFIX": settings.redis_prefix,
+    }
+    for name, flags in (("ch_live", []), ("ch_history", ["--no-documents"])):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(charge(name)))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "import", str(path), *flags,
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _, errors = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, errors.decode()
+    requested = [r.source_id for r in await rows(services, DocumentRequest)]
+    assert requested == ["ch_live"]
+    await jobs.run_worker(services, burst=True)
+    assert [d.source_id for d in await rows(services, DocumentRow)] == ["ch_live"]
 
 
 async def test_documents_can_be_switched_off_per_gateway(services, agent, tmp_path):
