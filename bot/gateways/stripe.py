@@ -58,6 +58,11 @@ from bot.settings import StripeSettings
 NAME = "stripe"
 T = TypeVar("T")
 
+# The API version every request names (Stripe-Version), so the account's default version in
+# the dashboard cannot change what the gateway reads. It is the one the locked stripe release
+# speaks (`stripe.api_version`); a test fails when an SDK upgrade changes it.
+STRIPE_API_VERSION = "2026-10-28.endive"
+
 KEY_META = "chargedesk_idempotency_key"
 REASON_META = "chargedesk_reason"
 METADATA_VALUE_MAX = 500  # Stripe refuses longer metadata values
@@ -288,6 +293,7 @@ class StripeGateway(Gateway):
             base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=settings.max_retries,
             http_client=self._http,
+            stripe_version=STRIPE_API_VERSION,
         )
         self._v1 = self._client.v1
 

