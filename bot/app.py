@@ -12,12 +12,13 @@ import redis.asyncio as aioredis
 from bot.actors import Actor
 from bot.approvals.budget import Budgets
 from bot.approvals.policy import Policy, load_policy
+from bot.currency_digits import check_currency_digits
 from bot.documents.config import Branding, TaxConfig, load_branding, load_tax
 from bot.gateways.base import Gateway
 from bot.gateways.ledger import Forwarder, LedgerGateway
 from bot.gateways.registry import Gateways, plugin_factories
 from bot.listeners import Listener
-from bot.settings import Settings, config_dir
+from bot.settings import Settings
 from bot.store import redis as redis_store
 from bot.store.db import Database
 
@@ -107,10 +108,16 @@ async def open_services(
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     # Configuration first: a bad file refuses to start before any store is opened.
     branding, tax = load_branding(), load_tax()
-    policy = policy if policy is not None else load_policy(config_dir() / "policy.toml")
+    policy = policy if policy is not None else load_policy()
     db = Database(settings.sql_url)
     if migrate:
         await db.migrate()
+    try:
+        # Before anything reads an amount: stored integers must mean what they meant.
+        await check_currency_digits(db)
+    except Exception:
+        await db.close()
+        raise
     client, engine = await redis_store.connect(settings.redis_url, Path(settings.data_dir))
     chosen = gateways if gateways is not None else configured_gateways(settings, db)
     # Imported here: the documents package builds on Services.

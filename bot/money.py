@@ -1,18 +1,23 @@
 """Exact money: integer minor units plus an ISO 4217 currency.
 
-The number of minor-unit digits comes from Babel's CLDR data (JPY 0, EUR 2,
-KWD 3), never from a hard-coded table, and no float is ever involved.
+The number of minor-unit digits comes from ISO 4217 itself (`bot/iso4217.py`:
+JPY 0, EUR 2, KWD 3, HUF 2), never from a display library, and no float is
+ever involved. Babel only writes amounts in a locale, with those ISO digits.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Self
 
-from babel.numbers import format_currency, get_currency_precision, is_currency
+from babel import Locale
+from babel.numbers import NumberPattern
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.iso4217 import DIGITS
 
 # Larger than any single card payment any gateway accepts (Stripe caps at
 # 99,999,999 minor units); anything above is a typo, not a refund.
@@ -35,19 +40,32 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be turned into exact money."""
 
 
-@lru_cache(maxsize=512)
 def exponent(currency: str) -> int:
-    """Minor-unit digits of an ISO 4217 currency (JPY 0, EUR 2, KWD 3)."""
-    return int(get_currency_precision(normalize_currency(currency)))
+    """Minor-unit digits of an ISO 4217 currency (JPY 0, EUR 2, KWD 3, HUF 2)."""
+    return DIGITS[normalize_currency(currency)]
 
 
 @lru_cache(maxsize=1024)
 def normalize_currency(code: str) -> str:
-    """Upper-case an ISO 4217 code, refusing anything Babel does not know."""
+    """Upper-case an ISO 4217 code, refusing anything that is not a currency of payment."""
     upper = code.strip().upper()
-    if len(upper) != 3 or not is_currency(upper):
+    if upper not in DIGITS:
         raise MoneyError(f"unknown currency {code!r}: use an ISO 4217 code such as EUR or USD")
     return upper
+
+
+@lru_cache(maxsize=512)
+def _currency_pattern(locale: str, currency: str) -> tuple[NumberPattern, Locale]:
+    """The locale's currency pattern with exactly the ISO digits of `currency`.
+
+    Babel would otherwise round to CLDR's display digits: HUF 1,999.50 shown
+    as "2,000" on an invoice, and differently after a Babel upgrade.
+    """
+    where = Locale.parse(locale)
+    pattern = copy.copy(where.currency_formats["standard"])
+    digits = exponent(currency)
+    pattern.frac_prec = (digits, digits)
+    return pattern, where
 
 
 Currency = Annotated[str, Field(min_length=3, max_length=3)]
@@ -81,8 +99,9 @@ class Money(BaseModel):
         return f"{self.decimal:.{digits}f} {self.currency}"
 
     def format(self, locale: str = "en_US") -> str:
-        """Human text in a locale: `€12.50`, `12,50 €`, `¥500`."""
-        return format_currency(self.decimal, self.currency, locale=locale)
+        """Human text in a locale, with the ISO digits: `€12.50`, `12,50 €`, `¥500`, `HUF 1,999.50`."""
+        pattern, where = _currency_pattern(locale, self.currency)
+        return pattern.apply(self.decimal, where, currency=self.currency, currency_digits=False)
 
     def _same(self, other: Money) -> None:
         if other.currency != self.currency:

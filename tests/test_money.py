@@ -1,4 +1,4 @@
-"""Money is exact: integer minor units, the exponent from Babel, never a float."""
+"""Money is exact: integer minor units, the exponent from ISO 4217, never a float."""
 
 from __future__ import annotations
 
@@ -8,9 +8,19 @@ from bot.money import Money, MoneyError, exponent, parse_money
 
 
 @pytest.mark.parametrize(
-    ("currency", "digits"), [("EUR", 2), ("USD", 2), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("BHD", 3)]
+    ("currency", "digits"),
+    [
+        ("EUR", 2),
+        ("USD", 2),
+        ("JPY", 0),
+        ("KRW", 0),
+        ("KWD", 3),
+        ("BHD", 3),
+        ("HUF", 2),
+        ("IQD", 3),
+    ],
 )
-def test_exponent_comes_from_babel(currency, digits):
+def test_exponent_comes_from_iso_4217(currency, digits):
     assert exponent(currency) == digits
 
 

@@ -16,6 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -23,12 +24,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
-from bot.money import Money
+from bot.money import Money, exponent
 from bot.store.db import Database
 from bot.store.tables import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+# The entry `chargedesk db currencies --convert` writes: amounts of that currency in
+# earlier entries keep the digits they were written with (`detail.from_digits`).
+DIGITS_ACTION = "currency_digits"
 FIELDS = (
     "seq", "at", "actor_platform", "actor_id", "actor_name", "action", "gateway", "object_id",
     "customer_id", "amount", "currency", "reason", "approval_id", "approvers", "outcome",
@@ -203,20 +207,51 @@ async def query(db: Database, filters: AuditFilter) -> list[AuditEntry]:
 
 
 async def export(db: Database, fmt: str, out: io.TextIOBase | Any) -> int:
-    """Write the whole log as CSV or JSON Lines, oldest first; returns the entry count."""
+    """Write the whole log as CSV or JSON Lines, oldest first; returns the entry count.
+
+    Beside each integer `amount` go its `exponent` and the exact `amount_decimal`,
+    so a reader never guesses a currency's digits.
+    """
     count = 0
-    writer = csv.DictWriter(out, fieldnames=FIELDS) if fmt == "csv" else None
+    fields = (*FIELDS, "exponent", "amount_decimal")
+    writer = csv.DictWriter(out, fieldnames=fields) if fmt == "csv" else None
     if writer:
         writer.writeheader()
     async with db.read() as session:
+        conversions = await _conversions(session)
         async for row in _stream(session, 1000):
-            data = entry_dict(row)
+            data = entry_dict(row) | _decimal(row, conversions)
             if writer:
                 writer.writerow({k: _csv_cell(v) for k, v in data.items()})
             else:
                 out.write(json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+async def _conversions(session: AsyncSession) -> dict[str, list[tuple[int, int]]]:
+    """Per currency, (seq, digits before) of every digits conversion, oldest first."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    entries = await session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.action == DIGITS_ACTION, AuditEntry.outcome == "converted")
+        .order_by(AuditEntry.seq)
+    )
+    for entry in entries:
+        found.setdefault(entry.detail["currency"], []).append(
+            (entry.seq, entry.detail["from_digits"])
+        )
+    return found
+
+
+def _decimal(row: AuditEntry, conversions: dict[str, list[tuple[int, int]]]) -> dict[str, Any]:
+    if row.amount is None or row.currency is None:
+        return {"exponent": None, "amount_decimal": None}
+    digits = next(
+        (before for seq, before in conversions.get(row.currency, []) if row.seq < seq),
+        exponent(row.currency),
+    )
+    return {"exponent": digits, "amount_decimal": str(Decimal(row.amount).scaleb(-digits))}
 
 
 def _csv_cell(value: Any) -> Any:

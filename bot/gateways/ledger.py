@@ -51,7 +51,7 @@ from bot.models import (
     SubscriptionStatus,
     TaxId,
 )
-from bot.money import Money
+from bot.money import Money, exponent
 from bot.store.db import Database
 from bot.store.tables import (
     LedgerCharge,
@@ -458,11 +458,22 @@ def _stored_key(key: str) -> str:
 
 
 def _money_json(amount: Money) -> dict[str, Any]:
-    return {"minor": amount.minor, "currency": amount.currency}
+    # The exponent and the decimal string travel with the integer, so a partner
+    # system never has to guess how many digits a currency has.
+    return {
+        "minor": amount.minor,
+        "currency": amount.currency,
+        "exponent": exponent(amount.currency),
+        "value": f"{amount.decimal}",
+    }
 
 
 def _snapshot(row: Any) -> dict[str, Any]:
-    return {c.name: getattr(row, c.key) for c in row.__table__.columns}
+    """A row as the forward webhook sends it; integer amounts are in `exponent` digits."""
+    snapshot = {c.name: getattr(row, c.key) for c in row.__table__.columns}
+    if snapshot.get("currency"):
+        snapshot["exponent"] = exponent(snapshot["currency"])
+    return snapshot
 
 
 def _customer(row: LedgerCustomer) -> Customer:

@@ -436,3 +436,23 @@ class PortalGrant(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     issued_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- money: what the stored integers mean --------------------------------------------------
+
+
+class CurrencyDigits(Base):
+    """The minor-unit digits every stored amount of a currency was written with.
+
+    Amounts are bare integers; this row is what gives them their meaning. A
+    start whose ISO 4217 table disagrees for a currency present in the store is
+    refused (bot/currency_digits.py).
+    """
+
+    __tablename__ = "currency_digits"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    digits: Mapped[int] = mapped_column(Integer)
+    # Which table gave the digits: "ISO 4217 2026-01-01", "Babel 2.18.0 (migration 0006)", ...
+    source: Mapped[str] = mapped_column(String(80))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -45,8 +45,9 @@ async def test_refund_is_forwarded_signed_with_the_whole_charge(services, ledger
     assert endpoint.bad_signatures == 0
     sent = endpoint.received[0]
     assert sent["type"] == "refund" and sent["idempotency_key"] == "apr_1"
-    assert sent["amount"] == {"minor": 1000, "currency": "EUR"}
+    assert sent["amount"] == {"minor": 1000, "currency": "EUR", "exponent": 2, "value": "10.00"}
     assert sent["object"]["id"] == "ch_jane_1" and sent["object"]["amount"] == 12000
+    assert sent["object"]["exponent"] == 2  # the charge's integers say their digits too
 
 
 async def test_the_business_declining_means_no_refund(services, ledger, endpoint):
@@ -92,3 +93,13 @@ async def test_a_wrong_secret_is_refused_by_the_business(services, endpoint):
     await gateway.close()
     assert endpoint.bad_signatures == 1
     assert await refunds(services) == 0
+
+
+async def test_a_forwarded_amount_says_its_digits_so_a_partner_cannot_misread_it(
+    services, ledger, endpoint
+):
+    fils = Money(minor=1250, currency="KWD")  # 1.250 KWD, three digits
+    await ledger.refund("ch_fatima_1", fils, reason="goodwill", idempotency_key="apr_kwd")
+    sent = endpoint.received[0]
+    assert sent["amount"] == {"minor": 1250, "currency": "KWD", "exponent": 3, "value": "1.250"}
+    assert sent["object"]["currency"] == "KWD" and sent["object"]["exponent"] == 3

@@ -1206,3 +1206,15 @@ async def test_a_subscription_on_a_declining_card_starts_incomplete(fake: FakeSt
     price = em.add_price(1000)
     sub = await fake.gateway.create_subscription(customer["id"], price["id"], idempotency_key="d")
     assert sub.status == SubscriptionStatus.incomplete
+
+
+async def test_huf_1999_50_from_stripe_loads_and_refunds_exactly(fake: FakeStripe) -> None:
+    em, gw = fake.emulator, fake.gateway
+    forint = em.add_payment(fake.env.customer_id, 199950, "huf")  # 1,999.50 HUF
+    charge = await gw.get_charge(forint["id"])
+    assert charge.amount == Money(minor=199950, currency="HUF")
+    assert charge.amount.plain() == "1999.50 HUF"
+    refund = await gw.refund(forint["id"], charge.amount, reason="r", idempotency_key="huf")
+    assert refund.amount == charge.amount
+    assert [r.params["amount"] for r in posts(em, "/v1/refunds")] == ["199950"]
+    assert em.get(forint["id"])["amount_refunded"] == 199950
