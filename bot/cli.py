@@ -1,10 +1,12 @@
-"""`chargedesk`: shell | demo | import | audit | db | recover | serve | slack | discord | worker."""
+"""`chargedesk`: init | shell | demo | import | audit | db | recover | serve | slack | discord | worker."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -15,7 +17,18 @@ from typing import Any
 
 from bot.app import Services, open_services
 from bot.errors import UserError
-from bot.settings import ConfigError, Settings, load_settings
+from bot.settings import (
+    CONFIG_DIR_ENV,
+    DATA_DIR_ENV,
+    ConfigError,
+    Settings,
+    config_folder,
+    default_config_dir,
+    forget_config_folder,
+    load_settings,
+    pin_config_folder,
+)
+from bot.store.db import Database, DatabaseUnavailable
 from bot.store.redis import RedisUnavailable
 
 
@@ -53,6 +66,23 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="load the demo dataset into the configured ledger")
 
+    init = sub.add_parser(
+        "init",
+        help="write commented starting configuration files (chargedesk.toml, branding.toml, "
+        "tax.toml, policy.toml); never overwrites",
+        description="Write commented starting files, valid as written, into DIR. Nothing is "
+        "written if any of them exists. Documents are refused until branding.toml names the "
+        "seller (legal_name and country); the command lists what to edit next.",
+    )
+    init.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help=f"folder to write (default: ${CONFIG_DIR_ENV} if set, else <data dir>/config, "
+        "the data dir being $CHARGEDESK_DATA_DIR or .chargedesk)",
+    )
+
     imp = sub.add_parser("import", help="import ledger data from a JSON or CSV file")
     imp.add_argument("file", type=Path)
     imp.add_argument("--kind", choices=["customers", "charges", "refunds", "subscriptions", "invoices", "disputes"],
@@ -72,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply Alembic migrations up to the newest")
+    cur = db_sub.add_parser(
+        "currencies",
+        help="list currencies whose stored digits differ from ISO 4217; keep or convert one",
+    )
+    decide = cur.add_mutually_exclusive_group()
+    decide.add_argument("--keep", metavar="CODE",
+                        help="the stored amounts already use the ISO digits: record them as they are")  # fmt: skip
+    decide.add_argument("--convert", metavar="CODE",
+                        help="rescale the stored ledger and approval amounts to the ISO digits")  # fmt: skip
 
     sub.add_parser(
         "recover",
@@ -117,8 +156,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "init":  # before any setting is read: there may be none yet
+            return _init(args.dir)
         settings = load_settings(**_overrides(args))
         _logging(settings, quiet=args.command == "shell")
+        _announce_config(settings)
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "slack":
@@ -129,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
-    except (UserError, RedisUnavailable) as exc:
+    except (UserError, RedisUnavailable, DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -138,9 +180,79 @@ def main(argv: list[str] | None = None) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "demo", False):
+        from bot.demo import CONFIG_DIR as DEMO_CONFIG_DIR
+
+        # The packaged demo configuration, not whatever folder is found: the demo
+        # shows the same seller, tax and policy wherever and however it is installed.
+        pin_config_folder(DEMO_CONFIG_DIR, "the demo configuration")
         workspace = Path(tempfile.mkdtemp(prefix="chargedesk-demo-"))
         return {"data_dir": workspace, "database_url": None, "redis_url": None}
     return {}
+
+
+def _init(folder: Path | None) -> int:
+    """`chargedesk init [DIR]`: write the starting files and say what to edit next."""
+    from bot.starter import NEXT_STEPS, write_starting_files
+
+    target = (folder or default_config_dir()).absolute()
+    written = write_starting_files(target)
+    print(f"wrote {', '.join(p.name for p in written)} to {target}")
+    print("edit next:")
+    for number, step in enumerate(NEXT_STEPS, 1):
+        print(f"  {number}. {step}")
+    forget_config_folder()
+    try:
+        found = config_folder().path
+    except ConfigError:
+        found = None
+    if found is None or found.resolve() != target.resolve():
+        print(f"the bot looks elsewhere from here: set {CONFIG_DIR_ENV}={target}")
+    elif config_folder().origin != CONFIG_DIR_ENV and not os.environ.get(DATA_DIR_ENV):
+        # The default data dir is relative: another directory has another .chargedesk.
+        print(f"the bot reads it when started in {Path.cwd()}, or anywhere with "
+              f"{DATA_DIR_ENV}={target.parent}")  # fmt: skip
+    return 0
+
+
+def _announce_config(settings: Settings) -> None:
+    """Log the configuration folder in use, or warn that there is none."""
+    log = logging.getLogger("bot.config")
+    folder = config_folder()
+    if folder.path is None:
+        log.warning(
+            "%s; `chargedesk init` writes one to %s", folder.describe(), default_config_dir()
+        )
+    else:
+        log.info("%s", folder.describe())
+    try:
+        from bot.documents.config import load_branding, seller_warnings
+
+        for warning in seller_warnings(load_branding()):
+            log.warning("%s", warning)
+    except ConfigError:
+        pass  # a bad branding.toml stops the commands that read it, with its own message
+    # data_dir in chargedesk.toml moves the data, not the folder that file was read from.
+    beside_data = (Path(settings.data_dir) / "config").absolute()
+    moved = folder.path not in (None, beside_data) and folder.origin != CONFIG_DIR_ENV
+    if moved and beside_data.is_dir():
+        log.warning(
+            "data_dir is %s, but configuration is read from %s: set CHARGEDESK_DATA_DIR "
+            "(not data_dir in chargedesk.toml) to use %s",
+            settings.data_dir, folder.path, beside_data,
+        )  # fmt: skip
+
+
+def _config_warnings(services: Services) -> list[str]:
+    """What the configuration leaves to placeholders, for the shell to say at start."""
+    from bot.documents.config import seller_warnings
+
+    warnings = []
+    if config_folder().path is None:
+        warnings.append(
+            f"no configuration folder, built-in defaults (every action needs a manager, "
+            f"no tax); `chargedesk init` writes one to {default_config_dir()}"
+        )
+    return warnings + seller_warnings(services.branding)
 
 
 def _logging(settings: Settings, *, quiet: bool) -> None:
@@ -181,9 +293,16 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
         await expire_due(services, SYSTEM)
         await recover(services)
         shell = Shell(services, actor, json_lines=args.json, files_dir=args.files_dir)
+        warnings = _config_warnings(services)
         if sys.stdin.isatty() and not args.json:
             shell.console.print(f"[bold]ChargeDesk[/] shell on {settings.sql_url.split('///')[0]} · type [bold]help[/], "
                                 "[bold]/as manager:maria[/] to switch user, Ctrl-D to leave")  # fmt: skip
+            shell.console.print(config_folder().describe(), style="dim", markup=False)
+            for warning in warnings:
+                shell.console.print(f"warning: {warning}", style="yellow", markup=False)
+        else:  # stdout is for replies; a script's log still says what is missing
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
         async with background_worker(services):
             return await shell.run(sys.stdin, Path(settings.data_dir) / "shell_history")
 
@@ -263,10 +382,40 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.sql_url)
     try:
         await db.migrate()
+        if args.db_command == "currencies":
+            return await _currencies(db, args)
         print("database schema is up to date")
         return 0
     finally:
         await db.close()
+
+
+async def _currencies(db: Database, args: argparse.Namespace) -> int:
+    """List, keep or convert currencies whose stored digits differ from ISO 4217."""
+    from bot import currency_digits
+    from bot.actors import Actor, Role
+
+    operator = getpass.getuser()
+    actor = Actor(platform="cli", id=operator, name=operator, roles=frozenset({Role.admin}))
+    if args.keep:
+        change = await currency_digits.keep(db, args.keep, actor)
+        print(
+            f"{change.currency}: stored amounts kept; read with {change.iso} digit(s) from now on"
+        )
+        return 0
+    if args.convert:
+        change, rows = await currency_digits.convert(db, args.convert, actor)
+        print(
+            f"{change.currency}: {rows} row(s) rescaled from {change.stored} to {change.iso} digit(s)"
+        )
+        return 0
+    changes = await currency_digits.pending_changes(db)
+    for change, in_use in changes:
+        state = "stored amounts use it: decide with --keep or --convert" if in_use else "unused"
+        print(f"{change.explain()} [{state}]")
+    if not changes:
+        print(f"every recorded currency has its digits from {currency_digits.ISO_SOURCE}")
+    return 1 if any(in_use for _, in_use in changes) else 0
 
 
 async def _recover(settings: Settings, args: argparse.Namespace) -> int:
@@ -282,11 +431,27 @@ async def _recover(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_services(settings, work)
 
 
+async def _stores_answer(settings: Settings) -> None:
+    """Raise DatabaseUnavailable or RedisUnavailable unless the configured servers answer."""
+    from bot.store import redis as redis_store
+
+    db = Database(settings.sql_url)
+    try:
+        await db.ping()
+    finally:
+        await db.close()
+    if settings.redis_url is not None:  # the embedded engine is started by the app itself
+        client, _ = await redis_store.connect(settings.redis_url, Path(settings.data_dir))
+        await client.aclose()
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.web import create_app
 
+    # uvicorn reports a store that fails at startup as a traceback: ask the servers first.
+    asyncio.run(_stores_answer(settings))
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 

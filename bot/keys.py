@@ -3,6 +3,11 @@
 `portal.secret` (CHARGEDESK_PORTAL__SECRET) in production; on the embedded
 defaults a random key is generated once into `data_dir/portal.key` (mode 0600),
 so links keep working across restarts of the same installation.
+
+A generated key belongs to one data folder, so it is only for one installation:
+with DATABASE_URL or REDIS_URL (shared stores, so possibly several processes
+with their own folders) Settings refuses to start without `portal.secret`, or a
+link issued by one process would be "forged" on the next.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""Settings from the environment and `config/chargedesk.toml`, validated at start.
+"""Settings from the environment and `chargedesk.toml`, validated at start.
 
 Precedence: explicit overrides (CLI flags) > environment > chargedesk.toml > defaults.
 Nested keys in the environment use `__`: `CHARGEDESK_LEDGER__FORWARD_URL`.
+Every configuration file (chargedesk.toml, branding.toml, tax.toml, policy.toml) is
+read from the one folder `config_folder()` finds, the same way from any directory.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +24,9 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,14 +35,103 @@ from pydantic_settings import (
 )
 
 CONFIG_DIR_ENV = "CHARGEDESK_CONFIG_DIR"
+DATA_DIR_ENV = "CHARGEDESK_DATA_DIR"
+DEFAULT_DATA_DIR = Path(".chargedesk")
+
+SHARED_SECRET_NEEDED = (
+    "required with DATABASE_URL or REDIS_URL, so every process signs billing links, page cookies "
+    "and codes with one key: set CHARGEDESK_PORTAL__SECRET to the same value everywhere, made with "
+    'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+)
 
 
 class ConfigError(Exception):
     """Configuration that cannot start the bot; the message names the bad key."""
 
 
-def config_dir() -> Path:
-    return Path(os.environ.get(CONFIG_DIR_ENV, "config"))
+@dataclass(frozen=True)
+class ConfigFolder:
+    """The folder the configuration files are read from (None: built-in defaults), and why."""
+
+    path: Path | None
+    origin: str
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"no configuration folder, built-in defaults ({self.origin})"
+        return f"configuration from {self.path} ({self.origin})"
+
+
+# Pinned by `chargedesk shell --demo`: the packaged demo configuration, whatever the environment.
+_pinned: ConfigFolder | None = None
+
+
+def pin_config_folder(path: Path | None, origin: str = "chosen") -> None:
+    """Use `path` for the rest of this process (`--demo`); None returns to the lookup."""
+    global _pinned
+    _pinned = ConfigFolder(path.absolute(), origin) if path is not None else None
+
+
+def config_folder() -> ConfigFolder:
+    """Where the configuration files are: the first of
+
+    1. `CHARGEDESK_CONFIG_DIR` (a folder named there that does not exist is an error);
+    2. `<data dir>/config` if it exists, the data dir being `CHARGEDESK_DATA_DIR` or
+       `.chargedesk`. A `data_dir` in chargedesk.toml cannot move it: that file is
+       itself read from the folder found here;
+    3. the repository's `config/` when the package runs from a source checkout;
+    4. none: the built-in defaults.
+
+    Remembered per process for each environment and working directory: hot paths do
+    not touch the filesystem, and tests may still change the environment.
+    """
+    if _pinned is not None:
+        return _pinned
+    named, data_dir = os.environ.get(CONFIG_DIR_ENV, ""), os.environ.get(DATA_DIR_ENV, "")
+    return _find(named, data_dir, os.getcwd())
+
+
+def config_dir() -> Path | None:
+    """The configuration folder (see `config_folder`), or None for the built-in defaults."""
+    return config_folder().path
+
+
+def default_config_dir() -> Path:
+    """Where `chargedesk init` writes: `CHARGEDESK_CONFIG_DIR`, else `<data dir>/config`."""
+    named = os.environ.get(CONFIG_DIR_ENV)
+    if named:
+        return Path(named).absolute()
+    return (Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / "config").absolute()
+
+
+def forget_config_folder() -> None:
+    """Look again on the next call (after `chargedesk init` created the folder)."""
+    _find.cache_clear()
+
+
+def source_checkout() -> Path | None:
+    """The repository root when the package runs from one, not from an installed wheel."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "config").is_dir() and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _find(named: str, data_dir: str, cwd: str) -> ConfigFolder:
+    if named:
+        path = Path(cwd, named)
+        if not path.is_dir():
+            # Raised, so not remembered: creating the folder fixes it without a restart.
+            raise ConfigError(f"{CONFIG_DIR_ENV}={named}: no such folder {path}")
+        return ConfigFolder(path, CONFIG_DIR_ENV)
+    data = Path(cwd, data_dir or DEFAULT_DATA_DIR) / "config"
+    if data.is_dir():
+        return ConfigFolder(data, "the data dir's config folder")
+    checkout = source_checkout()
+    if checkout is not None:
+        return ConfigFolder(checkout / "config", "source checkout")
+    return ConfigFolder(None, f"no {CONFIG_DIR_ENV}, no {data}")
 
 
 def describe_validation_error(error: ValidationError, source: str) -> str:
@@ -190,8 +285,8 @@ class PortalSettings(_Section):
     )
     secret: SecretStr | None = Field(
         None,
-        description="HMAC key of billing-page links and cookies (32+ characters); "
-        "default: one generated into data_dir/portal.key",
+        description="HMAC key of billing-page links, cookies and codes (32+ characters); "
+        "required with DATABASE_URL or REDIS_URL, else generated into data_dir/portal.key",
     )
     link_days: int = Field(7, ge=1, le=90, description="how long a billing-page link opens")
     session_hours: int = Field(
@@ -214,7 +309,7 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    data_dir: Path = Field(Path(".chargedesk"), description="SQLite file, embedded Redis, outbox")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="SQLite file, embedded Redis, outbox")
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("database_url", "DATABASE_URL", "CHARGEDESK_DATABASE_URL"),
@@ -270,6 +365,19 @@ class Settings(BaseSettings):
             return value
         raise ValueError("must start with postgresql:// or sqlite+aiosqlite://")
 
+    @model_validator(mode="after")
+    def _shared_secrets(self) -> Settings:
+        """Shared stores mean several processes: they must sign with one key, not one per folder."""
+        if self.shared_stores and self.portal.secret is None:
+            # Raised as a ValidationError (pydantic keeps its location) so the message names
+            # portal.secret like any other bad key.
+            problem = PydanticCustomError("shared_secret", SHARED_SECRET_NEEDED)
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [InitErrorDetails(type=problem, loc=("portal", "secret"), input=None)],
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -279,7 +387,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_dir() / "chargedesk.toml")
+        folder = config_dir()
+        if folder is None:
+            return (init_settings, env_settings)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=folder / "chargedesk.toml")
         return (init_settings, env_settings, toml)
 
     @property
@@ -287,6 +398,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'chargedesk.db').resolve()}"
+
+    @property
+    def shared_stores(self) -> bool:
+        """DATABASE_URL or REDIS_URL: stores other processes (other data folders) may use too."""
+        return self.database_url is not None or self.redis_url is not None
 
     @property
     def jobs_here(self) -> bool:
@@ -302,10 +418,12 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate settings, or raise ConfigError naming every bad key."""
-    path = config_dir() / "chargedesk.toml"
-    read_toml(path)  # a syntax error gets a clear message before pydantic sees it
+    folder = config_dir()
+    path = folder / "chargedesk.toml" if folder is not None else None
+    if path is not None:
+        read_toml(path)  # a syntax error gets a clear message before pydantic sees it
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        source = f"settings ({path} or CHARGEDESK_* environment)"
+        source = f"settings ({path or 'no chargedesk.toml'} or CHARGEDESK_* environment)"
         raise ConfigError(describe_validation_error(exc, source)) from None

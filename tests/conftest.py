@@ -29,10 +29,30 @@ CHANNEL = Channel(platform="test", id="internal")
 
 @pytest.fixture(autouse=True)
 def _no_repo_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests state their own configuration; the repo's config/ must not leak in."""
+    """Tests state their own configuration; the repo's config/ must not leak in.
+
+    Only a seller is named (documents are refused without one), with the built-in
+    defaults' country: no tax file, so no tax and no reverse charge.
+    """
     empty = tmp_path / "config"
     empty.mkdir()
+    (empty / "branding.toml").write_text(TEST_SELLER)
     monkeypatch.setenv("CHARGEDESK_CONFIG_DIR", str(empty))
+
+
+TEST_SELLER = """\
+[entities.default]
+legal_name = "Test Seller Ltd"
+address = ["1 Test Street", "London"]
+country = "GB"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _portal_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests run on shared stores (a DATABASE_URL, a REDIS_URL), which need the deployment's
+    one signing key; set in the environment so the bot processes tests start get it too."""
+    monkeypatch.setenv("CHARGEDESK_PORTAL__SECRET", "test-portal-secret-" + "x" * 32)
 
 
 @pytest.fixture(scope="session")

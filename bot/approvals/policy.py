@@ -1,4 +1,4 @@
-"""Approval policy (`config/policy.toml`): who may ask, what they may do alone, who approves.
+"""Approval policy (`policy.toml`): who may ask, what they may do alone, who approves.
 
 Without a policy file every action needs one manager's approval: the safe default.
 """
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.actors import Actor, Role
 from bot.money import Money, MoneyError, normalize_currency, parse_money
-from bot.settings import ConfigError, describe_validation_error, read_toml
+from bot.settings import ConfigError, config_dir, describe_validation_error, read_toml
 
 ACTIONS = ("refund", "cancel", "capture", "void")
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
@@ -142,8 +142,16 @@ class Policy(BaseModel):
         )
 
 
-def load_policy(path: Path) -> Policy:
-    """Read a policy file; a missing file gives the safe default (everything needs a manager)."""
+def load_policy(path: Path | None = None) -> Policy:
+    """Read a policy file (default: the configuration folder's policy.toml).
+
+    A missing file or folder gives the safe default: everything needs a manager.
+    """
+    if path is None:
+        folder = config_dir()
+        if folder is None:
+            return Policy()
+        path = folder / "policy.toml"
     raw = read_toml(path)
     try:
         return Policy.model_validate(raw)

@@ -6,8 +6,10 @@ import. A job then issues the document (once per charge or refund, however often
 it runs), queues its email and marks the request done. Redis only says *when*:
 the sweeper re-enqueues every request still pending, so none is lost.
 
-Which gateways get documents is set in `config/branding.toml` (`receipts`,
-`credit_notes`).
+Which gateways get documents is set in branding.toml (`receipts`,
+`credit_notes`). Until branding.toml names the seller, requests stay pending
+(their error says what to write) and the sweep leaves them alone; once it does,
+the next start's sweep issues them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.worker import Retry
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +28,7 @@ from bot.app import Services
 from bot.approvals.executor import SYSTEM
 from bot.approvals.workflow import ApprovalView
 from bot.documents import service
+from bot.documents.config import Branding, SellerMissing, require_seller
 from bot.documents.issue import IssuedDocument
 from bot.documents.mailing import deliver_soon, queue_document_email
 from bot.documents.model import DocumentKind
@@ -171,7 +174,8 @@ async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id
     """Issue the requested document, queue its email, mark the request done; returns its state.
 
     Raises GatewayError for a transient gateway answer (the job retries), until
-    MAX_ATTEMPTS, after which the request is skipped with the error kept.
+    MAX_ATTEMPTS, after which the request is skipped with the error kept. Without a
+    seller in branding.toml the request stays pending, with the refusal as its error.
     """
     async with services.db.read() as session:
         row = await session.scalar(
@@ -184,7 +188,10 @@ async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id
     if row is None or row.state != PENDING:
         return row.state if row is not None else "missing"
     try:
+        require_seller(services.branding, gateway)  # before asking any gateway
         document = await _issue(services, row)
+    except SellerMissing as exc:
+        return await _wait_for_seller(services, row, exc)
     except GatewayError as exc:
         if exc.code in _TRANSIENT and row.attempts + 1 < MAX_ATTEMPTS:
             await _mark(services, row.id, PENDING, error=exc.message, attempt=True)
@@ -221,6 +228,28 @@ async def _skip(services: Services, row: DocumentRequest, exc: UserError) -> str
     return SKIPPED
 
 
+# Messages already logged: every payment meets the same missing seller, one warning says it.
+_told: set[str] = set()
+
+
+async def _wait_for_seller(services: Services, row: DocumentRequest, exc: SellerMissing) -> str:
+    """Keep the request pending, its attempts untouched: it is issued once a seller is set."""
+    if exc.message not in _told:
+        _told.add(exc.message)
+        log.warning("%s; document requests stay pending until then", exc.message)
+    if row.last_error != exc.message:
+        await _mark(services, row.id, PENDING, error=exc.message, attempt=False)
+    return PENDING
+
+
+def _has_seller(branding: Branding) -> ColumnElement[bool]:
+    """Requests whose gateway's entity names a seller: the others wait for branding.toml."""
+    named = {g: branding.entities[key].has_seller for g, key in branding.gateways.items()}
+    if branding.entities[branding.default_entity].has_seller:
+        return DocumentRequest.gateway.not_in([g for g, ok in named.items() if not ok])
+    return DocumentRequest.gateway.in_([g for g, ok in named.items() if ok])
+
+
 async def _mark(
     services: Services, request_id: int, state: str, *, error: str, attempt: bool
 ) -> None:
@@ -245,6 +274,7 @@ async def sweep(services: Services, now: datetime | None = None) -> int:
             await session.execute(
                 select(DocumentRequest.kind, DocumentRequest.gateway, DocumentRequest.source_id)
                 .where(DocumentRequest.state == PENDING, DocumentRequest.updated <= cutoff)
+                .where(_has_seller(services.branding))  # no job per payment per sweep to refuse
                 .order_by(DocumentRequest.id)
                 .limit(500)
             )

@@ -13,7 +13,7 @@ from datetime import datetime
 from babel import Locale, UnknownLocaleError
 from babel.languages import get_official_languages
 
-from bot.documents.config import Branding, Entity, TaxConfig
+from bot.documents.config import Branding, Entity, TaxConfig, require_seller
 from bot.documents.model import (
     Branding as DocumentBranding,
 )
@@ -188,6 +188,9 @@ def _draft(
     paid_at: datetime | None = None,
     due_date: datetime | None = None,
 ) -> DocumentContent:
+    # Every receipt and invoice is drafted here (a credit note copies the document it
+    # corrects): refusing here refuses commands, billing pages and automatic documents alike.
+    require_seller(settings.branding, gateway)
     entity_key, entity = settings.branding.entity_for(gateway)
     applied = _treatment(settings.tax, entity, buyer)
     lines: tuple[DocumentLine, ...] = tuple(

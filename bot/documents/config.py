@@ -1,7 +1,9 @@
-"""Who issues documents and how they look (`config/branding.toml`), and tax rates (`config/tax.toml`).
+"""Who issues documents and how they look (`branding.toml`), and tax rates (`tax.toml`).
 
-Both files are optional: without them documents carry a placeholder seller and
-no tax, and the shell says so at start. Every key is validated at start.
+Both are read from the configuration folder (`bot.settings.config_folder`). Every
+key is validated at start. Without branding.toml the seller is a placeholder, and
+issuing a document is refused (`require_seller`): a numbered document is permanent,
+so it must never name "Your Company Ltd". Without tax.toml no tax is charged.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.settings import ConfigError, config_dir, describe_validation_error, read_toml
+from bot.errors import UserError
+from bot.settings import (
+    ConfigError,
+    config_dir,
+    default_config_dir,
+    describe_validation_error,
+    read_toml,
+)
 
 Colour = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
@@ -23,11 +32,15 @@ class _Strict(BaseModel):
 
 
 class Entity(_Strict):
-    """A legal entity that issues documents: numbering is gapless per entity and document type."""
+    """A legal entity that issues documents: numbering is gapless per entity and document type.
+
+    The defaults of `legal_name` and `country` are placeholders: documents are issued
+    only once both are written in branding.toml (`has_seller`).
+    """
 
     legal_name: str = "Your Company Ltd"
-    address: list[str] = Field(default_factory=lambda: ["Set address in config/branding.toml"])
-    country: Country = "GB"
+    address: list[str] = Field(default_factory=list, description="postal address, one line each")
+    country: Country = Field("GB", description="decides the tax rules: reverse charge, rates")
     vat_id: str | None = Field(None, description="VAT/GST registration printed on every document")
     registration: str | None = Field(None, description="company register entry, e.g. HRB 12345 B")
     email: str | None = Field(None, description="shown on documents; the Reply-To of emails")
@@ -40,6 +53,12 @@ class Entity(_Strict):
     invoice_prefix: str = Field("INV", pattern=r"^[A-Z0-9-]{1,12}$")
     receipt_prefix: str = Field("RCT", pattern=r"^[A-Z0-9-]{1,12}$")
     credit_note_prefix: str = Field("CN", pattern=r"^[A-Z0-9-]{1,12}$")
+
+    @property
+    def has_seller(self) -> bool:
+        """Are the seller's legal name and country written, not the built-in placeholders?"""
+        # Set keys, not values: a file that leaves `country` out must not issue as "GB".
+        return bool(self.legal_name.strip()) and {"legal_name", "country"} <= self.model_fields_set
 
 
 class Branding(_Strict):
@@ -103,8 +122,44 @@ class TaxConfig(_Strict):
         return value
 
 
+class SellerMissing(UserError):
+    """Documents cannot be issued: branding.toml does not name the seller yet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("no_seller", message)
+
+
+def require_seller(branding: Branding, gateway: str) -> None:
+    """Raise SellerMissing, naming the file to write, unless `gateway`'s entity names a seller."""
+    key, entity = branding.entity_for(gateway)
+    if entity.has_seller:
+        return
+    folder = config_dir()
+    path = (folder or default_config_dir()) / "branding.toml"
+    if folder is not None and path.is_file():
+        raise SellerMissing(
+            f"documents need a seller: set legal_name and country under [entities.{key}] in {path}"
+        )
+    raise SellerMissing(f"documents need a seller: write {path} (chargedesk init writes one)")
+
+
+def seller_warnings(branding: Branding) -> list[str]:
+    """The refusal each entity in use would give (the default one, then per gateway), once each."""
+    warnings: list[str] = []
+    for gateway in ["", *branding.gateways]:  # "" is no mapped gateway: the default entity
+        try:
+            require_seller(branding, gateway)
+        except SellerMissing as exc:
+            if exc.message not in warnings:
+                warnings.append(exc.message)
+    return warnings
+
+
 def load_branding(directory: Path | None = None) -> Branding:
+    """branding.toml of `directory` (default: the configuration folder); defaults without one."""
     folder = directory or config_dir()
+    if folder is None:
+        return Branding()
     branding = _load(Branding, folder / "branding.toml")
     entities = dict(branding.entities)
     for key, entity in entities.items():
@@ -118,7 +173,11 @@ def load_branding(directory: Path | None = None) -> Branding:
 
 
 def load_tax(directory: Path | None = None) -> TaxConfig:
-    return _load(TaxConfig, (directory or config_dir()) / "tax.toml")
+    """tax.toml of `directory` (default: the configuration folder); no tax without one."""
+    folder = directory or config_dir()
+    if folder is None:
+        return TaxConfig()
+    return _load(TaxConfig, folder / "tax.toml")
 
 
 _M = TypeVar("_M", bound=BaseModel)

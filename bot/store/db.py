@@ -4,6 +4,9 @@ SQLite (the default) runs in WAL mode with a busy timeout; transactions that
 write open with BEGIN IMMEDIATE so that several processes sharing the file
 serialize their writes instead of failing half-way. PostgreSQL needs none of
 that: conditional updates and row locks do the work.
+
+A missing driver or a server that does not answer raises DatabaseUnavailable,
+whose one-line message the CLI prints instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,10 +18,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# asyncpg is the `postgres` extra: a SQLite-only install runs without it.
+NO_DRIVER = (
+    "DATABASE_URL names PostgreSQL but its driver, asyncpg, is not installed: "
+    "pip install 'chargedesk-bot[postgres]' (or from the lock: pip install -r requirements/server.txt)"
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The SQL store cannot be used at all: its driver is missing or it does not answer."""
 
 
 class Database:
@@ -29,9 +43,14 @@ class Database:
             self.engine = create_async_engine(url, connect_args={"timeout": 30})
             _sqlite_pragmas(self.engine)
         else:
-            self.engine = create_async_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            try:
+                self.engine = create_async_engine(
+                    url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                )
+            except ImportError as exc:  # the engine imports its driver here
+                if exc.name != "asyncpg":
+                    raise
+                raise DatabaseUnavailable(f"{NO_DRIVER}: {exc}") from None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -46,8 +65,19 @@ class Database:
             async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
                 yield session
 
+    async def ping(self) -> None:
+        """Open one connection, or raise DatabaseUnavailable saying where and why not."""
+        try:
+            async with self.engine.connect():
+                pass
+        except (OSError, DBAPIError) as exc:  # refused, unknown host, timeout; auth, no database
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            where = make_url(self.url).render_as_string(hide_password=True)
+            raise DatabaseUnavailable(f"cannot reach the database at {where}: {reason}") from None
+
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision (the first contact of every command)."""
+        await self.ping()
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
