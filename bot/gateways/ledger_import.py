@@ -23,6 +23,8 @@ import csv
 import io
 import json
 import re
+import reprlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -51,6 +53,7 @@ from bot.store.tables import (
     LedgerCustomer,
     LedgerDispute,
     LedgerInvoice,
+    LedgerOperation,
     LedgerRefund,
     LedgerSubscription,
 )
@@ -63,6 +66,11 @@ _IN_CHUNK = 400
 _UNITS = "units"
 _ZERO = re.compile(r"^0+(?:[.,]0*)?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Errors quote what they refuse, but never more than this of it: an import is untrusted
+# input, and a megabyte cell must not become a megabyte error line.
+ECHO_MAX = 60
+_PROBLEM_MAX = 400
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 class LedgerImportError(Exception):
@@ -120,18 +128,20 @@ class ImportSummary:
 
 def _object_id(value: str) -> str:
     if any(c.isspace() for c in value):
-        raise ValueError(f"{value!r} must not contain spaces")
+        raise ValueError(f"{_echo(value)} must not contain spaces")
     return value
 
 
 def _currency(value: str) -> str:
+    if len(value) > 8:  # the money module would quote all of it
+        raise ValueError(f"unknown currency {_echo(value)}: use an ISO 4217 code such as EUR")
     return normalize_currency(value)
 
 
 def _email(value: str) -> str:
     value = value.strip().lower()
     if not _EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an email address")
+        raise ValueError(f"{_echo(value)} is not an email address")
     return value
 
 
@@ -146,12 +156,12 @@ def _minor_units(value: Any, info: ValidationInfo) -> Any:
     # bool is an int to Python, and a float would silently lose the exactness we promise.
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(
-            f"{value!r} is not an amount: use an integer in minor units (4200 for 42.00 EUR)"
+            f"{_echo(value)} is not an amount: use an integer in minor units (4200 for 42.00 EUR)"
         )
     if value < 0:
-        raise ValueError(f"{value} is negative: amounts are always positive")
+        raise ValueError(f"{_echo(value)} is negative: amounts are always positive")
     if value >= 10**MAX_MINOR_DIGITS:
-        raise ValueError(f"{value} is too large")
+        raise ValueError(f"{_echo(value)} is too large")
     return value
 
 
@@ -162,6 +172,8 @@ def _major_to_minor(value: Any, currency: str | None) -> int:
     # parse_money refuses zero (nobody refunds nothing), but zero is a fine balance here.
     if _ZERO.match(text):
         return 0
+    if len(text) > MAX_MINOR_DIGITS + 8:  # the money module would quote all of it
+        raise ValueError(f"{_echo(text)} is not an amount")
     return parse_money(text, currency).minor
 
 
@@ -528,17 +540,66 @@ def _kind(kind: str, name: str) -> str:
 
 
 def _json_batch(text: str, name: str, kind: str | None, stem: str) -> dict[str, list[_Raw]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LedgerImportError([f"{name}: not valid JSON: {exc}"]) from None
+    data = _parse_json(text, name)
     if isinstance(data, list):
         # A bare list holds one type, named like a CSV file's.
         kind = _kind(kind or stem.lower(), name)
+        _refuse_duplicate_keys(data, name, kind)
         return _sections({kind: data}, name)
     if kind is not None:
         raise LedgerImportError([f"{name}: kind= applies to CSV files and JSON lists only"])
+    _refuse_duplicate_keys(data, name, None)
     return _sections(data, name)
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that was given some keys more than once (plain dicts were not)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _parse_json(text: str, name: str) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(items)
+        if len(found) == len(items):
+            return found
+        # json.loads would keep the last of two values silently: remember it to refuse it.
+        obj = _Object(items)
+        counts = Counter(key for key, _ in items)
+        obj.duplicates = tuple(key for key, n in counts.items() if n > 1)
+        return obj
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except RecursionError:
+        raise LedgerImportError([f"{name}: not valid JSON: nested too deeply"]) from None
+    except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
+        raise LedgerImportError([f"{name}: not valid JSON: {_clip(str(exc))}"]) from None
+
+
+def _refuse_duplicate_keys(data: Any, name: str, kind: str | None) -> None:
+    """Refuse objects that name a key twice, each by where it is (`charges row 3.lines[0]`)."""
+    found: list[str] = []
+    # A stack, not recursion: the nesting is the file's to choose.
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Object):
+            where = f"{name}:{path}" if path else name
+            found += [f"{where}: duplicate key {_echo(k)}: each key once" for k in value.duplicates]
+        if isinstance(value, dict):
+            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()]
+        elif isinstance(value, list):
+            if path in ROWS or (not path and kind is not None):
+                section = path or kind
+                children = [(v, f"{section} row {i}") for i, v in enumerate(value, 1)]
+            else:
+                children = [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        else:
+            continue
+        stack.extend(reversed(children))
+    if found:
+        raise LedgerImportError(found)
 
 
 def _sections(data: Any, source: str) -> dict[str, list[_Raw]]:
@@ -547,7 +608,7 @@ def _sections(data: Any, source: str) -> dict[str, list[_Raw]]:
     unknown = sorted(str(k) for k in data if k not in ROWS)
     if unknown:
         raise LedgerImportError(
-            [f"{source}: unknown key {k!r}: expected {', '.join(KINDS)}" for k in unknown]
+            [f"{source}: unknown key {_echo(k)}: expected {', '.join(KINDS)}" for k in unknown]
         )
     batch: dict[str, list[_Raw]] = {}
     for kind, rows in data.items():
@@ -558,15 +619,17 @@ def _sections(data: Any, source: str) -> dict[str, list[_Raw]]:
 
 
 def _csv_rows(text: str, name: str) -> Iterator[_Raw]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    records = _csv_records(text, name)
+    header = next(records, None)
     if header is None:
         return
     header = [h.strip() for h in header]
-    duplicates = sorted({h for h in header if header.count(h) > 1})
+    duplicates = sorted(h for h, n in Counter(header).items() if n > 1)
     if duplicates:
-        raise LedgerImportError([f"{name}:row 1: duplicate columns {', '.join(duplicates)}"])
-    for n, cells in enumerate(reader, 2):
+        raise LedgerImportError(
+            [f"{name}:row 1: duplicate columns {', '.join(_echo(h) for h in duplicates)}"]
+        )
+    for n, cells in enumerate(records, 2):
         if not any(c.strip() for c in cells):
             continue
         where = f"{name}:row {n}"
@@ -576,6 +639,25 @@ def _csv_rows(text: str, name: str) -> Iterator[_Raw]:
             continue
         # An empty cell is a missing value, so optional columns take their defaults.
         yield where, {h: c for h, c in zip(header, cells, strict=False) if c.strip()}
+
+
+def _csv_records(text: str, name: str) -> Iterator[list[str]]:
+    """The file's records; one the csv module cannot read refuses the file, naming its row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    row = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                problem = f"a cell is longer than {csv.field_size_limit()} characters"
+            else:
+                problem = f"not valid CSV: {_clip(str(exc))}"
+            raise LedgerImportError([f"{name}:row {row}: {problem}"]) from None
+        yield cells
+        row += 1
 
 
 @dataclass(frozen=True)
@@ -606,6 +688,9 @@ class _Problems:
         self.lines: list[str] = []
 
     def add(self, where: str, field: str | None, problem: str) -> None:
+        # Field names come from the file too (an unknown CSV column, a JSON key).
+        field = field if field is None or len(field) <= ECHO_MAX else _echo(field)
+        problem = _clip(problem)
         self.lines.append(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
 
 
@@ -627,7 +712,7 @@ def _validate(batch: dict[str, list[_Raw]], units: str, problems: _Problems) -> 
                 raw_id = raw_id.strip()
                 if raw_id in result.seen[kind]:
                     first = result.seen[kind][raw_id]
-                    problems.add(where, "id", f"duplicate id {raw_id} (also at {first})")
+                    problems.add(where, "id", f"duplicate id {_short(raw_id)} (also at {first})")
                     continue
                 # Even an invalid row's id counts as present, so that rows referring
                 # to it are not reported a second time as dangling.
@@ -667,8 +752,10 @@ def _formatter(currency: str) -> Callable[[int], str]:
 # --- checking against the ledger --------------------------------------------------------
 
 
-async def _check_references(s: AsyncSession, batch: _Batch, problems: _Problems) -> None:
-    """References resolve within the import or to rows already in the ledger."""
+async def _check_references(s: AsyncSession, batch: _Batch, problems: _Problems) -> _Known:
+    """References resolve within the import or to rows already in the ledger, which the
+    import may not undo (see `_check_history`); returns what the ledger holds."""
+    known = await _load_known(s, batch)  # first: it locks what the checks below read
     customer_refs: list[tuple[str, str]] = [
         *((where, row.customer) for where, row in batch.of("charges", ChargeRow) if row.customer),
         *((where, row.customer) for where, row in batch.of("subscriptions", SubscriptionRow)),
@@ -707,7 +794,9 @@ async def _check_references(s: AsyncSession, batch: _Batch, problems: _Problems)
                 "amount",
                 f"{money(row.amount)} is more than charge {charge.id}'s {money(charge.amount)}",
             )
-    await _check_refund_totals(s, batch, charges, problems)
+    _check_history(batch, known, problems)
+    await _check_refund_totals(batch, charges, known, problems)
+    return known
 
 
 @dataclass(frozen=True)
@@ -746,48 +835,42 @@ class _ChargeView:
 
 
 async def _check_refund_totals(
-    s: AsyncSession, batch: _Batch, charges: _ChargeView, problems: _Problems
+    batch: _Batch, charges: _ChargeView, known: _Known, problems: _Problems
 ) -> None:
-    """A charge given refunds must have refunded exactly what they add up to.
+    """After the import, every charge's refunds add up to what it has refunded.
 
-    The refunds counted are the ledger's for that charge, replaced or joined by the
-    import's, so refunds may arrive in a later file than their charges.
+    The refunds counted are the ledger's (the bot's among them), replaced or joined by
+    the import's, so refunds may arrive in a later file than their charges. A charge
+    the import gives refunds has refunded exactly their total; any other charge at
+    least the total of those the ledger holds.
     """
-    imported = {row.id: (where, row) for where, row in batch.of("refunds", RefundRow)}
-    if not imported:
-        return
-    ledger: dict[str, LedgerRefund] = {}
-    charge_ids = {row.charge for _, row in imported.values()}
-    for chunk in _chunks(set(imported) | charge_ids):
-        query = select(LedgerRefund).where(
-            LedgerRefund.id.in_(chunk) | LedgerRefund.charge_id.in_(chunk)
-        )
-        ledger.update({r.id: r for r in await s.scalars(query)})
-    for refund_id, (where, row) in imported.items():
-        before = ledger.get(refund_id)
-        if before is not None and before.charge_id != row.charge:
-            problems.add(
-                where,
-                "charge",
-                f"refund {refund_id} belongs to charge {before.charge_id} in the ledger and cannot move to {row.charge}",
-            )
-
+    imported = {
+        row.id: (where, row)
+        for where, row in batch.of("refunds", RefundRow)
+        if row.id not in known.aliases
+    }
+    listed = {row.charge for _, row in batch.of("refunds", RefundRow)}
+    charge_ids = (listed | set(batch.rows["charges"])) - known.flagged
     totals: dict[str, dict[str, tuple[int, str]]] = {cid: {} for cid in charge_ids}
-    for refund in ledger.values():
+    for refund in known.refunds.values():
         if refund.charge_id in totals:
             totals[refund.charge_id][refund.id] = (refund.amount, refund.currency)
     for refund_id, (_, row) in imported.items():
-        totals[row.charge][refund_id] = (row.amount, row.currency)
+        if row.charge in totals:
+            totals[row.charge][refund_id] = (row.amount, row.currency)
 
     for charge_id, refunds in sorted(totals.items()):
         charge = charges.get(charge_id)
-        if charge is None or any(cur != charge.currency for _, cur in refunds.values()):
-            continue  # missing, invalid or mixed currencies: reported already
+        if not refunds or charge is None:
+            continue
+        if any(cur != charge.currency for _, cur in refunds.values()):
+            continue  # mixed currencies: reported already
         total = sum(amount for amount, _ in refunds.values())
-        if total == charge.amount_refunded:
+        exact = charge_id in listed
+        if total == charge.amount_refunded or (not exact and total < charge.amount_refunded):
             continue
         money = _formatter(charge.currency)
-        ids = ", ".join(sorted(refunds))
+        ids = _ids(refunds, known)
         if charge.where is not None:
             problems.add(
                 charge.where,
@@ -801,6 +884,377 @@ async def _check_refund_totals(
                 "amount",
                 f"charge {charge_id} has refunded {money(charge.amount_refunded)} in the ledger but its refunds ({ids}) add up to {money(total)}",
             )
+
+
+def _ids(refunds: Iterable[str], known: _Known, shown: int = 5) -> str:
+    """Refund IDs for a message, the bot's marked: a charge can have thousands."""
+    names = [f"{r} by the bot" if r in known.bot_refunds else r for r in sorted(refunds)]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+# --- history: what an import may not undo -----------------------------------------------
+#
+# An export is a snapshot of the business's system, possibly older than what the bot
+# did since (a refund, a capture, a void, a cancellation). Importing it must not make
+# the bot forget: money refunded or captured never goes down, states never go back,
+# amounts, currencies and owners never change, and the bot's own records stay as the
+# bot wrote them. A row that would do otherwise is refused, naming what the ledger
+# holds; fields the file leaves empty keep the ledger's value.
+
+# Which statuses an import may move a row to from each status in the ledger.
+_CHARGE_NEXT: dict[str, set[str]] = {
+    ChargeStatus.authorized: set(ChargeStatus),
+    ChargeStatus.succeeded: {"succeeded", "partially_refunded", "refunded", "disputed"},
+    ChargeStatus.partially_refunded: {"partially_refunded", "refunded", "disputed"},
+    ChargeStatus.refunded: {"refunded", "disputed"},
+    # Back to the refund states only once every dispute of the charge is won: a lost
+    # dispute has already given the money back.
+    ChargeStatus.disputed: {"disputed", "succeeded", "partially_refunded", "refunded"},
+    ChargeStatus.failed: {"failed"},
+    ChargeStatus.voided: {"voided"},
+}
+_SUBSCRIPTION_FINAL = {SubscriptionStatus.canceled}
+_INVOICE_NEXT: dict[str, set[str]] = {
+    InvoiceStatus.draft: set(InvoiceStatus),
+    InvoiceStatus.open: {"open", "paid", "void", "uncollectible"},
+    InvoiceStatus.uncollectible: {"uncollectible", "paid", "void"},
+    InvoiceStatus.paid: {"paid"},
+    InvoiceStatus.void: {"void"},
+}
+_DISPUTE_NEXT: dict[str, set[str]] = {
+    DisputeStatus.needs_response: set(DisputeStatus),
+    DisputeStatus.under_review: {"under_review", "won", "lost"},
+    DisputeStatus.won: {"won"},
+    DisputeStatus.lost: {"lost"},
+}
+
+
+@dataclass
+class _Known:
+    """What the ledger holds for the import's rows, and what the bot itself did to them."""
+
+    rows: dict[str, dict[str, Any]]  # kind -> id -> the table row before the import
+    ops: dict[tuple[str, str], list[LedgerOperation]]  # (action, target id) -> the bot's
+    refunds: dict[str, LedgerRefund]  # the ledger's refunds of the charges concerned
+    bot_refunds: dict[str, LedgerOperation]  # refund id -> the bot's action that made it
+    disputes: dict[str, dict[str, str]]  # charge id -> dispute id -> status, after the import
+    # kind -> id -> columns where the ledger's value stays (an empty field, the bot's own).
+    keep: dict[str, dict[str, dict[str, Any]]]
+    aliases: dict[str, str]  # an imported refund id -> the bot's refund it is the same as
+    flagged: set[str]  # charges already refused: their totals are not reported again
+
+    def by_bot(self, action: str, target_id: str) -> str:
+        """` (by the bot, <key>)` if the bot did `action` to the target, else nothing."""
+        ops = self.ops.get((action, target_id))
+        return f" (by the bot, {_short(ops[-1].idempotency_key)})" if ops else ""
+
+
+async def _load_known(s: AsyncSession, batch: _Batch) -> _Known:
+    """Read, and lock against the bot's actions until the import commits, the rows it checks.
+
+    The locks matter on PostgreSQL: without them a refund committed between this read and
+    the import's write would be overwritten by the values checked before it. Rows are
+    locked in one order (kind, then id) so that two imports cannot deadlock.
+    """
+    imported_refunds = batch.of("refunds", RefundRow)
+    charge_ids = set(batch.rows["charges"]) | {row.charge for _, row in imported_refunds}
+    charge_ids |= {row.charge for _, row in batch.of("disputes", DisputeRow)}
+    rows: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        ids = charge_ids if kind == "charges" else set(batch.rows[kind])
+        locked = await _rows(s, ROWS[kind].table, ids)
+        rows[kind] = {i: locked[i] for i in batch.rows[kind] if i in locked}
+    targets = charge_ids | set(batch.rows["subscriptions"]) | set(batch.rows["customers"])
+    ops: dict[tuple[str, str], list[LedgerOperation]] = {}
+    for chunk in _chunks(targets):
+        query = select(LedgerOperation).where(LedgerOperation.target_id.in_(chunk))
+        for op in await s.scalars(query.order_by(LedgerOperation.created)):
+            ops.setdefault((op.action, op.target_id), []).append(op)
+    refunds: dict[str, LedgerRefund] = {}
+    for chunk in _chunks(charge_ids | {row.id for _, row in imported_refunds}):
+        query = select(LedgerRefund).where(
+            LedgerRefund.charge_id.in_(chunk) | LedgerRefund.id.in_(chunk)
+        )
+        refunds.update({r.id: r for r in await s.scalars(query)})
+    disputes: dict[str, dict[str, str]] = {}
+    disputed = [cid for cid, row in rows["charges"].items() if row.status == "disputed"]
+    for chunk in _chunks(disputed):
+        query = select(LedgerDispute).where(LedgerDispute.charge_id.in_(chunk))
+        for d in await s.scalars(query):
+            disputes.setdefault(d.charge_id, {})[d.id] = d.status
+    for _, row in batch.of("disputes", DisputeRow):
+        disputes.setdefault(row.charge, {})[row.id] = row.status.value
+    bot_refunds = {
+        op.result_id: op for (action, _), found in ops.items() if action == "refund" for op in found
+    }
+    return _Known(rows, ops, refunds, bot_refunds, disputes, {k: {} for k in KINDS}, {}, set())
+
+
+async def _rows(s: AsyncSession, table: Any, ids: set[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for chunk in _chunks(ids):
+        query = select(table).where(table.id.in_(chunk)).with_for_update()
+        found.update({r.id: r for r in await s.scalars(query)})
+    return found
+
+
+def _check_history(batch: _Batch, known: _Known, problems: _Problems) -> None:
+    """Refuse rows that would undo what the ledger holds; note the values it keeps."""
+    for kind, check in (
+        ("customers", _customer_history),
+        ("charges", _charge_history),
+        ("refunds", _refund_history),
+        ("subscriptions", _subscription_history),
+        ("invoices", _invoice_history),
+        ("disputes", _dispute_history),
+    ):
+        for where, row in batch.rows[kind].values():
+            old = known.rows[kind].get(row.id)
+            found = check(row, old, known) if old is not None else []
+            if kind == "refunds" and old is None:
+                found = _refund_alias(row, known)
+            for field, problem in found:
+                problems.add(where, field, problem)
+            if found and kind == "charges":
+                known.flagged.add(row.id)
+
+
+_Found = list[tuple[str, str]]
+
+
+def _fixed(row: Any, old: Any, what: str, *columns: str) -> _Found:
+    """Columns that never change once a row is in the ledger (currency first)."""
+    for column in columns:
+        new, before = getattr(row, column), getattr(old, column)
+        if new == before:
+            continue
+        if column == "currency":
+            return [(column, f"is {new} but {what} is in {before} in the ledger: it cannot change")]
+        money = _formatter(old.currency)
+        return [
+            (
+                column,
+                f"is {money(new)} but {what} is {money(before)} in the ledger: it cannot change",
+            )
+        ]
+    return []
+
+
+def _owner(row: Any, old: Any, known: _Known, kind: str, field: str, what: str) -> _Found:
+    """The customer or charge a row belongs to: kept when left empty, never changed."""
+    column = f"{field}_id"
+    new, before = getattr(row, field), getattr(old, column)
+    if before is None or new == before:
+        return []
+    if new is None:
+        known.keep[kind].setdefault(row.id, {})[column] = before
+        return []
+    return [
+        (
+            field,
+            f"{what} belongs to {field} {before} in the ledger and cannot move to {_short(new)}",
+        )
+    ]
+
+
+def _charge_history(row: ChargeRow, old: LedgerCharge, known: _Known) -> _Found:
+    what = f"charge {row.id}"
+    found = _fixed(row, old, what, "currency", "amount") or _owner(
+        row, old, known, "charges", "customer", what
+    )
+    if found:
+        return found
+    money = _formatter(old.currency)
+    captured_by_bot = known.by_bot("capture", row.id)
+    if row.captured < old.amount_captured:
+        return [
+            (
+                "amount_captured",
+                f"is {money(row.captured)} but {money(old.amount_captured)} of {what} was captured"
+                f"{captured_by_bot}: an import never lowers what was captured",
+            )
+        ]
+    if captured_by_bot and row.captured != old.amount_captured:
+        return [
+            (
+                "amount_captured",
+                f"is {money(row.captured)} but {money(old.amount_captured)} of {what} was captured"
+                f"{captured_by_bot}: write amount_captured {money(old.amount_captured)}",
+            )
+        ]
+    if row.amount_refunded < old.amount_refunded:
+        refunds = [r.id for r in known.refunds.values() if r.charge_id == row.id]
+        listed = f" ({_ids(refunds, known)})" if refunds else ""
+        return [
+            (
+                "amount_refunded",
+                f"is {money(row.amount_refunded)} but {what} has refunded "
+                f"{money(old.amount_refunded)}{listed} in the ledger: an import never lowers what "
+                f"was refunded; leave the row out, or write amount_refunded "
+                f"{money(old.amount_refunded)} once your system has these refunds",
+            )
+        ]
+    before, after = old.status, row.status.value
+    by = known.by_bot("void", row.id) if before == ChargeStatus.voided else ""
+    if after not in _CHARGE_NEXT.get(before, {before}):
+        return [
+            ("status", f"is {after} but {what} is {before}{by} in the ledger: it cannot go back")
+        ]
+    if before == ChargeStatus.disputed and after != before:
+        open_disputes = sorted(
+            d for d, status in known.disputes.get(row.id, {}).items() if status != "won"
+        )
+        if open_disputes:
+            return [
+                (
+                    "status",
+                    f"is {after} but {what} is disputed ({', '.join(open_disputes[:5])} not won): "
+                    "it stays disputed",
+                )
+            ]
+    return []
+
+
+def _refund_history(row: RefundRow, old: LedgerRefund, known: _Known) -> _Found:
+    what = f"refund {row.id}"
+    if row.charge != old.charge_id:
+        return [
+            (
+                "charge",
+                f"{what} belongs to charge {old.charge_id} in the ledger and cannot move to {row.charge}",
+            )
+        ]
+    found = _fixed(row, old, what, "currency", "amount")
+    if not found and row.id in known.bot_refunds:
+        # The bot's refund stays as the bot wrote it: its reason and its time.
+        known.keep["refunds"][row.id] = {"reason": old.reason, "created": old.created}
+    return found
+
+
+def _refund_alias(row: RefundRow, known: _Known) -> _Found:
+    """A new refund that is the business's own record of a refund the bot forwarded to it."""
+    for op in known.ops.get(("refund", row.charge), ()):
+        if op.external_ref != row.id:
+            continue
+        mine = known.refunds.get(op.result_id)
+        if mine is None:
+            continue
+        if (mine.amount, mine.currency) != (row.amount, row.currency):
+            money = _formatter(mine.currency)
+            return [
+                (
+                    "amount",
+                    f"refund {row.id} is your reference for the bot's refund {mine.id} of "
+                    f"{money(mine.amount)}: it cannot differ",
+                )
+            ]
+        known.aliases[row.id] = mine.id
+    return []
+
+
+def _customer_history(row: CustomerRow, old: LedgerCustomer, known: _Known) -> _Found:
+    if not known.by_bot("tax_id", row.id) or not old.tax_id_value:
+        return []
+    kind, value = row.checked_tax_id()
+    if value is None:
+        known.keep["customers"][row.id] = {
+            "tax_id_type": old.tax_id_type,
+            "tax_id_value": old.tax_id_value,
+        }
+    elif (kind, value) != (old.tax_id_type, old.tax_id_value):
+        return [
+            (
+                "tax_id",
+                f"is {value} but the bot set {old.tax_id_value}{known.by_bot('tax_id', row.id)}: "
+                "leave tax_id empty to keep it",
+            )
+        ]
+    return []
+
+
+def _subscription_history(row: SubscriptionRow, old: LedgerSubscription, known: _Known) -> _Found:
+    what = f"subscription {row.id}"
+    found = _fixed(row, old, what, "currency") or _owner(
+        row, old, known, "subscriptions", "customer", what
+    )
+    if found:
+        return found
+    by = known.by_bot("cancel", row.id)
+    if old.status in _SUBSCRIPTION_FINAL and row.status != old.status:
+        return [
+            (
+                "status",
+                f"is {row.status.value} but {what} is {old.status}{by} in the ledger: it stays canceled",
+            )
+        ]
+    if (
+        by
+        and old.cancel_at_period_end
+        and not row.cancel_at_period_end
+        and row.status != SubscriptionStatus.canceled  # the period ended: that is the cancel
+    ):
+        return [
+            (
+                "cancel_at_period_end",
+                f"is false but {what} is set to cancel at period end{by}: an import cannot undo it",
+            )
+        ]
+    if old.canceled_at is not None and (row.canceled_at is None or by):
+        known.keep["subscriptions"][row.id] = {"canceled_at": old.canceled_at}
+    return []
+
+
+def _invoice_history(row: InvoiceRow, old: LedgerInvoice, known: _Known) -> _Found:
+    what = f"invoice {row.id}"
+    found = _fixed(row, old, what, "currency") or _owner(
+        row, old, known, "invoices", "customer", what
+    )
+    if found:
+        return found
+    if old.status != InvoiceStatus.draft:
+        found = _fixed(row, old, what, "amount_due")
+        if found:
+            return found
+    money = _formatter(old.currency)
+    if row.paid < old.amount_paid:
+        return [
+            (
+                "amount_paid",
+                f"is {money(row.paid)} but {money(old.amount_paid)} of {what} is paid in the ledger: "
+                "an import never lowers what was paid",
+            )
+        ]
+    if row.status.value not in _INVOICE_NEXT.get(old.status, {old.status}):
+        return [
+            (
+                "status",
+                f"is {row.status.value} but {what} is {old.status} in the ledger: it cannot go back",
+            )
+        ]
+    return []
+
+
+def _dispute_history(row: DisputeRow, old: LedgerDispute, known: _Known) -> _Found:
+    what = f"dispute {row.id}"
+    if row.charge != old.charge_id:
+        return [
+            (
+                "charge",
+                f"{what} belongs to charge {old.charge_id} in the ledger and cannot move to {row.charge}",
+            )
+        ]
+    found = _fixed(row, old, what, "currency", "amount")
+    if found:
+        return found
+    if row.status.value not in _DISPUTE_NEXT.get(old.status, {old.status}):
+        return [
+            (
+                "status",
+                f"is {row.status.value} but {what} is {old.status} in the ledger: it cannot go back",
+            )
+        ]
+    return []
 
 
 async def _existing_ids(s: AsyncSession, table: Any, ids: set[str]) -> set[str]:
@@ -827,7 +1281,7 @@ async def _import(
     # One transaction for checks and writes: the references checked are the ones
     # written against, and any problem rolls everything back.
     async with db.write() as s:
-        await _check_references(s, batch, problems)
+        known = await _check_references(s, batch, problems)
         if problems.lines:
             raise LedgerImportError(problems.lines)
         summary = ImportSummary()
@@ -835,8 +1289,12 @@ async def _import(
         added: dict[str, list[Any]] = {}
         for kind in KINDS:
             rows = [row for _, row in batch.rows[kind].values()]
-            added[kind] = await _upsert(s, ROWS[kind].table, rows, now)
             setattr(summary, kind, len(rows))
+            if kind == "refunds":  # the bot's own refunds, named by the business: kept as one
+                rows = [row for row in rows if row.id not in known.aliases]
+            added[kind] = await _upsert(
+                s, ROWS[kind].table, rows, now, known.rows[kind], known.keep[kind]
+            )
         if on_write is not None:
             await on_write(s, _new_money(added))
     return summary
@@ -849,18 +1307,21 @@ def _new_money(added: dict[str, list[Any]]) -> NewMoney:
     )
 
 
-async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) -> list[_Row]:
-    """Insert or update `rows`; returns the ones inserted."""
+async def _upsert(
+    s: AsyncSession,
+    table: Any,
+    rows: list[_Row],
+    now: datetime,
+    existing: Mapping[str, Any],
+    keep: Mapping[str, Mapping[str, Any]],
+) -> list[_Row]:
+    """Insert or update `rows` (`existing` holds those in the ledger, `keep` the values
+    they keep); returns the ones inserted."""
     if not rows:
         return []
     inserted = []
-    existing: dict[str, Any] = {}
-    for chunk in _chunks(row.id for row in rows):
-        existing.update(
-            {r.id: r for r in await s.scalars(select(table).where(table.id.in_(chunk)))}
-        )
     for row in rows:
-        values = row.columns()
+        values = {**row.columns(), **keep.get(row.id, {})}
         current = existing.get(row.id)
         if current is None:
             if "created" in values and values["created"] is None:
@@ -876,6 +1337,34 @@ async def _upsert(s: AsyncSession, table: Any, rows: list[_Row], now: datetime) 
     # Flushed type by type so that rows exist before the rows that point at them.
     await s.flush()
     return inserted
+
+
+_ECHO = reprlib.Repr()  # keyword arguments need Python 3.12
+_ECHO.maxlevel, _ECHO.maxlist, _ECHO.maxdict = 2, 3, 3
+_ECHO.maxstring = _ECHO.maxother = ECHO_MAX
+
+
+def _echo(value: Any) -> str:
+    """`value` quoted for an error message, at most about ECHO_MAX characters of it."""
+    try:
+        text = _ECHO.repr(value)  # reprlib stops at any depth, so deep input cannot recurse
+    except ValueError:  # an integer past Python's digit limit
+        return "a number too long to show"
+    return text if len(text) <= ECHO_MAX + 2 else text[: ECHO_MAX - 1] + "…"
+
+
+def _short(text: str) -> str:
+    """`text` as it is, or its first ECHO_MAX characters and an ellipsis."""
+    return text if len(text) <= ECHO_MAX else text[: ECHO_MAX - 1] + "…"
+
+
+def _clip(message: str) -> str:
+    """Shorten what other modules' messages quote from the input, and the message itself."""
+    message = _QUOTED.sub(
+        lambda m: m[0] if len(m[0]) <= ECHO_MAX + 2 else m[0][: ECHO_MAX - 1] + "…" + m[0][0],
+        message,
+    )
+    return message if len(message) <= _PROBLEM_MAX else message[: _PROBLEM_MAX - 1] + "…"
 
 
 def _a(word: str) -> str:
