@@ -11,9 +11,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from bot.actors import Actor, Role
+from bot.actors import Actor, People, Role
 from bot.money import Money, MoneyError, normalize_currency, parse_money
 from bot.settings import ConfigError, config_dir, describe_validation_error, read_toml
 
@@ -113,6 +120,35 @@ class Policy(BaseModel):
     cancel: ActionPolicy = ActionPolicy()
     capture: ActionPolicy = ActionPolicy()
     void: ActionPolicy = ActionPolicy()
+    people: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="one person's identities on every platform, by email: "
+        '"alex@example.com" = ["slack:U0123ABC", "discord:4242", "shell:alex"]',
+    )
+
+    @field_validator("people")
+    @classmethod
+    def _identities(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for email, identities in value.items():
+            if "@" not in email:
+                raise ValueError(f"{email!r}: name each person by their email")
+            for identity in identities:
+                platform, _, ident = identity.partition(":")
+                if not platform.strip() or not ident.strip():
+                    raise ValueError(
+                        f"{email}: {identity!r} is not PLATFORM:ID (slack:U0123ABC, shell:alex)"
+                    )
+        People(value)  # raises naming an identity declared for two people
+        return value
+
+    def person(self, key: str) -> str:
+        """Who is behind a `platform:id` identity: `person:<email>` if declared, else the
+        identity normalised. Key anything counted per person (budgets) by this."""
+        return People(self.people).person(key)
+
+    def same_person(self, a: str, b: str) -> bool:
+        """Are these `platform:id` identities one person (declared, or the same name normalised)?"""
+        return People(self.people).same(a, b)  # a few entries: built per vote, never stale
 
     def for_action(self, action: str) -> ActionPolicy:
         if action not in ACTIONS:

@@ -5,11 +5,15 @@ previous entry's hash, so changing, removing or inserting a row breaks the
 chain from that point on. The chain head lives in one row (`audit_head`):
 appends lock it, which keeps the chain linear under concurrency on every
 backend, and it also reveals rows removed from the end.
+
+All of this holds against anyone who cannot recompute the hashes. Someone who
+can write the database can: rewrite a row, every later hash and the head, and
+`verify` passes. Signed checkpoints kept outside the database
+(`bot.audit.checkpoint`, `audit verify --checkpoint`) are what catch that.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -24,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
+from bot.audit.csv_safe import SafeDictWriter
 from bot.money import Money, exponent
 from bot.store.db import Database
 from bot.store.tables import AuditEntry, AuditHead
@@ -209,12 +214,15 @@ async def query(db: Database, filters: AuditFilter) -> list[AuditEntry]:
 async def export(db: Database, fmt: str, out: io.TextIOBase | Any) -> int:
     """Write the whole log as CSV or JSON Lines, oldest first; returns the entry count.
 
+    CSV is formula-safe (see `bot.audit.csv_safe`): a reason such as `=HYPERLINK(...)`
+    reaches a spreadsheet as text, with a leading `'`.
+
     Beside each integer `amount` go its `exponent` and the exact `amount_decimal`,
     so a reader never guesses a currency's digits.
     """
     count = 0
     fields = (*FIELDS, "exponent", "amount_decimal")
-    writer = csv.DictWriter(out, fieldnames=fields) if fmt == "csv" else None
+    writer = SafeDictWriter(out, fieldnames=fields) if fmt == "csv" else None
     if writer:
         writer.writeheader()
     async with db.read() as session:
@@ -222,7 +230,7 @@ async def export(db: Database, fmt: str, out: io.TextIOBase | Any) -> int:
         async for row in _stream(session, 1000):
             data = entry_dict(row) | _decimal(row, conversions)
             if writer:
-                writer.writerow({k: _csv_cell(v) for k, v in data.items()})
+                writer.writerow(data)
             else:
                 out.write(json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n")
             count += 1
@@ -252,7 +260,3 @@ def _decimal(row: AuditEntry, conversions: dict[str, list[tuple[int, int]]]) -> 
         exponent(row.currency),
     )
     return {"exponent": digits, "amount_decimal": str(Decimal(row.amount).scaleb(-digits))}
-
-
-def _csv_cell(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
