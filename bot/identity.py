@@ -5,7 +5,8 @@ an email on file by typing back a one-time code sent there. Codes are single
 use, expire after CODE_MINUTES, allow MAX_TRIES guesses, and sending them is
 rate-limited per asker and per email. Whether an email is on file is never
 revealed: the answer is the same either way. A verified chat user gets a link
-in SQL (who, which email, when); an agent can revoke it.
+in SQL (who, which email, when); an agent can revoke it, and with it every
+billing-page link and session that came from it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,9 +28,10 @@ from bot.audit.log import AuditRecord, append
 from bot.documents.build import document_locale
 from bot.errors import UserError
 from bot.keys import signing_key
-from bot.mail import outbox
+from bot.mail import outbox, placeholders
 from bot.mail.message import build_message
 from bot.models import Customer
+from bot.portal.links import withdraw
 from bot.store.tables import CustomerLink, VerificationCode
 
 log = logging.getLogger(__name__)
@@ -39,13 +42,14 @@ SENDS_PER_HOUR = 3  # per asker, and per email
 CHECKS_PER_HOUR = 20  # per asker, across codes
 SENT = "if {email} is on file, a code is on its way there: type `verify <code>` within {minutes} minutes"
 
+# The subject names no code: subjects show in notifications, lock screens and mail logs.
 _WORDS = {
-    "en": ("Your ChargeDesk code: {code}", "Your code is {code}. It works once, for {minutes} minutes.\n\nIf you did not ask for it, ignore this email."),
-    "de": ("Ihr Bestätigungscode: {code}", "Ihr Code lautet {code}. Er gilt einmal, {minutes} Minuten lang.\n\nWenn Sie ihn nicht angefordert haben, ignorieren Sie diese E-Mail."),
-    "fr": ("Votre code de vérification : {code}", "Votre code est {code}. Il est valable une fois, pendant {minutes} minutes.\n\nSi vous ne l'avez pas demandé, ignorez cet e-mail."),
-    "it": ("Il suo codice di verifica: {code}", "Il suo codice è {code}. Vale una volta, per {minutes} minuti.\n\nSe non l'ha richiesto, ignori questa email."),
-    "pl": ("Twój kod weryfikacyjny: {code}", "Twój kod to {code}. Działa jednorazowo przez {minutes} minut.\n\nJeśli o niego nie prosiłeś, zignoruj tę wiadomość."),
-    "ja": ("確認コード: {code}", "確認コードは {code} です。{minutes} 分間、1 回だけ有効です。\n\nお心当たりのない場合は、このメールを無視してください。"),
+    "en": ("Your ChargeDesk verification code", "Your code is {code}. It works once, for {minutes} minutes.\n\nIf you did not ask for it, ignore this email."),
+    "de": ("Ihr Bestätigungscode", "Ihr Code lautet {code}. Er gilt einmal, {minutes} Minuten lang.\n\nWenn Sie ihn nicht angefordert haben, ignorieren Sie diese E-Mail."),
+    "fr": ("Votre code de vérification", "Votre code est {code}. Il est valable une fois, pendant {minutes} minutes.\n\nSi vous ne l'avez pas demandé, ignorez cet e-mail."),
+    "it": ("Il suo codice di verifica", "Il suo codice è {code}. Vale una volta, per {minutes} minuti.\n\nSe non l'ha richiesto, ignori questa email."),
+    "pl": ("Twój kod weryfikacyjny", "Twój kod to {code}. Działa jednorazowo przez {minutes} minut.\n\nJeśli o niego nie prosiłeś, zignoruj tę wiadomość."),
+    "ja": ("確認コード", "確認コードは {code} です。{minutes} 分間、1 回だけ有効です。\n\nお心当たりのない場合は、このメールを無視してください。"),
 }  # fmt: skip
 
 
@@ -85,12 +89,12 @@ async def issue_code(
         log.info("verification asked by %s for an email not on file", subject)
         return None
     language = language or document_locale(customer, services.settings.locale)[1]
-    code = f"{secrets.randbelow(10**6):06d}"
     code_id = f"vc_{secrets.token_hex(10)}"
+    code = code_for(services, code_id)
     now = datetime.now(UTC)
-    subject_line, body = (
-        text.format(code=code, minutes=CODE_MINUTES) for text in _WORDS.get(language, _WORDS["en"])
-    )
+    subject_line, body = _WORDS.get(language, _WORDS["en"])
+    # The code goes in when the email is sent (bot/mail/placeholders.py): only its HMAC is stored.
+    body = body.format(code=placeholders.code(code_id), minutes=CODE_MINUTES)
     message = build_message(
         settings=services.settings,
         sender_name=services.branding.entity_for("ledger")[1].legal_name,
@@ -180,11 +184,15 @@ async def verify(services: Services, actor: Actor, code: str) -> str:
     email = await check_code(services, actor.key, code)
     now = datetime.now(UTC)
     async with services.db.write() as session:
-        await session.execute(
+        before = await session.scalars(
             update(CustomerLink)
             .where(CustomerLink.actor_key == actor.key, CustomerLink.revoked_at.is_(None))
             .values(revoked_at=now, revoked_by="replaced")
+            .returning(CustomerLink.email)
         )
+        # The billing-page links this user got for another email go with that link.
+        for other in set(before) - {email}:
+            await withdraw(session, email=other, issued_by=actor.key, why="replaced")
         session.add(
             CustomerLink(actor_key=actor.key, actor_name=actor.name, email=email, verified_at=now)
         )
@@ -206,10 +214,31 @@ async def linked_email(services: Services, actor: Actor) -> str | None:
         )
 
 
-async def revoke(services: Services, agent: Actor, who: str, *, reason: str | None = None) -> int:
-    """Revoke the links of a chat user (`slack:U123`) or of everyone on an email; how many."""
-    column = CustomerLink.email if "@" in who else CustomerLink.actor_key
-    value = who.strip().lower() if "@" in who else who.strip()
+@dataclass(frozen=True)
+class Revoked:
+    """What one `revoke` ended: chat links, billing-page links (grants) and page sessions."""
+
+    links: int
+    grants: int
+    sessions: int
+
+    def __bool__(self) -> bool:
+        return bool(self.links or self.grants or self.sessions)
+
+
+async def revoke(
+    services: Services, agent: Actor, who: str, *, reason: str | None = None
+) -> Revoked:
+    """Revoke a chat user's (`slack:U123`) or an email's access to its billing, at once.
+
+    A chat user: their links, and the billing-page links they were given with
+    `portal`, with every session those opened. An email: everyone's links to it,
+    every billing-page link to it (from chat or in document emails), every
+    session on it, and the codes still waiting to be typed.
+    """
+    by_email = "@" in who
+    value = normalize_email(who) if by_email else who.strip()
+    column = CustomerLink.email if by_email else CustomerLink.actor_key
     now = datetime.now(UTC)
     async with services.db.write() as session:
         result = await session.execute(
@@ -218,12 +247,22 @@ async def revoke(services: Services, agent: Actor, who: str, *, reason: str | No
             .values(revoked_at=now, revoked_by=agent.key)
         )
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
-        if count:
+        if by_email:
+            grants, sessions = await withdraw(session, email=value)
+            await session.execute(
+                update(VerificationCode)
+                .where(VerificationCode.email == value, VerificationCode.used_at.is_(None))
+                .values(used_at=now)
+            )
+        else:
+            grants, sessions = await withdraw(session, issued_by=value)
+        revoked = Revoked(links=count, grants=grants, sessions=sessions)
+        if revoked:
             await append(session, AuditRecord(
                 actor=agent, action="customer_unlinked", outcome="revoked", reason=reason,
-                detail={"who": value, "links": count},
+                detail={"who": value, "links": count, "page_links": grants, "sessions": sessions},
             ))  # fmt: skip
-    return count
+    return revoked
 
 
 async def links(services: Services, who: str) -> list[CustomerLink]:
@@ -245,6 +284,18 @@ async def customer_on_file(services: Services, email: str) -> Customer | None:
     return next(
         (p.customer for p in profile.profiles if (p.customer.email or "").lower() == email), None
     )
+
+
+def code_for(services: Services, code_id: str) -> str:
+    """The six digits of code `code_id`: made from its ID and the deployment's key.
+
+    So the code itself is never stored, not even in its queued email, which is
+    filled in at send time; only an HMAC of it is kept to check what is typed.
+    """
+    digest = hmac.new(
+        signing_key(services.settings), f"verification-code:{code_id}".encode(), hashlib.sha256
+    ).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10**6:06d}"
 
 
 def _hash(services: Services, code_id: str, code: str) -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from email import message_from_bytes
+from email.policy import default
+
 import pytest
 from sqlalchemy import func, select
 
 from bot import identity, jobs
+from bot.mail.transport import outbox_dir
 from bot.store.tables import EmailRow, VerificationCode
 
 pytestmark = pytest.mark.storage
@@ -36,10 +41,13 @@ async def test_codes_are_kept_only_as_keyed_hashes(services):
     await jobs.run_worker(services, burst=True, poll_delay=0.05)
     async with services.db.read() as s:
         row = await s.scalar(select(VerificationCode))
-        message = await s.scalar(select(EmailRow.message))
-    assert row is not None and message is not None
-    code = next(w for w in message.decode().split() if w.isdigit() and len(w) == 6)
+        email = await s.scalar(select(EmailRow))
+    assert row is not None and email is not None
+    delivered = (outbox_dir(services.settings) / f"{email.id}.eml").read_bytes()
+    body = message_from_bytes(delivered, policy=default).get_body(("plain",)).get_content()
+    code = re.findall(r"\b\d{6}\b", body)[0]
     assert code not in row.code_hash and len(row.code_hash) == 64
+    assert code.encode() not in email.message and code not in email.subject
     assert await identity.check_code(services, "test:a", code) == "jane.doe@example.com"
     with pytest.raises(identity.UserError) as again:
         await identity.check_code(services, "test:a", code)

@@ -20,7 +20,7 @@ from bot.actors import Role
 from bot.audit.log import AuditRecord, append
 from bot.cards.customer import billing_card, document_card, self_service
 from bot.cards.model import Attachment, Button, Card, Reply, Section
-from bot.commands.args import Args, ObjectRef
+from bot.commands.args import Args, ObjectRef, echo
 from bot.commands.router import Context, command
 from bot.documents import service
 from bot.documents.issue import IssuedDocument
@@ -63,7 +63,7 @@ class MeArgs(Args):
     @classmethod
     def _known(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() != "pdf":
-            raise ValueError(f"{value!r} is not pdf: {ME_USAGE}")
+            raise ValueError(f"{echo(value)} is not pdf: {ME_USAGE}")
         return value.strip().lower() if isinstance(value, str) else value
 
 

@@ -2,7 +2,8 @@
 
 Agents name a chat user as `slack:U0123ABC` (or a mention typed on that
 platform) or everyone verified on an email. Revoking is audited by
-`bot/identity.py`; a revoked user sees no billing until they verify again.
+`bot/identity.py`; a revoked user sees no billing until they verify again, and
+the billing page links and sessions that came from the link end with it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import Field
 
 from bot import identity
 from bot.cards.model import Button, Card, Reply, Section, Table
-from bot.commands.args import Args, Reason
+from bot.commands.args import Args, Reason, echo
 from bot.commands.router import Context, command
 from bot.errors import UserError
 
@@ -41,7 +42,7 @@ def target(ctx: Context, text: str) -> str:
     platform, _, ident = text.partition(":")
     if not platform.isalpha() or not ident:
         raise UserError(
-            "usage", f"{text!r} is neither an email nor a chat user such as slack:U0123ABC"
+            "usage", f"{echo(text)} is neither an email nor a chat user such as slack:U0123ABC"
         )
     return f"{platform.lower()}:{ident}"
 
@@ -77,20 +78,31 @@ async def links(ctx: Context, args: WhoArgs) -> Reply:
 
 @command("unlink", args=UnlinkArgs, usage=f"unlink {WHO} reason: <text>", positional=("who",))
 async def unlink(ctx: Context, args: UnlinkArgs) -> Reply:
-    """Revoke verified links: that chat user (or everyone on that email) sees no billing any more.
+    """Revoke access: that chat user (or everyone on that email) sees no billing any more.
 
-    `unlink slack:U0123ABC reason: left the company`. They can verify again
-    with a new code sent to the email on file.
+    `unlink slack:U0123ABC reason: left the company` also withdraws the billing
+    page links they were given and ends the page sessions those opened.
+    `unlink jane@example.com reason: ...` withdraws every billing page link to
+    that email (from chat or in emails) and ends every page session on it. They
+    can verify again with a new code sent to the email on file.
     """
     who = target(ctx, args.who)
-    count = await identity.revoke(ctx.services, ctx.actor, who, reason=args.reason)
-    if count == 0:
-        raise UserError("not_found", f"no verified link for {who}")
+    revoked = await identity.revoke(ctx.services, ctx.actor, who, reason=args.reason)
+    if not revoked:
+        raise UserError("not_found", f"no verified link or billing page link for {who}")
+    ended = ", ".join((
+        _count(revoked.links, "verified link"),
+        _count(revoked.grants, "billing page link"),
+        _count(revoked.sessions, "billing page session"),
+    ))  # fmt: skip
     return Reply(cards=[Card(
         title=f"Unlinked {who}",
         tone="success",
         sections=[Section(
-            text=f"{count} verified link{'s' if count != 1 else ''} revoked: no billing is shown "
-            "there until they verify again.",
+            text=f"Revoked {ended}: no billing is shown there until they verify again.",
         ), Section(text=f"Reason: {args.reason}", tone="muted")],
     )])  # fmt: skip
+
+
+def _count(number: int, what: str) -> str:
+    return f"{number} {what}{'s' if number != 1 else ''}"

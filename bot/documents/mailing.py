@@ -19,9 +19,9 @@ from bot.app import Services
 from bot.audit.log import AuditRecord, append
 from bot.documents.issue import IssuedDocument
 from bot.errors import UserError
-from bot.mail import outbox
+from bot.mail import outbox, placeholders
 from bot.mail.message import build_message
-from bot.portal.links import add_link
+from bot.portal.links import add_link, grant_of
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def compose(
 ) -> tuple[str, EmailMessage]:
     """(subject, message) of the email carrying `document` to `to`, in the document's language.
 
-    `pages_url` is a signed link to the customer's billing pages, named in the email.
+    `pages_url` is a signed link to the customer's billing pages, named in the email (or the
+    placeholder of one, filled in at send time).
     """
     content = document.content
     words = _WORDS.get(content.language, _WORDS["en"])
@@ -105,11 +106,10 @@ async def queue_document_email(
     services: Services, session: AsyncSession, document: IssuedDocument, *, purpose: str
 ) -> str | None:
     """Queue the email inside the caller's transaction; None if that purpose was queued before."""
-    to = document.customer_email or document.content.buyer.email
-    if not to:
-        raise UserError("no_email", f"{document.number}: the customer has no email address on file")
-    pages_url = await add_link(services, session, to, issued_by=f"email:{purpose}")
-    subject, message = compose(services, document, to, pages_url=pages_url)
+    to = recipient(document)
+    grant = grant_of(await add_link(services, session, to, issued_by=f"email:{purpose}"))
+    # The link itself is made when the email is sent: stored, it would be a key at rest.
+    subject, message = compose(services, document, to, pages_url=placeholders.link(grant))
     return await outbox.queue(
         session,
         purpose=purpose,
@@ -118,6 +118,28 @@ async def queue_document_email(
         message=message,
         document_id=document.id,
     )
+
+
+def recipient(document: IssuedDocument) -> str:
+    """The customer's email on file; UserError (one line) when there is none or it is unusable."""
+    to = (document.customer_email or document.content.buyer.email or "").strip()
+    if not to:
+        raise UserError("no_email", f"{document.number}: the customer has no email address on file")
+    # One plain address: a line break or a second address would inject headers or recipients.
+    local, at, domain = to.rpartition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(to) > 320
+        or any(c.isspace() or not c.isprintable() or c in ',;<>()[]\\"' for c in to)
+    ):
+        raise UserError(
+            "bad_email",
+            f"{document.number}: the customer's email on file is not a usable address ({to!r}); "
+            "correct it at the gateway",
+        )
+    return to
 
 
 async def send_document(services: Services, document: IssuedDocument, *, actor: Actor) -> str:
@@ -140,7 +162,7 @@ async def send_document(services: Services, document: IssuedDocument, *, actor: 
                     detail={"number": document.number, "email_id": email_id},
                 ),
             )
-    to = document.customer_email or document.content.buyer.email
+    to = recipient(document)
     if email_id is None:
         return f"{document.number} was already emailed to {to} today"
     await deliver_soon(services, email_id)

@@ -14,6 +14,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
+from bot.errors import UserError
+from bot.mail.placeholders import PREFIX as PLACEHOLDER
 from bot.settings import Settings
 
 HEADER_CUSTOMER = "X-ChargeDesk-Customer"
@@ -41,7 +43,7 @@ def build_message(
 
     `customer` ("gateway:customer_id"), `document` (its number) and `kind` become
     the X-ChargeDesk-* headers, so a reply reaching the helpdesk carries its
-    billing context. Raises ValueError on CR or LF in any header value.
+    billing context. Raises HeaderRefused (a ValueError) on a line break in any header value.
     """
     mail = settings.mail
     ours = {HEADER_CUSTOMER: customer, HEADER_DOCUMENT: document, HEADER_KIND: kind}
@@ -68,7 +70,10 @@ def build_message(
     message["Message-ID"] = make_msgid(domain=_domain(mail.from_address))
     for name, value in extra.items():
         message[name] = value
-    message.set_content(text)
+    # A placeholder for a secret (bot/mail/placeholders.py) must stay verbatim in the stored bytes:
+    # no quoted-printable line breaks or base64 around it (lines stay far below 998 octets).
+    verbatim = PLACEHOLDER in text
+    message.set_content(text, cte=("7bit" if text.isascii() else "8bit") if verbatim else None)
     if html is not None:
         message.add_alternative(html, subtype="html")
     for filename, content, mime in attachments:
@@ -82,10 +87,20 @@ def build_message(
     return message
 
 
+class HeaderRefused(UserError, ValueError):
+    """A header value that would break the message: refused in one line, never sent."""
+
+
 def _no_line_breaks(what: str, value: str) -> None:
-    # A CR or LF in a header value would let its text start new headers (or the body).
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"email {what}: line breaks are not allowed in a header ({value!r})")
+    # A CR or LF in a header value would let its text start new headers (or the body);
+    # so would any other line break a mail system honours (NEL, LS, PS, VT, FF).
+    if any(c in _BREAKS for c in value):
+        raise HeaderRefused(
+            "bad_header", f"email {what}: line breaks are not allowed in a header ({value!r})"
+        )
+
+
+_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def _domain(address: str) -> str:

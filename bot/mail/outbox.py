@@ -5,6 +5,9 @@ with a conditional UPDATE (pending → sending), sends, and records the outcome
 under that claim; a claim older than its lease (a worker that died mid-send) is
 taken over. The job queue only says *when* to try: the rows here say *what*.
 
+Secrets (billing links, one-time codes) are not stored: the message holds
+placeholders that `deliver` fills in at each try (`bot/mail/placeholders.py`).
+
 The one window left is SMTP's own: a server that accepted the message before
 the process died (and before `sent` was written) gets it again when the claim
 is taken over, under the same Message-ID, which receivers use to spot repeats.
@@ -24,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.mail import transport
+from bot.mail import placeholders, transport
 from bot.mail.transport import PermanentFailure, TemporaryFailure
 from bot.settings import MailSettings, Settings
 from bot.store.db import Database
@@ -143,6 +146,8 @@ async def deliver(services: Services, email_id: str) -> str:
 
     claim = _Claim(services.db, email_id, purpose, claimed_at, attempts)
     try:
+        # Links and codes are made now, from their rows: the stored message has placeholders.
+        message = await placeholders.render(services, message, recipient)
         where = await transport.send(
             settings,
             message,

@@ -35,6 +35,7 @@ from bot.portal import auth, i18n, pages, tax_form
 from bot.portal.account import Account
 from bot.portal.links import LinkRefused, open_link
 from bot.portal.pages import ROOT, message, render
+from bot.portal.redact import redact
 from bot.portal.security import (
     BadForm,
     SecurityHeaders,
@@ -130,7 +131,7 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except BadForm as exc:
-            log.info("billing page %s: unreadable form (%s)", request.url.path, exc)
+            log.info("billing page %s: unreadable form (%s)", redact(request.url.path), exc)
             return message(
                 request, _words(request), 400, "bad_request_title", _words(request)("bad_request")
             )
@@ -138,10 +139,10 @@ def _guarded(handler: Handler) -> Handler:
             words = _words(request)
             if exc.code == ErrorCode.not_found:
                 return message(request, words, 404, "not_found_title", words("not_found"))
-            log.warning("billing page %s: %s (%s)", request.url.path, exc.message, exc.code)
+            log.warning("billing page %s: %s (%s)", redact(request.url.path), exc.message, exc.code)
             return message(request, words, 503, "unavailable_title", words("unavailable"))
         except Exception:
-            log.exception("billing page %s failed", request.url.path)
+            log.exception("billing page %s failed", redact(request.url.path))
             words = _words(request)
             return message(request, words, 500, "error_title", words("error_text"))
 
@@ -169,7 +170,7 @@ async def _post(request: Request) -> tuple[dict[str, str], str] | Response:
 
 
 def _csrf_refused(request: Request) -> Response:
-    log.warning("billing page %s: CSRF check failed", request.url.path)
+    log.warning("billing page %s: CSRF check failed", redact(request.url.path))
     words = _words(request)
     return message(
         request, words, 403, "csrf_title", words("csrf_text"), links=((f"{ROOT}/", words("back")),)
@@ -224,7 +225,7 @@ async def link(request: Request) -> Response:
             links=((f"{ROOT}/signin", words("link_signin")),),
         )  # fmt: skip
     grant = token.split(".", 1)[0]
-    auth.sign_in(request.session, email, via="link", grant=grant)
+    await auth.sign_in(services, request.session, email, via="link", grant=grant)
     await auth.audit(
         services, email, "portal_signed_in", "signed_in", detail={"via": "link", "grant": grant}
     )
@@ -303,7 +304,7 @@ async def signin_code(request: Request) -> Response:
         if exc.code == "rate_limited":
             return page(words("err_rate_limited"), 429)
         return page(words(f"err_{exc.code}" if exc.code in _CODE_ERRORS else "err_try_again"), 400)
-    auth.sign_in(request.session, email, via="email_code")
+    await auth.sign_in(services, request.session, email, via="email_code")
     await auth.audit(services, email, "portal_signed_in", "signed_in", detail={"via": "email_code"})
     return _redirect(f"{ROOT}/")
 
@@ -313,7 +314,7 @@ async def signout(request: Request) -> Response:
     form = await read_form(request)
     if not csrf_ok(request, form, _services(request).settings.portal.base_url):
         return _csrf_refused(request)
-    auth.sign_out(request.session)
+    await auth.sign_out(_services(request), request.session)
     return _to_signin("signed_out")
 
 

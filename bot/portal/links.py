@@ -3,7 +3,12 @@
 The link carries no customer data: only the ID of a `portal_grants` row (which
 holds the email), its expiry, and an HMAC-SHA256 over both with the
 deployment's key (`bot/keys.py`). A forged or altered link fails the signature;
-an expired one leads to sign-in by email code; a grant can be revoked.
+an expired one leads to sign-in by email code; a grant can be revoked, which
+ends the sessions it opened too (`withdraw`).
+
+Since the signature is computed from the row and the key, a link is never
+stored: an email names its grant (`placeholder`) and the link is made at send
+time (`render`).
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import Services
 from bot.errors import UserError
 from bot.keys import signing_key
-from bot.store.tables import PortalGrant
+from bot.store.tables import PortalGrant, PortalSession
 
 
 class LinkRefused(UserError):
@@ -51,8 +56,18 @@ async def add_link(services: Services, session: AsyncSession, email: str, *, iss
     session.add(PortalGrant(
         id=grant_id, email=email.lower(), created=now, expires_at=expires, issued_by=issued_by,
     ))  # fmt: skip
+    return url(services, grant_id, expires)
+
+
+def url(services: Services, grant_id: str, expires: datetime) -> str:
+    """The link of a grant, made from the row and the key (so it need never be stored)."""
     base = services.settings.portal.base_url.rstrip("/")
     return f"{base}/portal/l/{token(signing_key(services.settings), grant_id, expires)}"
+
+
+def grant_of(link: str) -> str:
+    """The grant ID a link names (not a secret: it opens nothing without the signature)."""
+    return link.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 async def open_link(services: Services, value: str, *, now: datetime | None = None) -> str:
@@ -71,3 +86,46 @@ async def open_link(services: Services, value: str, *, now: datetime | None = No
     if grant is None or grant.revoked_at is not None:
         raise LinkRefused("revoked", "this link was withdrawn")
     return grant.email
+
+
+async def withdraw(
+    session: AsyncSession,
+    *,
+    email: str | None = None,
+    issued_by: str | None = None,
+    grants: list[str] | None = None,
+    why: str = "revoked",
+) -> tuple[int, int]:
+    """Revoke grants, and end every session they opened; (grants, sessions) ended.
+
+    `email`: every grant to that email, and every session on it (signed in by
+    link or by code). `issued_by`: the grants one chat user was given with
+    `portal`. `grants`: those IDs. Conditions combine with AND; at least one is needed.
+    """
+    if email is None and issued_by is None and grants is None:
+        raise ValueError("withdraw: name an email, an issuer or grants")
+    now = datetime.now(UTC)
+    which = []
+    if email is not None:
+        which.append(PortalGrant.email == email.lower())
+    if issued_by is not None:
+        which.append(PortalGrant.issued_by == issued_by)
+    if grants is not None:
+        which.append(PortalGrant.id.in_(grants))
+    revoked = await session.execute(
+        update(PortalGrant)
+        .where(*which, PortalGrant.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    # Sessions of these grants, revoked now or before (ending one twice changes nothing).
+    opened = PortalSession.grant_id.in_(select(PortalGrant.id).where(*which))
+    if email is not None and issued_by is None and grants is None:
+        opened = opened | (PortalSession.email == email.lower())
+    ended = await session.execute(
+        update(PortalSession)
+        .where(opened, PortalSession.ended_at.is_(None))
+        .values(ended_at=now, ended_why=why)
+        .execution_options(synchronize_session=False)
+    )
+    return int(revoked.rowcount or 0), int(ended.rowcount or 0)  # type: ignore[attr-defined]
