@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Self
@@ -33,7 +34,16 @@ _SYMBOLS: dict[str, tuple[str, ...]] = {
     "$": ("USD", "CAD", "AUD", "NZD", "SGD", "HKD", "MXN"),
     "CHF": ("CHF",),
 }
-_AMOUNT = re.compile(r"^\d[\d.,]*$")
+_AMOUNT = re.compile(r"^[0-9][0-9.,]*$")
+# Longer than any amount written by hand (`1,000,000,000.00 EUR` is 20): refused before parsing.
+MAX_AMOUNT_CHARS = 40
+# Decimal and group marks of other scripts, for the hint that says how to type an amount.
+_MARKS = {"\u066b": ".", "\u066c": ",", "\uff0e": ".", "\uff0c": ","}
+
+
+def _echo(text: str) -> str:
+    """What was typed, quoted for an error: clipped, so an error never repeats a wall of input."""
+    return repr(text if len(text) <= MAX_AMOUNT_CHARS else text[:MAX_AMOUNT_CHARS] + "…")
 
 
 class MoneyError(ValueError):
@@ -50,7 +60,7 @@ def normalize_currency(code: str) -> str:
     """Upper-case an ISO 4217 code, refusing anything that is not a currency of payment."""
     upper = code.strip().upper()
     if upper not in DIGITS:
-        raise MoneyError(f"unknown currency {code!r}: use an ISO 4217 code such as EUR or USD")
+        raise MoneyError(f"unknown currency {_echo(code)}: use an ISO 4217 code such as EUR or USD")
     return upper
 
 
@@ -143,13 +153,21 @@ def parse_money(text: str, currency: str | None = None) -> Money:
     raw = text.strip()
     if not raw:
         raise MoneyError("amount is empty")
+    if len(raw) > MAX_AMOUNT_CHARS:
+        raise MoneyError(f"amount {_echo(raw)} is too long: write it like 12.50 or 12.50 EUR")
+    if any(char.isdigit() and not char.isascii() for char in raw):
+        # `١٢` or `１２` would parse as 12: refused, so nobody refunds an amount they misread.
+        typed = "".join(str(unicodedata.digit(c)) if c.isdigit() else _MARKS.get(c, c) for c in raw)
+        raise MoneyError(
+            f"amount {_echo(raw)} uses other digits than 0-9: type it as {_echo(typed)}"
+        )
     if raw.startswith("-") or raw.startswith("−"):
-        raise MoneyError(f"amount {text!r} is negative: amounts are always positive")
+        raise MoneyError(f"amount {_echo(text)} is negative: amounts are always positive")
     number, named = _split_currency(raw)
     code = _resolve_currency(named, currency, text)
     minor = _to_minor(number, code, text)
     if minor <= 0:
-        raise MoneyError(f"amount {text!r} must be greater than zero")
+        raise MoneyError(f"amount {_echo(text)} must be greater than zero")
     return Money(minor=minor, currency=code)
 
 
@@ -164,11 +182,11 @@ def _split_currency(raw: str) -> tuple[str, tuple[str, ...]]:
         code, number = (parts[0], parts[1]) if code_first else (parts[1], parts[0])
         return number, (normalize_currency(code),)
     if len(parts) == 1:
-        match = re.fullmatch(r"([A-Za-z]{3})?([\d.,\-]+)([A-Za-z]{3})?", raw)
+        match = re.fullmatch(r"([A-Za-z]{3})?([0-9.,\-]+)([A-Za-z]{3})?", raw)
         if match and (match.group(1) or match.group(3)):
             return match.group(2), (normalize_currency(match.group(1) or match.group(3)),)
         return raw, ()
-    raise MoneyError(f"malformed amount {raw!r}: write it like 12.50 or 12.50 EUR")
+    raise MoneyError(f"malformed amount {_echo(raw)}: write it like 12.50 or 12.50 EUR")
 
 
 def _resolve_currency(named: tuple[str, ...], expected: str | None, text: str) -> str:
@@ -176,27 +194,29 @@ def _resolve_currency(named: tuple[str, ...], expected: str | None, text: str) -
         expected = normalize_currency(expected)
         if named and expected not in named:
             raise MoneyError(
-                f"currency mismatch: {text!r} is in {named[0]} but the charge is in {expected}"
+                f"currency mismatch: {_echo(text)} is in {named[0]} but the charge is in {expected}"
             )
         return expected
     if len(named) == 1:
         return named[0]
     if named:
-        raise MoneyError(f"{text!r} could be {', '.join(named)}: add the currency code")
-    raise MoneyError(f"amount {text!r} has no currency: add one, e.g. {text} EUR")
+        raise MoneyError(f"{_echo(text)} could be {', '.join(named)}: add the currency code")
+    raise MoneyError(f"amount {_echo(text)} has no currency: add one, e.g. {text.strip()} EUR")
 
 
 def _to_minor(number: str, currency: str, text: str) -> int:
     if not _AMOUNT.match(number):
-        raise MoneyError(f"malformed amount {text!r}: write it like 12.50 or 12.50 {currency}")
+        raise MoneyError(f"malformed amount {_echo(text)}: write it like 12.50 or 12.50 {currency}")
     digits = exponent(currency)
     whole, fraction = _split_decimal(number, digits, text)
     if len(fraction) > digits:
         if digits == 0:
-            raise MoneyError(f"{currency} has no minor unit: {text!r} cannot have decimals")
-        raise MoneyError(f"{currency} has {digits} decimals at most: {text!r} has {len(fraction)}")
+            raise MoneyError(f"{currency} has no minor unit: {_echo(text)} cannot have decimals")
+        raise MoneyError(
+            f"{currency} has {digits} decimals at most: {_echo(text)} has {len(fraction)}"
+        )
     if len(whole.lstrip("0")) + digits > MAX_MINOR_DIGITS:
-        raise MoneyError(f"amount {text!r} is too large")
+        raise MoneyError(f"amount {_echo(text)} is too large")
     return int(whole or "0") * 10**digits + int(fraction.ljust(digits, "0") or "0")
 
 
@@ -216,15 +236,15 @@ def _split_decimal(number: str, digits: int, text: str) -> tuple[str, str]:
         if digits == 0:
             return whole + fraction, ""
         raise MoneyError(
-            f"ambiguous amount {text!r}: write {whole}{fraction} or {whole}.{fraction[:digits]}"
+            f"ambiguous amount {_echo(text)}: write {whole}{fraction} or {whole}.{fraction[:digits]}"
         )
     if not whole or not fraction:
-        raise MoneyError(f"malformed amount {text!r}: write it like 12.50")
+        raise MoneyError(f"malformed amount {_echo(text)}: write it like 12.50")
     return whole, fraction
 
 
 def _ungroup(number: str, text: str) -> str:
     groups = re.split(r"[.,]", number)
     if not groups[0] or len(groups[0]) > 3 or any(len(g) != 3 for g in groups[1:]):
-        raise MoneyError(f"malformed amount {text!r}: digit groups must have three digits")
+        raise MoneyError(f"malformed amount {_echo(text)}: digit groups must have three digits")
     return "".join(groups)

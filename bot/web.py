@@ -8,21 +8,71 @@ from contextlib import asynccontextmanager, nullcontext
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.app import Services, open_services
 from bot.gateways.base import GatewayError, WebhookRejected
 from bot.jobs import background_worker
+from bot.portal import redact
 from bot.portal.app import mount as portal_pages
 from bot.settings import Settings
-from bot.webhooks import receive
+from bot.webhooks import MAX_BODY, receive
 
 log = logging.getLogger(__name__)
 
 
+class BodyLimit:
+    """At most `limit` bytes of request body, on every route: 413 instead of reading more.
+
+    Webhooks, Slack's endpoint and the billing pages all read a body before they can
+    check its signature or form token; without a cap anyone could make them hold any
+    amount in memory. A declared Content-Length over the cap is refused before a byte is
+    read; a body sent without one (chunked) is counted as it streams in and refused the
+    moment it passes the cap.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Starlette answers an HTTPException raised while the route reads: 413.
+                    raise HTTPException(413, f"a request body has at most {self.limit:,} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.warning("%s %r refused: body over %s bytes", scope["method"], scope["path"], self.limit)
+        answer = JSONResponse(
+            {"error": f"a request body has at most {self.limit:,} bytes"}, status_code=413
+        )
+        await answer(scope, receive, send)
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    # uvicorn's access log prints each path requested, billing-page links included.
+    redact.install(loggers=redact.UVICORN_LOGGERS)
     slack = None
     if settings.slack.bot_token is not None and settings.slack.signing_secret is not None:
         from bot.chat.slack import SlackBot  # slack-bolt is only imported when Slack is on
@@ -90,4 +140,4 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     ]
     if slack is not None:
         routes.append(Route("/slack/events", slack.endpoint, methods=["POST"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit)])

@@ -26,6 +26,7 @@ from bot.actors import Actor, Role
 from bot.app import Services
 from bot.audit.log import AuditRecord, append
 from bot.cards.model import Button, Card, Fact, Section
+from bot.gateways.base import WebhookRejected
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.notify import queue
 from bot.store.tables import ApprovalRow, GatewayObjectState, ProcessedEvent
@@ -33,6 +34,9 @@ from bot.store.tables import ApprovalRow, GatewayObjectState, ProcessedEvent
 log = logging.getLogger(__name__)
 
 _ALERTS = {EventKind.dispute_created: "New dispute", EventKind.payment_failed: "Payment failed"}
+# Stripe's largest events are a few hundred KB; a bigger body is refused before it is read
+# whole (bot/web.py answers 413) and, whoever calls `receive`, before any signature check.
+MAX_BODY = 1024 * 1024
 
 
 def gateway_actor(gateway: str) -> Actor:
@@ -53,6 +57,8 @@ async def receive(
     Raises WebhookRejected (answer 400) for a forged or stale signature, before anything changes.
     """
     gateway = services.gateways.get(gateway_name)
+    if len(body) > MAX_BODY:
+        raise WebhookRejected(gateway_name, f"a delivery has at most {MAX_BODY:,} bytes")
     events = await gateway.parse_webhook(body, headers)
     outcomes = [await process(services, event) for event in events]
     for event, outcome in zip(events, outcomes, strict=True):

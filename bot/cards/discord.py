@@ -11,6 +11,7 @@ customer with thousands of charges still gets a card.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,6 +44,8 @@ INPUT_VALUE = 4000
 CONTENT = 2000
 
 PREFIX = "cd"
+# What Discord reads as a mention: @everyone, @here, <@user>, <@!user>, <@&role>, <#channel>.
+_MENTION = re.compile(r"@(?:everyone|here)|<(?:@[!&]?|#)")
 PAGE_ROWS = 10
 # A cell longer than this is data nobody reads in chat.
 CELL_CHARS = 80
@@ -72,22 +75,33 @@ class ButtonSpec:
 
 @dataclass
 class DiscordMessage:
-    """One Discord message: text content, embeds (dicts), and rows of buttons."""
+    """One Discord message: text content, embeds (dicts), and rows of buttons.
+
+    `ping`: the user IDs the bot itself mentions in `content` (the requester of an
+    approval); the adapter lets exactly those ping, and nothing that came from data.
+    """
 
     content: str | None = None
     embeds: list[dict[str, Any]] = field(default_factory=list)
     rows: list[list[ButtonSpec]] = field(default_factory=list)
+    ping: tuple[str, ...] = ()
 
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def inert(text: str) -> str:
+    """No mention can form: `@everyone`, `@here`, `<@123>`, `<@&role>`, `<#channel>` get a
+    zero-width space after their first character, so Discord shows them as typed."""
+    return _MENTION.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
+
+
 def escape(text: str) -> str:
-    """Data is shown as typed: Markdown in it does nothing (mentions in embeds never ping)."""
+    """Data is shown as typed: Markdown in it does nothing, and it mentions nobody."""
     for char in ("\\", "*", "_", "~", "`", "|", ">", "#", "[", "]"):
         text = text.replace(char, "\\" + char)
-    return text
+    return inert(text)
 
 
 def custom_id(command: str) -> str | None:
@@ -117,7 +131,7 @@ def command_of(made: str) -> str | None:
 
 def _field(name: str, value: str, inline: bool = False) -> dict[str, Any]:
     return {
-        "name": clip(name or "\u200b", FIELD_NAME),
+        "name": clip(inert(name) or "\u200b", FIELD_NAME),
         "value": clip(value or "—", FIELD_VALUE),
         "inline": inline,
     }
@@ -128,7 +142,8 @@ def _lines(section: Section, shown: list[list[str]]) -> list[str]:
     for row in shown:
         cells = [escape(clip(c, CELL_CHARS)) for c in row if c]
         if cells:
-            cells[0] = f"`{clip(row[0], CELL_CHARS)}`"
+            # Inside a code span nothing renders, as long as data cannot close the span.
+            cells[0] = f"`{inert(clip(row[0], CELL_CHARS).replace('`', 'ˋ'))}`"
         out.append(" · ".join(cells) or "—")
     return out
 
@@ -157,7 +172,7 @@ def card_embed(
 ) -> tuple[dict[str, Any], list[ButtonSpec]]:
     """One card as one embed (within 25 fields) and its page buttons."""
     embed: dict[str, Any] = {
-        "title": clip(_TONE.get(card.tone, "") + card.title, TITLE),
+        "title": clip(inert(_TONE.get(card.tone, "") + card.title), TITLE),
         "color": _COLOR.get(card.tone, _COLOR["normal"]),
     }
     text: list[str] = [escape(card.subtitle)] if card.subtitle else []
@@ -203,7 +218,7 @@ def card_embed(
     if fields:
         embed["fields"] = fields
     if card.footer:
-        embed["footer"] = {"text": clip(card.footer, FOOTER)}
+        embed["footer"] = {"text": clip(inert(card.footer), FOOTER)}
     return embed, pages
 
 
@@ -277,8 +292,12 @@ def reply_message(
     offset: int = 0,
     content: str | None = None,
     actions: bool = True,
+    ping: tuple[str, ...] = (),
 ) -> DiscordMessage:
-    """A reply as one Discord message: an embed per card (at most 10), buttons below."""
+    """A reply as one Discord message: an embed per card (at most 10), buttons below.
+
+    `content` is the bot's own text, not data; the users it mentions on purpose are `ping`.
+    """
     embeds: list[dict[str, Any]] = []
     pages: list[ButtonSpec] = []
     buttons: list[ButtonSpec] = []
@@ -296,6 +315,7 @@ def reply_message(
         content=clip(content, CONTENT) if content else None,
         embeds=fit(embeds),
         rows=rows_of(pages + buttons),
+        ping=ping,
     )
 
 

@@ -49,6 +49,7 @@ CELL_CHARS = 120
 
 _TONE = {"danger": ":red_circle: ", "warning": ":warning: ", "success": ":white_check_mark: "}
 _VERB = re.compile(r"[^a-z0-9_-]")
+_URL = re.compile(r"https?://[^\s<>|]+")
 _GATEWAY_REF = re.compile(r"\b([a-z][a-z0-9_-]{0,39}):([A-Za-z0-9][A-Za-z0-9_.\-]{1,99})\b")
 
 # (gateway, object ID) -> the object's page in the gateway's dashboard, if it has one.
@@ -59,14 +60,21 @@ Pager = Callable[[int, int, int], str | None]
 
 @dataclass(frozen=True)
 class SlackMessage:
-    """One Slack message: `text` is the notification and screen-reader fallback."""
+    """One Slack message: `text` is the notification and screen-reader fallback.
+
+    Both are mrkdwn as they stand: whatever came from data in them is escaped already.
+    """
 
     text: str
     blocks: list[dict[str, Any]]
 
 
 def escape(text: str) -> str:
-    """Slack's three control characters; anything else in data is shown as typed."""
+    """Slack's three control characters; anything else in data is shown as typed.
+
+    With `<` and `>` escaped nothing from data can form a mention (`<!channel>`,
+    `<@U123>`, `<!subteam^S1>`) or a link with a misleading label (`<https://x|y>`).
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -78,7 +86,8 @@ def clip(text: str, limit: int) -> str:
 
 
 def plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": clip(text, limit) or " ", "emoji": True}
+    """A plain_text object: Slack decodes the same three entities there, so data is escaped too."""
+    return {"type": "plain_text", "text": clip(escape(text), limit) or " ", "emoji": True}
 
 
 def mrkdwn(text: str, limit: int = TEXT_CHARS) -> dict[str, Any]:
@@ -95,7 +104,9 @@ def context(text: str) -> dict[str, Any]:
 
 
 def error_message(message: str) -> SlackMessage:
-    return SlackMessage(text=clip(message, TEXT_CHARS), blocks=[section(f":x: {escape(message)}")])
+    return SlackMessage(
+        text=clip(escape(message), TEXT_CHARS), blocks=[section(f":x: {escape(message)}")]
+    )
 
 
 class _Blocks:
@@ -202,6 +213,7 @@ class _Blocks:
         if not cells:
             return "—"
         url = self.link(gateway, row[0]) if self.link and gateway and row[0] else None
+        url = _safe_url(url)
         cells[0] = f"<{url}|{cells[0]}>" if url else f"`{cells[0]}`"
         return " · ".join(cells)
 
@@ -212,7 +224,7 @@ class _Blocks:
             return text
 
         def replace(match: re.Match[str]) -> str:
-            url = self.link(match.group(1), match.group(2)) if self.link else None
+            url = _safe_url(self.link(match.group(1), match.group(2)) if self.link else None)
             return f"<{url}|{match.group(0)}>" if url else match.group(0)
 
         return _GATEWAY_REF.sub(replace, text)
@@ -247,6 +259,13 @@ class _Blocks:
 
     def action_blocks(self, buttons: list[Button]) -> list[dict[str, Any]]:
         return _actions([e for e in (self.button(b) for b in buttons) if e])
+
+
+def _safe_url(url: str | None) -> str | None:
+    """A dashboard URL fit for `<url|label>`: an object ID from data must not end the link early."""
+    if url is None or not _URL.fullmatch(url):
+        return None
+    return url.replace("&", "&amp;")
 
 
 def _targets(buttons: list[Button]) -> dict[str, list[tuple[int, str | None, Button]]]:
@@ -304,11 +323,13 @@ def card_blocks(
 
 
 def fallback_text(reply: Reply) -> str:
+    """The message's top-level `text` (notifications, screen readers): mrkdwn, so escaped."""
     if reply.error is not None:
-        return clip(reply.error.message, TEXT_CHARS)
+        return clip(escape(reply.error.message), TEXT_CHARS)
     if reply.cards:
         first = reply.cards[0]
-        return clip(first.title + (f": {first.subtitle}" if first.subtitle else ""), TEXT_CHARS)
+        said = first.title + (f": {first.subtitle}" if first.subtitle else "")
+        return clip(escape(said), TEXT_CHARS)
     return "(empty)"
 
 
@@ -335,7 +356,7 @@ def reply_messages(
             current.append({"type": "divider"})
         current += blocks
     if current or not messages:
-        messages.append(SlackMessage(text=text, blocks=current or [section(escape(text))]))
+        messages.append(SlackMessage(text=text, blocks=current or [section(text)]))
     return messages
 
 

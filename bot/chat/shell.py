@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,34 @@ from bot.errors import UserError
 
 CHANNEL = Channel(platform="shell", id="terminal", kind=ChannelKind.internal)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+log = logging.getLogger(__name__)
+
+
+class _TerminalLines(logging.Formatter):
+    """One line per record on the terminal; tracebacks go only to the log file."""
+
+    def __init__(self, log_file: Path | None) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.where = f" (details in {log_file})" if log_file is not None else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = " ".join(record.getMessage().split())
+        more = self.where if record.exc_info or record.stack_info else ""
+        return f"{record.levelname.lower()}: {line}{more}"
+
+
+def _not_told(record: logging.LogRecord) -> bool:
+    # An incident was already answered on the terminal, with its number: once is enough.
+    return not hasattr(record, "incident")
+
+
+def terminal_log_handler(log_file: Path | None, stream: TextIO | None = None) -> logging.Handler:
+    """The shell's stderr logging: errors only, one line each, no traceback, no incident twice."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setLevel(logging.ERROR)
+    handler.setFormatter(_TerminalLines(log_file))
+    handler.addFilter(_not_told)
+    return handler
 
 
 def parse_identity(text: str) -> Actor:
@@ -149,9 +179,18 @@ class Shell:
             line = await asyncio.to_thread(read)
             if line is None or line == "" or line.strip() in ("/quit", "/exit"):
                 return 1 if failed and not interactive else 0
-            reply = await self.handle(line)
-            if reply is not None:
-                failed = not self.show(reply) or failed
+            try:
+                reply = await self.handle(line)
+                if reply is not None:
+                    failed = not self.show(reply) or failed
+            except Exception:
+                # Whatever broke, the shell stays up: one line here, the traceback in the log.
+                incident = secrets.token_hex(4)
+                log.exception(
+                    "shell line failed (incident %s)", incident, extra={"incident": incident}
+                )
+                self.show(Reply.fail("internal", f"that failed on our side (incident {incident})"))
+                failed = True
 
 
 def _size(size: int) -> str:

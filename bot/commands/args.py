@@ -1,10 +1,20 @@
-"""Argument types shared by commands: validated before any command runs."""
+"""Argument types shared by commands: validated before any command runs.
+
+Every argument model derives from `Args`, which refuses, before any field is
+read, text that cannot be stored or shown safely: control characters (NUL
+makes PostgreSQL abort the transaction; a carriage return rewrites a terminal
+line), unpaired surrogates (not encodable), and bidirectional overrides (they
+make an audit reason read differently from what was stored). A number typed
+with other digits than 0-9 (`١٢`, `１２`) is refused where a count is expected.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import types
+import unicodedata
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 # `ch_123` or `ledger:ch_123` (naming the gateway when an ID exists in several).
 ObjectRef = Annotated[
@@ -17,6 +27,73 @@ ObjectRef = Annotated[
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
 AmountText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
+# How much of what someone typed an error repeats: enough to recognise it, never a wall.
+ECHO_CHARS = 40
+# Line breaks and tabs are text in a multi-line reason or question (Slack and Discord modals).
+_TEXT_CONTROLS = frozenset("\n\t")
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def echo(text: object, limit: int = ECHO_CHARS) -> str:
+    """What the user typed, quoted for an error message: at most `limit` characters, then `…`.
+
+    `repr` shows control characters as escapes, so the echo is always one harmless line.
+    """
+    value = str(text)
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of `text` that may not be stored or shown, named (`U+0000`), or None."""
+    for char in text:
+        if char in _TEXT_CONTROLS:
+            continue
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs") or char in _BIDI or char in "\u2028\u2029":
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def foreign_digits(text: str) -> bool:
+    """Digits other than ASCII 0-9 (Arabic-Indic `١٢`, fullwidth `１２`, superscript `²`)."""
+    return any(char.isdigit() and not char.isascii() for char in text)
+
+
+def ascii_digits(text: str) -> str:
+    """`١٢` -> `12`: how to type it, for the error that refuses it."""
+    return "".join(
+        str(unicodedata.digit(c)) if c.isdigit() and not c.isascii() else c for c in text
+    )
+
+
+def _takes_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return int in get_args(annotation)
+    return False
+
 
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _safe_text(cls, data: Any) -> Any:
+        """Refuse what no field may hold, naming the field, before any field validator runs."""
+        if not isinstance(data, dict):
+            return data
+        for name, value in data.items():
+            if not isinstance(value, str):
+                continue
+            found = unsafe_character(value)
+            if found is not None:
+                label = name if name in cls.model_fields else echo(name)
+                raise ValueError(f"{label} contains the character {found}: remove it")
+            field = cls.model_fields.get(str(name))
+            if field is not None and _takes_int(field.annotation) and foreign_digits(value):
+                raise ValueError(
+                    f"{name} {echo(value)} uses other digits than 0-9: type it as "
+                    f"{echo(ascii_digits(value))}"
+                )
+        return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from pydantic import Field, model_validator
@@ -11,27 +12,37 @@ from bot.approvals.policy import parse_duration
 from bot.audit.log import AuditFilter, query
 from bot.cards.billing import audit_card
 from bot.cards.model import Reply
-from bot.commands.args import Args
+from bot.commands.args import Args, ascii_digits, echo, foreign_digits
 from bot.commands.router import Context, command
+
+RANGE = "write a duration such as 7d or 24h, or a date such as 2026-11-01"
+_DURATION = re.compile(r"^[0-9]+\s*[smhd]$")
 
 
 def parse_since(text: str) -> datetime:
-    """`7d`, `24h` (ago) or a date `2026-11-01`."""
+    """`7d`, `24h` (ago) or a date `2026-11-01`; ValueError (one line) for anything else.
+
+    Durations and dates too far back for a datetime (`99999999d`) are refused
+    as such, and only the digits 0-9 count (`١٢d` is not 12 days).
+    """
+    if foreign_digits(text):
+        raise ValueError(
+            f"{echo(text)} uses other digits than 0-9: type it as {echo(ascii_digits(text))}"
+        )
     try:
         return datetime.now(UTC) - parse_duration(text)
-    except ValueError:
-        pass
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, OverflowError) or _DURATION.match(text.strip()):
+            raise ValueError(f"{echo(text)} is too far back: {RANGE}") from None
     try:
         return datetime.fromisoformat(text).replace(tzinfo=UTC)
     except ValueError:
-        raise ValueError(
-            f"{text!r} is neither a duration (7d, 24h) nor a date (2026-11-01)"
-        ) from None
+        raise ValueError(f"{echo(text)} is neither a duration nor a date: {RANGE}") from None
 
 
 class AuditArgs(Args):
     who: str | None = Field(None, max_length=200)
-    since: str | None = None
+    since: str | None = Field(None, max_length=40)
 
     @model_validator(mode="after")
     def _time_first(self) -> AuditArgs:
@@ -44,8 +55,12 @@ class AuditArgs(Args):
 
 
 def _looks_like_time(text: str) -> bool:
+    """Shaped like a duration or a date, even one refused (`99999999d`, `١٢d`): not a name."""
+    typed = ascii_digits(text).strip()
+    if _DURATION.match(typed):
+        return True
     try:
-        parse_since(text)
+        datetime.fromisoformat(typed)
         return True
     except ValueError:
         return False

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import field_validator
 
 from bot.cards.model import Attachment, Button, Card, Fact, Reply, Section
-from bot.commands.args import Args, ObjectRef
+from bot.commands.args import Args, ObjectRef, echo
 from bot.commands.router import Context, command
 from bot.documents import service
 from bot.documents.issue import IssuedDocument
@@ -41,7 +41,7 @@ def _action(value: object, allowed: tuple[str, ...], usage: str) -> object:
         return value
     word = value.strip().lower()
     if word not in allowed:
-        raise ValueError(f"{value!r} is not {' or '.join(allowed)}: {usage}")
+        raise ValueError(f"{echo(value)} is not {' or '.join(allowed)}: {usage}")
     return word
 
 

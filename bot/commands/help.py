@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.actors import Role
 from bot.cards.model import Card, Reply, Section, Table
-from bot.commands.args import Args
+from bot.commands.args import Args, echo
 from bot.commands.router import COMMANDS, Context, command
 
 ORDER = (
@@ -41,7 +41,7 @@ async def help_command(ctx: Context, args: HelpArgs) -> Reply:
         spec = COMMANDS.get(args.topic.lower())
         if spec is None or not spec.allowed(ctx.actor):
             return Reply.fail(
-                "unknown_command", f"no command {args.topic!r}: type `help` to list commands"
+                "unknown_command", f"no command {echo(args.topic)}: type `help` to list commands"
             )
         return Reply(cards=[Card(title=spec.usage, sections=[Section(text=spec.help)])])
     specs = sorted(

@@ -21,13 +21,17 @@ from pydantic import BaseModel, ValidationError
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.cards.model import Reply
+from bot.commands.args import echo
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
 
 _REASON = re.compile(r"\breason:\s*", re.IGNORECASE)
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
-_NUMBER = re.compile(r"^[^A-Za-z]*\d[\d.,]*$")
+# Any digits: `١٢ EUR` is joined too, so that the amount's own check names the digits.
+_NUMBER = re.compile(r"^[^A-Za-z]*\d[^A-Za-z]*$")
+# An error is one line of at most this many characters, whatever it quotes.
+ERROR_CHARS = 300
 A = TypeVar("A", bound=BaseModel)
 
 
@@ -106,7 +110,7 @@ def parse(line: str) -> tuple[Command, dict[str, Any]]:
     spec = COMMANDS.get(name)
     if spec is None:
         raise UserError(
-            "unknown_command", f"unknown command {first[0]!r}: type `help` to list commands"
+            "unknown_command", f"unknown command {echo(first[0])}: type `help` to list commands"
         )
     if spec.greedy:
         # Free text (a question) is taken as typed: no `reason:` split, no amount joining.
@@ -144,8 +148,16 @@ async def dispatch(ctx: Context, line: str) -> Reply:
         spec, raw = parse(line)
     except UserError as exc:
         log.info("%s: %s", ctx.actor.key, exc.message)
-        return Reply.fail(exc.code, exc.message)
+        return fail(exc.code, exc.message)
     return await run(ctx, spec, raw)
+
+
+def fail(code: str, message: str) -> Reply:
+    """A refusal as one line of bounded length, whatever the message quotes."""
+    line = " ".join(message.split())
+    if len(line) > ERROR_CHARS:
+        line = line[: ERROR_CHARS - 1] + "…"
+    return Reply.fail(code, line)
 
 
 async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> Reply:
@@ -159,15 +171,26 @@ async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> R
     except ValidationError as exc:
         message = describe_arguments(spec, exc)
         log.info("%s: %s", ctx.actor.key, message)
-        return Reply.fail("invalid_arguments", message)
+        return fail("invalid_arguments", message)
+    except Exception as exc:
+        # A validator that raised something other than a validation error (OverflowError
+        # from a date, RecursionError...): still the arguments' fault, still one line.
+        log.warning("%s: %s arguments unreadable", ctx.actor.key, spec.name, exc_info=True)
+        return fail(
+            "invalid_arguments",
+            f"{spec.name}: arguments out of range or unreadable ({echo(exc)}): {spec.usage}",
+        )
     try:
         reply = await spec.handler(ctx, args)
     except UserError as exc:
         log.info("%s: %s: %s", ctx.actor.key, spec.name, exc.message)
-        return Reply.fail(exc.code, exc.message)
+        return fail(exc.code, exc.message)
     except Exception:
         incident = secrets.token_hex(4)
-        log.exception("command %s failed (incident %s)", spec.name, incident)
+        # `incident` marks the record as told to the user: the terminal shows no traceback.
+        log.exception(
+            "command %s failed (incident %s)", spec.name, incident, extra={"incident": incident}
+        )
         return Reply.fail(
             "internal",
             f"{spec.name} failed on our side (incident {incident}); check `approvals` before trying again",
@@ -182,12 +205,13 @@ async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> R
 def describe_arguments(spec: Command, error: ValidationError) -> str:
     """The first problem, in words a person typing the command understands."""
     problem = error.errors()[0]
-    field = ".".join(str(p) for p in problem["loc"]) or "arguments"
+    field = ".".join(str(p) for p in problem["loc"])
     if problem["type"] == "missing":
         return f"{spec.name}: {field} is required: {spec.usage}"
     if problem["type"] == "string_pattern_mismatch":
-        return f"{spec.name}: {field} {problem['input']!r} is malformed: {spec.usage}"
+        return f"{spec.name}: {field} {echo(problem['input'])} is malformed: {spec.usage}"
     if problem["type"] == "extra_forbidden":
-        return f"{spec.name}: unexpected {field}: {spec.usage}"
+        return f"{spec.name}: unexpected {echo(field)}: {spec.usage}"
     message = str(problem["msg"]).removeprefix("Value error, ")
-    return f"{spec.name}: {field}: {message}"
+    # A whole-model check (loc empty) names its field in its own message.
+    return f"{spec.name}: {field}: {message}" if field else f"{spec.name}: {message}"

@@ -928,7 +928,8 @@ async def test_an_unverified_customer_is_told_to_verify_and_sees_nothing(slack):
     await slack.command(CUSTOMER, "me", channel=SHARED, team=CUSTOMER_TEAM)
     said = (await slack.api.wait_for("chat.postEphemeral"))[0]
     assert said.params["user"] == CUSTOMER
-    assert said.params["text"] == "verify your email first: `verify <email>`"
+    # The top-level text is mrkdwn: `<email>` unescaped would be read as a link.
+    assert said.params["text"] == "verify your email first: `verify &lt;email&gt;`"
     await slack.settle()
     assert slack.api.of("chat.postMessage") == [] and len(slack.api.of("chat.postEphemeral")) == 1
 
