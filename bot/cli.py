@@ -92,9 +92,21 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser(
+    verify = audit_sub.add_parser(
         "verify", help="walk the hash chain; non-zero exit names the first broken entry"
     )
+    verify.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="also hold the chain against the signed checkpoints in FILE: finds "
+                        "history rewritten with recomputed hashes, and removed entries")  # fmt: skip
+    verify.add_argument("--key-file", type=Path, metavar="FILE",
+                        help="the checkpoint key (default: the audit.checkpoint_key settings)")  # fmt: skip
+    checkpoint = audit_sub.add_parser(
+        "checkpoint", help="sign the chain head now and append it to the checkpoint file"
+    )
+    checkpoint.add_argument("--file", type=Path, metavar="FILE",
+                            help="where to append (default: audit.checkpoint_file)")  # fmt: skip
+    checkpoint.add_argument("--key-file", type=Path, metavar="FILE",
+                            help="the checkpoint key (default: the audit.checkpoint_key settings)")  # fmt: skip
     export = audit_sub.add_parser("export", help="write the log as CSV or JSON Lines")
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.add_argument("--output", type=Path, help="file to write (default: standard output)")
@@ -114,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "recover",
-        help="re-run executions interrupted by a crash, with their original idempotency keys",
+        help="finish approved requests left unfinished (a crash, a busy charge, a Redis outage); "
+        "interrupted executions re-run with their original idempotency keys",
     )
 
     serve = sub.add_parser(
@@ -262,7 +275,14 @@ def _logging(settings: Settings, *, quiet: bool) -> None:
     ]
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.ERROR if quiet else logging.INFO)
+    if quiet:  # the shell: one line per error on the terminal, tracebacks only in the file
+        from bot.chat.shell import terminal_log_handler
+
+        stderr = terminal_log_handler(Path(settings.data_dir) / "chargedesk.log")
     handlers.append(stderr)
+    from bot.portal import redact  # billing-page links are keys: none reaches a log
+
+    redact.install(handlers, redact.UVICORN_LOGGERS)
     logging.basicConfig(
         level=logging.INFO,
         handlers=handlers,
@@ -339,7 +359,10 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
             print(await import_file(services.db, args.file, kind=args.kind,
                                     on_write=None if args.no_documents else on_write))  # fmt: skip
         except LedgerImportError as exc:
-            print(f"nothing imported:\n{exc}", file=sys.stderr)
+            # One problem is one line (a script greps it); several are listed under a header.
+            single = len(exc.problems) == 1
+            print(f"nothing imported: {exc.problems[0]}" if single else f"nothing imported:\n{exc}",
+                  file=sys.stderr)  # fmt: skip
             return 1
         for new in added:
             await start_imported(services, new)
@@ -349,22 +372,14 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.audit.log import export, verify
+    from bot.audit.log import export
     from bot.store.db import Database
 
     db = Database(settings.sql_url)
     try:
         await db.migrate()
-        if args.audit_command == "verify":
-            result = await verify(db)
-            if result.ok:
-                print(f"audit log intact: {result.entries} entries")
-                return 0
-            print(
-                f"audit log BROKEN at entry {result.first_bad_seq}: {result.problem}",
-                file=sys.stderr,
-            )
-            return 1
+        if args.audit_command in ("verify", "checkpoint"):
+            return await _audit_checkpoints(settings, db, args)
         if args.output:
             with args.output.open("w", newline="", encoding="utf-8") as out:
                 count = await export(db, args.format, out)
@@ -374,6 +389,61 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         await db.close()
+
+
+async def _audit_checkpoints(settings: Settings, db: Database, args: argparse.Namespace) -> int:
+    """`audit verify [--checkpoint FILE]` and `audit checkpoint`: exit 1 when the log is not
+    what was written (or signed), 2 when the key or file cannot be used."""
+    from bot.audit import checkpoint
+    from bot.audit.log import verify
+
+    if args.audit_command == "verify" and args.checkpoint is None:
+        result = await verify(db)
+        if result.ok:
+            print(
+                f"audit log intact: {result.entries} entries (hash chain only: "
+                "add --checkpoint FILE to catch a rewrite with recomputed hashes)"
+            )
+            return 0
+        print(
+            f"audit log BROKEN at entry {result.first_bad_seq}: {result.problem}", file=sys.stderr
+        )
+        return 1
+    try:
+        key = checkpoint.configured_key(settings, args.key_file)
+        if args.audit_command == "checkpoint":
+            path = args.file or settings.audit.checkpoint_file
+            if path is None:
+                raise checkpoint.CheckpointError(
+                    "no file: pass --file or set audit.checkpoint_file"
+                )
+            print((await checkpoint.write(db, key, path)).line())
+            return 0
+        # Read first: every checkpoint is then older than the walk that checks it.
+        checkpoints = checkpoint.read(args.checkpoint, key)
+    except checkpoint.ForgedCheckpoint as exc:
+        print(f"audit checkpoints REFUSED: {exc}", file=sys.stderr)
+        return 1
+    except checkpoint.CheckpointError as exc:
+        print(f"audit checkpoints unusable: {exc}", file=sys.stderr)
+        return 2
+    result = await checkpoint.verify_with_checkpoints(db, checkpoints)
+    if not result.ok:
+        if result.first_bad_seq is None:
+            print(f"audit log NOT VERIFIED: {result.problem}", file=sys.stderr)
+        else:
+            print(
+                f"audit log BROKEN at entry {result.first_bad_seq}: {result.problem}",
+                file=sys.stderr,
+            )
+        return 1
+    newest = max(checkpoints, key=lambda c: c.seq)
+    print(
+        f"audit log intact: {result.entries} entries, matching {len(checkpoints)} signed "
+        f"checkpoint(s); the newest covers entry {newest.seq} ({newest.at}), "
+        f"{result.entries - newest.seq} newer entries are covered by the chain only"
+    )
+    return 0
 
 
 async def _db(settings: Settings, args: argparse.Namespace) -> int:
@@ -516,7 +586,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.jobs import queue_name, run_worker
+    from bot.jobs import keep_working, queue_name
     from bot.mail.transport import describe
 
     try:
@@ -528,7 +598,8 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
         logging.getLogger(__name__).info(
             "worker on Redis queue %s; emails %s", queue_name(settings), mail
         )
-        task = asyncio.create_task(run_worker(services))
+        # Outlives Redis outages: reconnects with backoff, then its sweeps catch up.
+        task = asyncio.create_task(keep_working(services))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             # Stop cleanly: jobs cut short go back to the queue, services close.

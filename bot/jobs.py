@@ -8,7 +8,10 @@ share one Redis.
 Redis is not the system of record: a job only says *when* to act on a row in
 SQL. A lost job costs a delay, never the work: `sweep_emails` re-enqueues
 every email still waiting, once a minute, and enqueueing an id that is already
-queued is a no-op.
+queued is a no-op. `recover_approvals` does the same for approved actions.
+
+Nor does losing Redis stop the work for good: `keep_working` starts a new
+worker, with backoff, until Redis answers again, and its sweeps catch up.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ JobFunction = TypeVar("JobFunction", bound=Callable[..., Any])
 # arq's own retry limit stays out of the way: outbox rows count attempts and decide failure.
 EMAIL_MAX_TRIES = 1000
 SWEEP_BATCH = 500
+# A worker that lost Redis tries again after 1 s, then 2, 4, ... up to this.
+RECONNECT_MAX_SECONDS = 30.0
+# How long jobs already running may finish their SQL work when Redis goes away.
+DRAIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,22 @@ async def sweep_emails(ctx: dict[str, Any]) -> int:
     return queued
 
 
+@periodic(second=15, run_at_startup=True)
+async def recover_approvals(ctx: dict[str, Any]) -> int:
+    """Finish approvals left unfinished: `executing` past recover_after_seconds (a crash, an
+    unknown outcome, an outage) and `approved` but never started (a busy target, a crash
+    between the vote and the run). Runs at start too, so a worker back from an outage does it
+    at once."""
+    from bot.approvals.executor import recover  # the executor builds on Services, which imports us
+
+    recovered = await recover(ctx["services"])
+    if recovered:
+        log.info("recovery: finished %d approval(s)", len(recovered))
+    return len(recovered)
+
+
 # Modules that register jobs: a worker imports them all, whatever else its process loaded.
-JOB_MODULES = ("bot.documents.automatic", "bot.identity")
+JOB_MODULES = ("bot.documents.automatic", "bot.identity", "bot.audit.checkpoint")
 
 
 def worker_settings(services: Services) -> dict[str, Any]:
@@ -154,24 +175,71 @@ def worker_settings(services: Services) -> dict[str, Any]:
 
 
 async def run_worker(services: Services, *, burst: bool = False, poll_delay: float = 0.5) -> Worker:
-    """Run the jobs in this event loop until cancelled (or, with `burst`, until the queue is empty)."""
+    """Run the jobs in this event loop until cancelled (or, with `burst`, until the queue is empty).
+
+    Losing Redis ends it with the error: `keep_working` is what comes back afterwards.
+    """
     async with _arq(services) as redis:
         worker = Worker(
             **worker_settings(services), redis_pool=redis, burst=burst, poll_delay=poll_delay
         )
         try:
             await worker.async_run()
-        finally:
+        except asyncio.CancelledError:
             await _stop(worker, redis)
+            await _checkpoint_at_shutdown(services)
+            raise
+        except Exception:
+            await _stop(worker, redis, drain=DRAIN_SECONDS)
+            raise
+        await _stop(worker, redis)
     return worker
 
 
-def start_in_process_worker(services: Services) -> asyncio.Task[Worker]:
+async def _checkpoint_at_shutdown(services: Services) -> None:
+    """Sign the audit chain head as this worker stops (when checkpoints are configured)."""
+    from bot.audit.checkpoint import at_shutdown  # it registers a job here: imports this module
+
+    await at_shutdown(services)
+
+
+async def keep_working(
+    services: Services,
+    *,
+    poll_delay: float = 0.5,
+    first_delay: float = 1.0,
+    max_delay: float = RECONNECT_MAX_SECONDS,
+) -> None:
+    """Run the jobs until cancelled, starting a new worker with backoff whenever one stops.
+
+    An arq worker ends when Redis goes away. Its successor has fresh cron state, so the sweeps
+    marked `run_at_startup` (emails, documents, approvals) run as soon as Redis answers again
+    and re-enqueue or finish whatever the outage held up, without restarting the bot.
+    """
+    loop = asyncio.get_running_loop()
+    delay = first_delay
+    while True:
+        started = loop.time()
+        try:
+            await run_worker(services, poll_delay=poll_delay)
+            log.warning("job worker stopped: starting it again in %.1f s", delay)
+        except (RedisError, OSError) as exc:
+            log.warning("job worker lost Redis (%s): reconnecting in %.1f s", exc, delay)
+        except Exception:
+            log.exception("job worker failed: starting it again in %.1f s", delay)
+        if loop.time() - started > max_delay:
+            delay = first_delay  # it worked for a while: a new outage starts the backoff over
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+def start_in_process_worker(services: Services) -> asyncio.Task[None]:
     """The worker as a task of this process (the embedded default has no worker process).
 
-    Stop it with `task.cancel()` before closing the services.
+    It outlives Redis outages (see `keep_working`). Stop it with `task.cancel()` before
+    closing the services.
     """
-    task = asyncio.create_task(run_worker(services), name="chargedesk-worker")
+    task = asyncio.create_task(keep_working(services), name="chargedesk-worker")
     task.add_done_callback(_report_crash)
     return task
 
@@ -195,7 +263,7 @@ async def background_worker(services: Services) -> AsyncIterator[None]:
             await task
 
 
-def _report_crash(task: asyncio.Task[Worker]) -> None:
+def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("in-process job worker stopped", exc_info=task.exception())
 
@@ -241,10 +309,13 @@ async def _arq(services: Services) -> AsyncIterator[ArqRedis]:
         await redis.aclose(close_connection_pool=True)
 
 
-async def _stop(worker: Worker, redis: ArqRedis) -> None:
+async def _stop(worker: Worker, redis: ArqRedis, *, drain: float = 0) -> None:
     # Jobs cut short go back to the queue (arq re-runs cancelled jobs); their
     # rows in SQL are recovered by the sweeper once their claims expire.
     tasks = list(worker.tasks.values())
+    if drain and tasks:
+        # Redis went away, not this process: an email half sent is better finished than resent.
+        await asyncio.wait(tasks, timeout=drain)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

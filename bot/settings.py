@@ -301,6 +301,43 @@ class PortalSettings(_Section):
         return value
 
 
+class AuditSettings(_Section):
+    """Signed checkpoints of the audit chain, written outside the database (see
+    `chargedesk audit checkpoint` and `audit verify --checkpoint`). Off until a key and
+    a file are set; both must live outside data_dir, so a copy or a restore of the
+    data folder never carries what vouches for it."""
+
+    checkpoint_file: Path | None = Field(
+        None,
+        description="append-only JSON Lines file the signed checkpoints go to (outside data_dir; "
+        "ideally storage the database's writers cannot rewrite)",
+    )
+    checkpoint_key: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of the checkpoints (32+ characters), not the portal secret "
+        "and never stored in the database or data_dir",
+    )
+    checkpoint_key_file: Path | None = Field(
+        None, description="a file holding the checkpoint key instead (outside data_dir)"
+    )
+    checkpoint_minutes: int = Field(
+        60, ge=1, le=24 * 60, description="how often the job worker writes a checkpoint"
+    )
+
+    @field_validator("checkpoint_key")
+    @classmethod
+    def _strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> AuditSettings:
+        if self.checkpoint_key is not None and self.checkpoint_key_file is not None:
+            raise ValueError("set checkpoint_key or checkpoint_key_file, not both")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHARGEDESK_",
@@ -326,6 +363,12 @@ class Settings(BaseSettings):
     )
     recover_after_seconds: float = Field(
         60.0, gt=0, description="An execution older than this is re-run"
+    )
+    duplicate_request_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="a second identical refund, capture, void or cancel by the same person "
+        "within this many seconds asks first (0: never asks)",
     )
     alerts_channel: str | None = Field(
         None, description="where dispute and failed-payment alerts go"
@@ -353,6 +396,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     lookup: LookupSettings = LookupSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -376,6 +420,23 @@ class Settings(BaseSettings):
                 type(self).__name__,
                 [InitErrorDetails(type=problem, loc=("portal", "secret"), input=None)],
             )
+        return self
+
+    @model_validator(mode="after")
+    def _audit_anchor_apart(self) -> Settings:
+        """What vouches for the audit log must not sit beside it, nor be another key."""
+        data = self.data_dir.resolve()
+        for name in ("checkpoint_file", "checkpoint_key_file"):
+            path = getattr(self.audit, name)
+            if path is not None and path.resolve().is_relative_to(data):
+                raise _setting_error(
+                    ("audit", name),
+                    f"must be outside data_dir ({data}): a copy of the data folder must not "
+                    "carry what vouches for it",
+                )
+        key, portal = self.audit.checkpoint_key, self.portal.secret
+        if key and portal and key.get_secret_value() == portal.get_secret_value():
+            raise _setting_error(("audit", "checkpoint_key"), "must not be the portal secret")
         return self
 
     @classmethod
@@ -414,6 +475,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.sql_url.startswith("sqlite")
+
+
+def _setting_error(loc: tuple[str, ...], message: str) -> ValidationError:
+    """A ValidationError located at `loc`, so the message names the key like any other."""
+    problem = PydanticCustomError("setting", message)
+    return ValidationError.from_exception_data(
+        "Settings", [InitErrorDetails(type=problem, loc=loc, input=None)]
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

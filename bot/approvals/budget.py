@@ -24,19 +24,27 @@ class Budgets:
         self.prefix = prefix
         self._spend = redis.register_script(_SPEND)
 
-    def _key(self, who: str, currency: str) -> str:
-        return f"{self.prefix}budget:{datetime.now(UTC):%Y-%m-%d}:{who}:{currency}"
+    @staticmethod
+    def today() -> str:
+        """The budget day (UTC) a spend made now counts against."""
+        return f"{datetime.now(UTC):%Y-%m-%d}"
 
-    async def spend(self, who: str, amount: Money, cap: Money) -> bool:
-        """Take `amount` from today's budget if it fits under `cap`; False (nothing taken) if not."""
+    def _key(self, who: str, currency: str, day: str | None = None) -> str:
+        return f"{self.prefix}budget:{day or self.today()}:{who}:{currency}"
+
+    async def spend(self, who: str, amount: Money, cap: Money, *, day: str | None = None) -> bool:
+        """Take `amount` from the day's budget if it fits under `cap`; False (nothing taken) if not."""
         result = await self._spend(
-            keys=[self._key(who, amount.currency)], args=[amount.minor, cap.minor]
+            keys=[self._key(who, amount.currency, day)], args=[amount.minor, cap.minor]
         )
         return int(result) >= 0
 
-    async def give_back(self, who: str, amount: Money) -> None:
-        """Return budget for an auto-approved action that did not go through."""
-        await self.redis.decrby(self._key(who, amount.currency), amount.minor)
+    async def give_back(self, who: str, amount: Money, *, day: str | None = None) -> None:
+        """Return budget for an auto-approved action that did not go through.
+
+        `day` is the day it was spent: a give-back after midnight returns it to that day.
+        """
+        await self.redis.decrby(self._key(who, amount.currency, day), amount.minor)
 
     async def spent(self, who: str, currency: str) -> int:
         return int(await self.redis.get(self._key(who, currency)) or 0)

@@ -12,11 +12,12 @@ Three guards, each covering what the others cannot:
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import lookup_cache
 from bot.actors import Actor, Role
@@ -25,6 +26,7 @@ from bot.approvals.workflow import ApprovalView, State, audit_record, load, now,
 from bot.audit.log import append
 from bot.errors import UserError
 from bot.gateways.base import ErrorCode, Gateway, GatewayError
+from bot.money import Money
 from bot.store.tables import ApprovalRow
 
 log = logging.getLogger(__name__)
@@ -32,30 +34,106 @@ log = logging.getLogger(__name__)
 SYSTEM = Actor(platform="system", id="chargedesk", name="ChargeDesk", roles=frozenset({Role.admin}))
 # The outcome of these is unknown (the gateway may have acted): retry with the same key, never mark failed.
 UNKNOWN_OUTCOME = frozenset({ErrorCode.timeout, ErrorCode.unavailable, ErrorCode.rate_limited})
+# Why a request went back to `approved` without running (its `error_code`); recovery runs it.
+LOCK_BUSY = "lock_busy"
+REDIS_UNAVAILABLE = "redis_unavailable"
+# An approved request younger than this may still be started by the process that approved it.
+APPROVED_GRACE = timedelta(seconds=5)
 
 
 async def execute(services: Services, approval_id: str, actor: Actor) -> ApprovalView:
-    """Run an approved request once; any concurrent or later call returns its state untouched."""
-    async with services.db.write() as session:
-        view = await load(session, approval_id)
-        if view.state != State.approved:
-            return view
-        if not await transition(
-            session, approval_id, State.approved, State.executing, attempts=ApprovalRow.attempts + 1
-        ):
-            return await load(session, approval_id)
-        view = await load(session, approval_id)
-        await append(session, audit_record(view, actor, "executing"))
+    """Run an approved request once; any concurrent or later call returns its state untouched.
+
+    If it cannot start (another action holds the target, or Redis is away) it goes back to
+    `approved`, with the reason in `error_code`, and recovery runs it later.
+    """
+    view, won = await _claim(services, approval_id, actor)
+    if not won:
+        return view
     return await _run(services, view, actor, check_stale=True)
 
 
+async def _claim(
+    services: Services, approval_id: str, actor: Actor, **detail: Any
+) -> tuple[ApprovalView, bool]:
+    """Move `approved` to `executing`; True only for the one caller whose UPDATE did it."""
+    async with services.db.write() as session:
+        view = await load(session, approval_id)
+        if view.state != State.approved:
+            return view, False
+        if not await transition(
+            session, approval_id, State.approved, State.executing,
+            attempts=ApprovalRow.attempts + 1, error_code=None, error_message=None,
+        ):  # fmt: skip
+            return await load(session, approval_id), False
+        view = await load(session, approval_id)
+        await append(session, audit_record(view, actor, "executing", detail=detail))
+    return view, True
+
+
 async def recover(services: Services, older_than: timedelta | None = None) -> list[ApprovalView]:
-    """Re-run executions left in `executing` (a crash, or an unknown outcome) with their original key."""
-    cutoff = now() - (
+    """Finish every request left unfinished; returns the ones this call ran.
+
+    - `executing` for longer than `older_than` (default `recover_after_seconds`): a crash, or
+      an unknown outcome. Re-run with the original key, so the gateway acts at most once.
+    - `approved` but never started: the process died between the deciding vote and the
+      execution, or the target was busy, or Redis was away. Run it as a fresh execution
+      (staleness checked); the conditional claim makes a concurrent voter or sweeper a no-op.
+      These need no long wait: only the few seconds a voter takes to start it itself.
+    """
+    after = (
         older_than
         if older_than is not None
         else timedelta(seconds=services.settings.recover_after_seconds)
     )
+    recovered = await _recover_executing(services, now() - after)
+    async with services.db.read() as session:
+        waiting = list(await session.scalars(
+            select(ApprovalRow.id)
+            .where(ApprovalRow.state == State.approved.value,
+                   ApprovalRow.updated_at <= now() - min(after, APPROVED_GRACE))
+            .order_by(ApprovalRow.updated_at)
+        ))  # fmt: skip
+    for approval_id in waiting:
+        expired = await _expire_unstarted(services, approval_id)
+        if expired is not None:
+            recovered.append(expired)
+            await services.announce(approval_id, SYSTEM)
+            continue
+        view, won = await _claim(services, approval_id, SYSTEM, recovered="approved, not started")
+        if not won:
+            continue  # someone else started it, or it expired, meanwhile
+        log.warning("recovering approved request %s that never started", approval_id)
+        view = await _run(services, view, SYSTEM, check_stale=True)
+        recovered.append(view)
+        await services.announce(approval_id, SYSTEM)
+    return recovered
+
+
+async def _expire_unstarted(services: Services, approval_id: str) -> ApprovalView | None:
+    """An approved request that never started before its expiry never runs (the policy's
+    promise): expired, its budget given back. None if it may still run."""
+    refund_budget = None
+    async with services.db.write() as session:
+        moved = await session.execute(
+            update(ApprovalRow)
+            .where(ApprovalRow.id == approval_id, ApprovalRow.state == State.approved.value,
+                   ApprovalRow.expires_at <= now())
+            .values(state=State.expired.value, updated_at=now())
+        )  # fmt: skip
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        refund_budget = await _release_budget(session, approval_id)
+        view = await load(session, approval_id)
+        why = "approved, but it could not start before the request expired: it will not run"
+        await append(session, audit_record(view, SYSTEM, "expired", detail={"why": why}))
+    log.warning("approval %s expired before it could start", approval_id)
+    if refund_budget is not None:
+        await _give_back(services, approval_id, *refund_budget)
+    return view
+
+
+async def _recover_executing(services: Services, cutoff: datetime) -> list[ApprovalView]:
     async with services.db.read() as session:
         rows = list(await session.execute(
             select(ApprovalRow.id, ApprovalRow.attempts)
@@ -91,15 +169,19 @@ async def _run(
         timeout=services.settings.approvals_lock_seconds,
         blocking_timeout=services.settings.approvals_lock_seconds,
     )
-    if not await lock.acquire():
-        await _finish(services, view, actor, State.approved, "lock_busy")
-        raise UserError(
-            "busy", f"another action on {view.target_id} is still running: try again in a moment"
-        )
+    try:
+        acquired = await lock.acquire()
+    except RedisError as exc:
+        # Nothing was sent to the gateway: back to `approved`, for recovery once Redis is back.
+        log.warning("approval %s not started: Redis unavailable (%s)", view.id, exc)
+        return await _finish(services, view, actor, State.approved, REDIS_UNAVAILABLE,
+                             not_run=REDIS_UNAVAILABLE)  # fmt: skip
+    if not acquired:
+        return await _finish(services, view, actor, State.approved, LOCK_BUSY, not_run=LOCK_BUSY)
     try:
         if check_stale and await _is_stale(gateway, view):
             return await _finish(services, view, actor, State.stale, "stale", detail={
-                "why": "the refundable amount changed after the request was made",
+                "why": "the amount no longer fits what is refundable on the charge",
             })  # fmt: skip
         try:
             result_id = await _call(gateway, view)
@@ -119,13 +201,21 @@ async def _run(
             await lock.release()
         except LockError:
             log.warning("lock on %s expired before release", view.target_id)
+        except RedisError as exc:  # it expires on its own; the outcome is already recorded
+            log.warning("lock on %s not released: %s", view.target_id, exc)
 
 
 async def _is_stale(gateway: Gateway, view: ApprovalView) -> bool:
-    if view.action != "refund" or view.refundable_at_request is None:
+    """Does the refund no longer fit? Read under the target's lock, so no other run interleaves.
+
+    Another refund landing first is no reason to refuse one that still fits: only an amount
+    above what remains refundable (a full refund after a partial one, say) goes stale.
+    """
+    if view.action != "refund" or view.amount is None:
         return False
     charge = await gateway.get_charge(view.target_id)
-    return charge.refundable.minor != view.refundable_at_request
+    refundable = charge.refundable
+    return refundable.currency != view.amount.currency or view.amount.minor > refundable.minor
 
 
 async def _call(gateway: Gateway, view: ApprovalView) -> str:
@@ -160,11 +250,18 @@ async def _finish(
     result_id: str | None = None,
     error: GatewayError | None = None,
     detail: dict[str, Any] | None = None,
+    not_run: str | None = None,
 ) -> ApprovalView:
-    """Record how the execution ended, with its audit entry, in one transaction."""
+    """Record how the execution ended, with its audit entry, in one transaction.
+
+    A request that ends failed or stale gives its auto-approve budget back, once.
+    """
     values: dict[str, Any] = {"result_id": result_id}
     if error is not None:
         values |= {"error_code": str(error.code), "error_message": error.message}
+    if not_run is not None:
+        values |= {"error_code": not_run, "error_message": None}
+    refund_budget: tuple[str, str, int, str] | None = None
     async with services.db.write() as session:
         if state == State.executing:
             await session.execute(
@@ -172,13 +269,17 @@ async def _finish(
                 .values(updated_at=now(), **values)
             )  # fmt: skip
         else:
-            await transition(session, view.id, State.executing, state, **values)
+            moved = await transition(session, view.id, State.executing, state, **values)
+            if moved and state in (State.failed, State.stale):
+                refund_budget = await _release_budget(session, view.id)
         current = await load(session, view.id)
         await append(session, audit_record(current, actor, outcome, detail=detail or {},
                                            gateway_request_id=result_id))  # fmt: skip
         if state == State.succeeded:
             for listener in services.listeners:
                 await listener.record_action(services, session, current)
+    if refund_budget is not None:
+        await _give_back(services, view.id, *refund_budget)
     if state in (State.succeeded, State.executing):
         await lookup_cache.forget(
             services, view.gateway, view.customer_id
@@ -192,3 +293,37 @@ async def _finish(
             except Exception:  # the action succeeded; what follows it must not say otherwise
                 log.exception("listener %s failed after %s", type(listener).__name__, view.id)
     return current
+
+
+async def _release_budget(
+    session: AsyncSession, approval_id: str
+) -> tuple[str, str, int, str] | None:
+    """Clear the request's budget day (one conditional UPDATE); what to give back, if anything."""
+    row = (await session.execute(
+        select(ApprovalRow.budget_day, ApprovalRow.requester_key, ApprovalRow.amount, ApprovalRow.currency)
+        .where(ApprovalRow.id == approval_id)
+    )).one()  # fmt: skip
+    day, who, minor, currency = row
+    if day is None or minor is None or currency is None:
+        return None
+    cleared = await session.execute(
+        update(ApprovalRow)
+        .where(ApprovalRow.id == approval_id, ApprovalRow.budget_day == day)
+        .values(budget_day=None)
+    )
+    if cleared.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return who, currency, minor, day
+
+
+async def _give_back(
+    services: Services, approval_id: str, who: str, currency: str, minor: int, day: str
+) -> None:
+    # After the commit: a crash in between loses budget (the safe side), never returns it twice.
+    try:
+        person = services.policy.person(who)  # the key the budget was spent under
+        await services.budgets.give_back(person, Money(minor=minor, currency=currency), day=day)
+    except RedisError:
+        log.exception(
+            "approval %s: could not give %d %s of budget back", approval_id, minor, currency
+        )

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from bot.actors import Actor
 from bot.app import Services
+from bot.approvals.duplicates import check_not_duplicate, one_at_a_time
 from bot.approvals.executor import execute
 from bot.approvals.workflow import ActionRequest, ApprovalView, State, create, vote
 from bot.errors import UserError
 
 
-async def submit(services: Services, actor: Actor, request: ActionRequest) -> ApprovalView:
-    """Check the policy, record the request, and run it at once when the actor may act alone."""
+async def submit(
+    services: Services, actor: Actor, request: ActionRequest, *, again: str | None = None
+) -> ApprovalView:
+    """Check the policy, record the request, and run it at once when the actor may act alone.
+
+    The same request made again by the same person soon after raises DuplicateRequest,
+    unless `again` names the earlier request the person knowingly repeats.
+    """
     rules = services.policy.for_action(request.action)
     if not rules.may_request(actor):
         allowed = ", ".join(r.value for r in rules.requesters)
@@ -22,20 +29,35 @@ async def submit(services: Services, actor: Actor, request: ActionRequest) -> Ap
         )
     decision = services.policy.decide(request.action, actor, request.amount)
     alone, why = decision.alone, decision.why
-    spent = None
+    budget_day = None
     if alone and decision.budget is not None and request.amount is not None:
-        if await services.budgets.spend(actor.key, request.amount, decision.budget):
-            spent = request.amount
+        day = services.budgets.today()
+        # Per person, not per platform identity: alex in the shell and on Slack share one budget.
+        who = services.policy.person(actor.key)
+        if await services.budgets.spend(who, request.amount, decision.budget, day=day):
+            budget_day = day
         else:
             alone = False
             why = f"your daily budget of {decision.budget.format()} is used up: needs approval"
-    view = await create(services, actor, request, auto=alone, why=why)
+    try:
+        async with one_at_a_time(services, request):
+            if again is None:
+                await check_not_duplicate(services, actor, request)
+            else:
+                why = f"{why} (asked again after {again})"
+            view = await create(
+                services, actor, request, auto=alone, why=why, budget_day=budget_day
+            )
+    except BaseException:
+        if budget_day is not None and request.amount is not None:  # no request holds it
+            await services.budgets.give_back(
+                services.policy.person(actor.key), request.amount, day=budget_day
+            )
+        raise
     if not alone:
         return view
-    view = await execute(services, view.id, actor)
-    if spent is not None and view.state in (State.failed, State.stale):
-        await services.budgets.give_back(actor.key, spent)
-    return view
+    # A failed or stale run gives the budget back itself (executor._finish), whoever ran it.
+    return await execute(services, view.id, actor)
 
 
 async def decide(

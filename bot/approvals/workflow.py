@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor, Role
 from bot.app import Services
+from bot.approvals.policy import Policy
 from bot.audit.log import AuditRecord, append
 from bot.errors import UserError
 from bot.money import Money
@@ -178,9 +179,18 @@ def audit_record(view: ApprovalView, actor: Actor, outcome: str, **extra: Any) -
 
 
 async def create(
-    services: Services, actor: Actor, request: ActionRequest, *, auto: bool, why: str
+    services: Services,
+    actor: Actor,
+    request: ActionRequest,
+    *,
+    auto: bool,
+    why: str,
+    budget_day: str | None = None,
 ) -> ApprovalView:
-    """Record a new request: `approved` when the policy lets the actor act alone, else `pending`."""
+    """Record a new request: `approved` when the policy lets the actor act alone, else `pending`.
+
+    `budget_day`: the day whose auto-approve budget paid for it (given back if it fails).
+    """
     rules = services.policy.for_action(request.action)
     created = now()
     row = ApprovalRow(
@@ -195,6 +205,7 @@ async def create(
         approvals_required=rules.approvals, approver_role=rules.approver_role.value,
         auto_approved=auto, policy_note=why, attempts=0, channel=request.channel,
         created_at=created, expires_at=created + rules.expires, updated_at=created,
+        budget_day=budget_day,
     )  # fmt: skip
     async with services.db.write() as session:
         session.add(row)
@@ -220,7 +231,7 @@ async def vote(
         raise UserError("already_decided", f"approval {approval_id} is already {state}")
     async with services.db.write() as session:
         view = await load(session, approval_id, lock=True)
-        refusal = await _refusal(session, view, actor)
+        refusal = await _refusal(session, view, actor, services.policy)
         if refusal is not None:
             code, message, final_state = refusal
             if final_state is not None and await transition(
@@ -278,15 +289,19 @@ async def check_may_decide(services: Services, actor: Actor, approval_id: str) -
     """Refuse now, with the words `vote` would use, before a form asks for a reason."""
     async with services.db.read() as session:
         view = await load(session, approval_id)
-        refusal = await _refusal(session, view, actor)
+        refusal = await _refusal(session, view, actor, services.policy)
     if refusal is not None:
         raise UserError(refusal[0], refusal[1])
 
 
 async def _refusal(
-    session: AsyncSession, view: ApprovalView, actor: Actor
+    session: AsyncSession, view: ApprovalView, actor: Actor, policy: Policy
 ) -> tuple[str, str, State | None] | None:
-    """Why this actor may not vote on this request now, if they may not."""
+    """Why this actor may not vote on this request now, if they may not.
+
+    Four-eyes compares people, not platform IDs: the policy's `[people]` and the
+    normalised names make `shell:ALEX` and alex's Slack ID the requester alex.
+    """
     if view.state != State.pending:
         return "already_decided", f"approval {view.id} is already {view.state.value}", None
     if view.expires_at <= now():
@@ -295,7 +310,7 @@ async def _refusal(
             f"approval {view.id} expired at {view.expires_at:%Y-%m-%d %H:%M} UTC and will not run",
             State.expired,
         )
-    if actor.key == view.requester_key:
+    if policy.same_person(actor.key, view.requester_key):
         return (
             "own_request",
             "you cannot approve or deny your own request: another approver must decide",
@@ -303,7 +318,7 @@ async def _refusal(
         )
     if not actor.has(Role(view.approver_role)):
         return "forbidden", f"only a {view.approver_role} can decide approval {view.id}", None
-    if any(v.key == actor.key for v in view.votes):
+    if any(policy.same_person(v.key, actor.key) for v in view.votes):
         return "already_voted", f"you have already decided on approval {view.id}", None
     return None
 

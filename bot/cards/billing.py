@@ -240,6 +240,8 @@ def approval_card(view: ApprovalView, *, locale: str, note: str | None = None) -
 
 
 def _headline(view: ApprovalView) -> str:
+    if view.state == State.approved and view.error_code in _NOT_RUN:
+        return _NOT_RUN[view.error_code]
     return {
         State.pending: "waiting for approval",
         State.approved: "approved",
@@ -250,6 +252,15 @@ def _headline(view: ApprovalView) -> str:
         State.expired: "expired",
         State.stale: "stale: the charge changed since the request, ask again",
     }[view.state]
+
+
+# Why an approved request has not run yet (bot/approvals/executor.py): what will happen to it.
+_NOT_RUN = {
+    "lock_busy": "approved; another action on it is still running, so it will run as soon as "
+    "that finishes (recovery retries it)",
+    "redis_unavailable": "approved; not run yet because Redis is unavailable, it will run as "
+    "soon as Redis is back (recovery retries it)",
+}
 
 
 def approvals_card(views: Sequence[ApprovalView], *, locale: str, title: str) -> Card:

@@ -38,7 +38,7 @@ import discord
 from discord import app_commands
 from redis.exceptions import RedisError
 
-from bot import lookup_cache, notify
+from bot import deliveries, lookup_cache, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
@@ -51,8 +51,10 @@ from bot.cards.discord import (
     Modal,
     clip,
     command_of,
+    escape,
     form_given,
     form_modal,
+    inert,
     modal_values,
     reply_message,
 )
@@ -87,7 +89,16 @@ THREAD_NAME = 100
 FORM_FIELDS = ("amount", "when", "reason", "reason_code", "reason_text", "question")
 # Alerts queued by other processes (webhooks, questions asked on another platform) wait at most this.
 ALERT_SECONDS = 10.0
-MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False)
+# Nothing pings unless a message names who it pings (`pings`): data can never ping anyone.
+MENTIONS = discord.AllowedMentions.none()
+
+
+def pings(*users: int | str) -> discord.AllowedMentions:
+    """Exactly these users may be pinged by a message: the bot's own mentions, never @everyone."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, replied_user=False,
+        users=[discord.Object(id=int(u)) for u in users if str(u).isdigit()],
+    )  # fmt: skip
 
 
 class Refused(Exception):
@@ -136,6 +147,7 @@ def _drawn(message: DiscordMessage) -> dict[str, Any]:
         "content": message.content,
         "embeds": _embeds(message),
         "view": _Drawn(message) if message.rows else None,
+        "allowed_mentions": pings(*message.ping),
     }
 
 
@@ -427,6 +439,8 @@ class DiscordBot(discord.Client):
         self, interaction: discord.Interaction, name: str, raw: dict[str, Any]
     ) -> None:
         """A `/billing` subcommand: defer, build the raw arguments, `run` validates them again."""
+        if not await self._first(interaction, name):
+            return
         turn = await self._defer(interaction, private=COMMANDS[name].private)
         try:
             ctx = await self._context(interaction)
@@ -500,7 +514,14 @@ class DiscordBot(discord.Client):
         elif interaction.type == discord.InteractionType.modal_submit:
             await self._on_submit(interaction, custom)
 
+    async def _first(self, interaction: discord.Interaction, kind: str) -> bool:
+        """Whether this interaction runs: Discord gives each one an ID, and a copy delivered
+        again (a gateway replay after a resume) runs nothing and answers nothing."""
+        return await deliveries.first(self.services, PLATFORM, str(interaction.id), kind)
+
     async def _on_button(self, interaction: discord.Interaction, custom: str) -> None:
+        if not await self._first(interaction, "button"):
+            return
         if custom.startswith(f"{PREFIX}:page:"):
             await self._on_page(interaction, custom)
             return
@@ -558,6 +579,8 @@ class DiscordBot(discord.Client):
 
     async def _on_submit(self, interaction: discord.Interaction, custom: str) -> None:
         """A modal submitted: the form's command runs through `forms.submit`."""
+        if not await self._first(interaction, "modal_submit"):
+            return
         parsed = form_given(custom)
         if parsed is None or parsed[0] not in COMMANDS:
             await interaction.response.send_message("That form is out of date.", ephemeral=True)
@@ -776,7 +799,7 @@ class DiscordBot(discord.Client):
         interaction = turn.interaction
         user = interaction.user.id
         title = reply.cards[0].title if reply.cards else approval_id
-        card = reply_message(reply, content=f"Requested by <@{user}>")
+        card = reply_message(reply, content=f"Requested by <@{user}>", ping=(str(user),))
         public = (
             ctx.channel.kind == ChannelKind.internal and not turn.private and not reply.ephemeral
         )
@@ -784,8 +807,9 @@ class DiscordBot(discord.Client):
         placed = False
         if public and not turn.update and interaction.channel_id is not None:
             head = await interaction.edit_original_response(
-                content=clip(f"<@{user}> asked: {title}", 2000), embeds=[], view=None
-            )
+                content=clip(f"<@{user}> asked: {inert(title)}", 2000), embeds=[], view=None,
+                allowed_mentions=pings(user),
+            )  # fmt: skip
             try:
                 thread = await self.http.start_thread_with_message(
                     interaction.channel_id, head.id,
@@ -826,8 +850,9 @@ class DiscordBot(discord.Client):
     def _card(self, view: ApprovalView) -> DiscordMessage:
         card = approval_card(view, locale=self.services.settings.locale)
         requester = view.requester_key.removeprefix(f"{PLATFORM}:")
-        who = f"Requested by <@{requester}>" if requester != view.requester_key else None
-        return reply_message(Reply(cards=[card]), content=who)
+        mine = requester != view.requester_key
+        who = f"Requested by <@{requester}>" if mine else None
+        return reply_message(Reply(cards=[card]), content=who, ping=(requester,) if mine else ())
 
     async def _redraw(
         self, drawn: DiscordMessage, where: list[tuple[str, str]], approval_id: str
@@ -855,7 +880,8 @@ class DiscordBot(discord.Client):
         who = f" (decided by {view.votes[-1].name})" if view.votes else ""
         try:
             await self.get_partial_messageable(int(home.channel_id)).send(
-                content=clip(f"<@{requester}> {title}{who}", 2000)
+                content=clip(f"<@{requester}> {inert(title)}{escape(who)}", 2000),
+                allowed_mentions=pings(requester),
             )
         except discord.HTTPException as exc:
             log.warning("cannot tell the requester of %s: %s", approval_id, exc)

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -47,7 +48,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot import notify
+from bot import deliveries, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
@@ -349,12 +350,35 @@ class SlackBot:
         await next_()
         return None
 
-    async def _on_command(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _first(self, request: AsyncBoltRequest, body: dict[str, Any], kind: str) -> bool:
+        """Whether this delivery runs: a replayed or retried copy of a request runs nothing.
+
+        Slash commands carry no ID of their own; the signature does: an HMAC of the
+        timestamp and the body, so every request is unique and a replay within the five
+        minutes Bolt accepts carries the same pair. Unsigned Socket Mode deliveries fall
+        back on the payload's trigger_id, which a redelivered envelope repeats.
+        """
+        stamp = request.headers.get("x-slack-request-timestamp", [None])[0]
+        signature = request.headers.get("x-slack-signature", [None])[0]
+        if stamp and signature:
+            delivery = deliveries.delivery_key("signed", stamp.strip(), signature.strip().lower())
+        elif body.get("trigger_id"):
+            delivery = deliveries.delivery_key("trigger", str(body["trigger_id"]))
+        else:
+            log.warning("Slack %s without a signature or trigger_id: not de-duplicated", kind)
+            return True
+        return await deliveries.first(self.services, PLATFORM, delivery, kind)
+
+    async def _on_command(
+        self, body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest
+    ) -> None:
         """`/billing <command>`: the text goes through `dispatch`, like every platform's."""
         self._track()
         place = Place(body["channel_id"], body["user_id"], None, body.get("response_url"))
         text = body.get("text") or ""
         try:
+            if not await self._first(request, body, "command"):
+                return
             ctx = await self._context(
                 user=place.user, name=body.get("user_name"), team=body.get("team_id"),
                 channel=place.channel, home=_home(context),
@@ -368,7 +392,11 @@ class SlackBot:
         await self._alerts_now()
 
     async def _on_button(
-        self, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+        self,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        context: AsyncBoltContext,
+        request: AsyncBoltRequest,
     ) -> None:
         """A card's button: Approve runs at once, Refund / Cancel / Deny / Capture / Void ask first."""
         self._track()
@@ -389,6 +417,8 @@ class SlackBot:
             body.get("response_url"),
         )
         try:
+            if not await self._first(request, body, "button"):
+                return
             ctx = await self._context(
                 user=place.user, name=user.get("name") or user.get("username"),
                 team=user.get("team_id"), channel=channel, home=_home(context),
@@ -482,6 +512,7 @@ class SlackBot:
         body: dict[str, Any],
         view: dict[str, Any],
         context: AsyncBoltContext,
+        request: AsyncBoltRequest,
     ) -> None:
         """A modal submitted: the form's command runs (`forms.submit`), refusals go into the form."""
         loop = asyncio.get_running_loop()
@@ -491,6 +522,9 @@ class SlackBot:
             form = Form.model_validate(meta["form"])
         except (ValueError, KeyError, ValidationError):
             log.warning("modal %s without our metadata", view.get("id"))
+            await ack()
+            return
+        if not await self._first(request, body, "view_submission"):
             await ack()
             return
         user = body["user"]
@@ -789,7 +823,7 @@ class SlackBot:
             if root is None:
                 # A slash command leaves no message of its own: this line stands for it.
                 asked = SlackMessage(
-                    text=f"<@{place.user}> asked: {title}",
+                    text=f"<@{place.user}> asked: {escape(title)}",
                     blocks=[section(f"<@{place.user}> asked: {escape(title)}")],
                 )
                 root = await self._post(place, asked, private=False)
@@ -857,12 +891,10 @@ class SlackBot:
             return
         home = next((r for r in rows if r.thread_id), rows[0])
         who = f" (decided by {view.votes[-1].name})" if view.votes else ""
-        said = f"{drawn.text}{who}"
+        said = f"{drawn.text}{escape(who)}"  # drawn.text is escaped mrkdwn already
         await self._post(
             Place(home.channel_id, requester, home.thread_id or home.message_id),
-            SlackMessage(
-                text=f"<@{requester}> {said}", blocks=[section(f"<@{requester}> {escape(said)}")]
-            ),
+            SlackMessage(text=f"<@{requester}> {said}", blocks=[section(f"<@{requester}> {said}")]),
             private=False,
         )
 

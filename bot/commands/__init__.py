@@ -4,6 +4,7 @@ Importing this package registers every command with the router.
 """
 
 from bot.commands import (  # noqa: F401
+    again,
     alerts,
     approvals,
     audit,

@@ -44,7 +44,8 @@ async def approvals(ctx: Context, args: ListArgs) -> Reply:
     states = [State.pending] if args.which == "pending" else list(State)
     views = await listing(ctx.services, states, limit=50)
     if args.which == "mine":
-        views = [v for v in views if v.requester_key == ctx.actor.key]
+        same = ctx.services.policy.same_person
+        views = [v for v in views if same(v.requester_key, ctx.actor.key)]
     title = {"pending": "Waiting for approval", "all": "Recent requests", "mine": "Your requests"}[
         args.which
     ]

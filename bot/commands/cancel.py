@@ -7,7 +7,7 @@ from typing import Literal
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
 from bot.commands.args import Args, ObjectRef, Reason
-from bot.commands.requests import reason_code, request_action
+from bot.commands.requests import AgainRef, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.errors import UserError
 from bot.models import SubscriptionStatus
@@ -17,6 +17,7 @@ class CancelArgs(Args):
     subscription: ObjectRef
     when: Literal["now", "period-end"] = "period-end"
     reason: Reason
+    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
 
 
 @command(
@@ -42,4 +43,4 @@ async def cancel(ctx: Context, args: CancelArgs) -> Reply:
         action="cancel", gateway=gateway.name, target_id=sub.id, customer_id=sub.customer_id,
         reason=args.reason, reason_code=reason_code(ctx, "cancel", args.reason),
         params={"at_period_end": args.when == "period-end"},
-    ))  # fmt: skip
+    ), again=args.again)  # fmt: skip

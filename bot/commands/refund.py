@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
 from bot.commands.args import AmountText, Args, ObjectRef, Reason
-from bot.commands.requests import amount_in, reason_code, request_action
+from bot.commands.requests import AgainRef, amount_in, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.gateways.checks import check_refund
 
@@ -14,6 +14,7 @@ class RefundArgs(Args):
     charge: ObjectRef
     amount: AmountText | None = None
     reason: Reason
+    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
 
 
 @command(
@@ -37,4 +38,4 @@ async def refund(ctx: Context, args: RefundArgs) -> Reply:
         action="refund", gateway=gateway.name, target_id=charge.id, customer_id=charge.customer_id,
         amount=amount, refundable=charge.refundable, reason=args.reason,
         reason_code=reason_code(ctx, "refund", args.reason),
-    ))  # fmt: skip
+    ), again=args.again)  # fmt: skip

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from bot.approvals.duplicates import DuplicateRequest
 from bot.approvals.service import submit
-from bot.approvals.workflow import ActionRequest, ApprovalView, State
+from bot.approvals.workflow import ActionRequest, ApprovalView, State, get
 from bot.cards.billing import approval_card
-from bot.cards.model import ApprovalRef, ErrorInfo, Reply
+from bot.cards.model import ApprovalRef, Button, ErrorInfo, Reply
 from bot.commands.router import Context
 from bot.errors import UserError
 from bot.money import Money, MoneyError, parse_money
+
+# The earlier request a person knowingly repeats: set by `again <id>`, never typed as an argument.
+AgainRef = Annotated[str, StringConstraints(pattern=r"^apr_[0-9a-f]{6,32}$")]
 
 
 def reason_code(ctx: Context, action: str, reason: str) -> str | None:
@@ -28,11 +36,33 @@ def amount_in(text: str | None, currency: str) -> Money | None:
         raise UserError("invalid_amount", str(exc)) from None
 
 
-async def request_action(ctx: Context, request: ActionRequest) -> Reply:
-    """Submit through the approval workflow and answer with the request's card."""
-    view = await submit(
-        ctx.services, ctx.actor, request.model_copy(update={"channel": ctx.channel.id})
-    )
+async def request_action(ctx: Context, request: ActionRequest, again: str | None = None) -> Reply:
+    """Submit through the approval workflow and answer with the request's card.
+
+    A repeat of a recent identical request of this person's is not made: the answer
+    asks, with the earlier request's card and a button that runs `again <its id>`.
+    """
+    if again is not None:
+        earlier = await get(ctx.services, again)
+        if not ctx.services.policy.same_person(ctx.actor.key, earlier.requester_key):
+            raise UserError(
+                "forbidden", f"{again} is not your request: only its requester repeats it"
+            )
+    try:
+        view = await submit(
+            ctx.services, ctx.actor, request.model_copy(update={"channel": ctx.channel.id}),
+            again=again,
+        )  # fmt: skip
+    except DuplicateRequest as exc:
+        locale = ctx.services.settings.locale
+        card = approval_card(
+            exc.earlier, locale=locale, note=f"You asked for this already: {exc.earlier.id}"
+        )
+        verb = exc.earlier.action.capitalize()
+        card.actions = [
+            Button(label=f"{verb} again", command=f"again {exc.earlier.id}", style="danger")
+        ]
+        return Reply(error=ErrorInfo(code=exc.code, message=exc.message), cards=[card])
     return approval_reply(ctx, view)
 
 

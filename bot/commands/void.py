@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
 from bot.commands.args import Args, ObjectRef, Reason
-from bot.commands.requests import reason_code, request_action
+from bot.commands.requests import AgainRef, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.gateways.checks import require_status
 from bot.models import ChargeStatus
@@ -14,6 +14,7 @@ from bot.models import ChargeStatus
 class VoidArgs(Args):
     charge: ObjectRef
     reason: Reason
+    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
 
 
 @command("void", args=VoidArgs, usage="void <charge> reason: <text>", positional=("charge",))
@@ -24,4 +25,4 @@ async def void(ctx: Context, args: VoidArgs) -> Reply:
     return await request_action(ctx, ActionRequest(
         action="void", gateway=gateway.name, target_id=charge.id, customer_id=charge.customer_id,
         reason=args.reason, reason_code=reason_code(ctx, "void", args.reason),
-    ))  # fmt: skip
+    ), again=args.again)  # fmt: skip

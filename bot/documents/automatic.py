@@ -202,9 +202,12 @@ async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id
     email_id = None
     async with services.db.write() as session:
         if document.customer_email or document.content.buyer.email:
-            email_id = await queue_document_email(
-                services, session, document, purpose=f"auto:{document.id}"
-            )
+            try:
+                email_id = await queue_document_email(
+                    services, session, document, purpose=f"auto:{document.id}"
+                )
+            except UserError as exc:  # an unusable address on file: the document stands
+                log.warning("%s issued, not emailed: %s", document.number, exc.message)
         await session.execute(
             update(DocumentRequest)
             .where(DocumentRequest.id == row.id)

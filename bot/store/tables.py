@@ -191,6 +191,9 @@ class ApprovalRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The day (YYYY-MM-DD, UTC) whose auto-approve budget paid for this request; cleared by the
+    # one conditional UPDATE that gives it back, so a failed or stale run refunds it exactly once.
+    budget_day: Mapped[str | None] = mapped_column(String(10))
 
 
 class ApprovalVote(Base):
@@ -456,3 +459,40 @@ class CurrencyDigits(Base):
     # Which table gave the digits: "ISO 4217 2026-01-01", "Babel 2.18.0 (migration 0006)", ...
     source: Mapped[str] = mapped_column(String(80))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- deliveries (engineer B): each chat delivery acts once ---------------------------------
+
+
+class Delivery(Base):
+    """One chat delivery that ran (a signed Slack request, a Discord interaction): a replay
+    finds its row and runs nothing, even after Redis lost its key (bot/deliveries.py)."""
+
+    __tablename__ = "deliveries"
+
+    platform: Mapped[str] = mapped_column(String(40), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# --- billing-page sessions (engineer C): each one can be ended from the server -------------
+
+
+class PortalSession(Base):
+    """One signed-in browser on the billing pages: the cookie holds only this row's ID, signed.
+
+    Sign-out, an expiry, or revoking the email or the link (grant) that opened it ends the
+    row, and a cookie whose row has ended opens nothing, even if it was copied before.
+    """
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    via: Mapped[str] = mapped_column(String(20))  # link or email_code
+    grant_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_why: Mapped[str | None] = mapped_column(String(40))  # signed_out, revoked, replaced

@@ -129,13 +129,15 @@ async def test_expired_request_never_executes(services, agent, manager):
     assert await refunds_of(services, CHARGE) == 0
 
 
-async def test_changed_refundable_amount_makes_approval_stale(services, agent, manager):
+async def test_an_approval_that_no_longer_fits_the_refundable_amount_goes_stale(
+    services, agent, manager
+):
     pending = await say(services, agent, f"refund {CHARGE} 80 reason: duplicate charged twice")
-    quick = await say(services, agent, f"refund {CHARGE} 10 reason: goodwill meanwhile")
-    assert quick.approval.state == "succeeded"
+    quick = await say(services, agent, f"refund {CHARGE} 45 reason: goodwill meanwhile")
+    assert quick.approval.state == "succeeded"  # 75.00 left: the 80.00 no longer fits
     approved = await say(services, manager, f"approve {pending.approval.id}")
     assert approved.approval.state == "stale"
-    assert await refunds_of(services, CHARGE) == 1000
+    assert await refunds_of(services, CHARGE) == 4500
 
 
 async def test_partial_refunds_add_up_and_over_refund_names_what_remains(services, agent, manager):

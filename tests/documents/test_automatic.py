@@ -208,3 +208,24 @@ async def test_documents_can_be_switched_off_per_gateway(services, agent, tmp_pa
     services.branding = services.branding.model_copy(update={"credit_notes": ["stripe"]})
     await say(services, agent, "refund ch_jane_1 5.00 reason: goodwill sorry")
     assert await rows(services, DocumentRequest) == []
+
+
+async def test_an_unusable_address_on_file_still_issues_the_document_and_sends_nothing(
+    services, agent
+):
+    from sqlalchemy import update
+
+    from bot.store.tables import LedgerCustomer
+
+    async with services.db.write() as s:
+        await s.execute(
+            update(LedgerCustomer)
+            .where(LedgerCustomer.id == "cus_jane")
+            .values(email="jane.doe@example.com\r\nBcc: thief@example.net")
+        )
+    reply = await say(services, agent, "refund ch_jane_1 8.00 reason: goodwill late delivery")
+    assert reply.error is None, reply.error
+    await jobs.run_worker(services, burst=True)
+    (request,) = await rows(services, DocumentRequest)
+    assert request.state == "done" and request.document_id is not None
+    assert await rows(services, EmailRow) == []  # no header injected, no email half-built

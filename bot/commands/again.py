@@ -1,0 +1,37 @@
+"""`again`: knowingly repeat a request of yours that looked like a duplicate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.approvals.workflow import get
+from bot.cards.model import Reply
+from bot.commands.args import Args, ObjectRef
+from bot.commands.router import COMMANDS, Context, command, run
+
+# The argument each action's command names its object with.
+TARGET = {"refund": "charge", "capture": "charge", "void": "charge", "cancel": "subscription"}
+
+
+class AgainArgs(Args):
+    id: ObjectRef
+
+
+@command("again", args=AgainArgs, usage="again <request id>", positional=("id",))
+async def again(ctx: Context, args: AgainArgs) -> Reply:
+    """Ask once more for a request of yours that was answered "this looks like a duplicate".
+
+    `again apr_0a1b2c3d4e5f` makes the same refund, capture, void or cancellation
+    again (same object, amount and reason), through the same checks and policy.
+    """
+    earlier = await get(ctx.services, args.id)
+    raw: dict[str, Any] = {
+        TARGET[earlier.action]: f"{earlier.gateway}:{earlier.target_id}",
+        "reason": earlier.reason,
+        "again": earlier.id,  # whose request it is, request_action checks
+    }
+    if earlier.action in ("refund", "capture") and earlier.amount is not None:
+        raw["amount"] = earlier.amount.plain()
+    if earlier.action == "cancel":
+        raw["when"] = "period-end" if earlier.params.get("at_period_end", True) else "now"
+    return await run(ctx, COMMANDS[earlier.action], raw)
