@@ -1116,16 +1116,19 @@ def _charge_history(row: ChargeRow, old: LedgerCharge, known: _Known) -> _Found:
     return []
 
 
+def _same_charge(charge: str, held: str, what: str) -> _Found:
+    if charge == held:
+        return []
+    return [
+        ("charge", f"{what} belongs to charge {held} in the ledger and cannot move to {charge}")
+    ]
+
+
 def _refund_history(row: RefundRow, old: LedgerRefund, known: _Known) -> _Found:
     what = f"refund {row.id}"
-    if row.charge != old.charge_id:
-        return [
-            (
-                "charge",
-                f"{what} belongs to charge {old.charge_id} in the ledger and cannot move to {row.charge}",
-            )
-        ]
-    found = _fixed(row, old, what, "currency", "amount")
+    found = _same_charge(row.charge, old.charge_id, what) or _fixed(
+        row, old, what, "currency", "amount"
+    )
     if not found and row.id in known.bot_refunds:
         # The bot's refund stays as the bot wrote it: its reason and its time.
         known.keep["refunds"][row.id] = {"reason": old.reason, "created": old.created}
@@ -1237,14 +1240,9 @@ def _invoice_history(row: InvoiceRow, old: LedgerInvoice, known: _Known) -> _Fou
 
 def _dispute_history(row: DisputeRow, old: LedgerDispute, known: _Known) -> _Found:
     what = f"dispute {row.id}"
-    if row.charge != old.charge_id:
-        return [
-            (
-                "charge",
-                f"{what} belongs to charge {old.charge_id} in the ledger and cannot move to {row.charge}",
-            )
-        ]
-    found = _fixed(row, old, what, "currency", "amount")
+    found = _same_charge(row.charge, old.charge_id, what) or _fixed(
+        row, old, what, "currency", "amount"
+    )
     if found:
         return found
     if row.status.value not in _DISPUTE_NEXT.get(old.status, {old.status}):

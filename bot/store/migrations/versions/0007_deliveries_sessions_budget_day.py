@@ -1,4 +1,4 @@
-"""tables for issue 12: delivery de-duplication, billing-page sessions, ...
+"""deliveries, portal_sessions and approvals.budget_day
 
 Revision ID: 0007
 Revises: 0006
@@ -17,7 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # --- deliveries (replayed chat requests) ---
+    # Each chat delivery once: the durable backstop of bot/deliveries.py.
     op.create_table(
         "deliveries",
         sa.Column("platform", sa.String(length=40), nullable=False),
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("platform", "delivery_id", name=op.f("pk_deliveries")),
     )
     op.create_index(op.f("ix_deliveries_at"), "deliveries", ["at"], unique=False)
-    # --- billing-page sessions and grants ---
+    # Billing-page sessions live on the server, so revoking or signing out ends them.
     op.create_table(
         "portal_sessions",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -44,15 +44,12 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_portal_sessions_grant_id"), "portal_sessions", ["grant_id"], unique=False
     )
-    # --- approvals and recovery ---
+    # The day an automatic request's budget was spent, until it is given back.
     op.add_column("approvals", sa.Column("budget_day", sa.String(length=10), nullable=True))
-    # --- audit checkpoints ---
-    pass
 
 
 def downgrade() -> None:
-    op.drop_table("deliveries")  # deliveries (engineer B)
-    with op.batch_alter_table("approvals") as batch_op:  # approvals and recovery (engineer D)
+    op.drop_table("deliveries")
+    with op.batch_alter_table("approvals") as batch_op:
         batch_op.drop_column("budget_day")
-    op.drop_table("portal_sessions")  # billing-page sessions (engineer C)
-    pass
+    op.drop_table("portal_sessions")
