@@ -47,6 +47,7 @@ CHANNEL = Channel(platform="bench", id="ops", kind=ChannelKind.internal)
 async def ledger_latency(args: argparse.Namespace) -> bool:
     async with bench_services(database_url=args.database_url, redis_url=args.redis_url) as stores:
         services = stores.services
+        services.settings.lookup.cache_seconds = 0  # every lookup reads the ledger, not Redis
         await add_customer(services, customer_id="cus_bench", email=EMAIL, charges=args.charges)
         if args.other_customers:
             await add_other_customers(services, args.other_customers)

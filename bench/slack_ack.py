@@ -26,10 +26,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlencode
+
+# The Slack emulator lives in the test tree; this script runs from a checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 from _common import bench_services, ms, quiet_logs, summarize, table, timed
@@ -91,13 +97,17 @@ def bare_app(api: SlackAPI, *, process_before_response: bool) -> Starlette:
     return Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
 
 
+_TRIGGERS = itertools.count(1)
+
+
 def signed(api: SlackAPI) -> tuple[str, dict[str, str]]:
     """A `/billing lookup` request as Slack signs it, stamped now."""
     body = urlencode({
         "token": "legacy", "team_id": TEAM_ID, "team_domain": "bench", "channel_id": CHANNEL,
         "channel_name": "billing-ops", "user_id": AGENT, "user_name": "bench", "command": "/billing",
         "text": f"lookup {EMAIL}", "api_app_id": "A0BENCH001", "response_url": api.response_url(),
-        "trigger_id": "1.2.3",
+        # Unique per request, as Slack makes it: identical signed bodies are replays, dropped.
+        "trigger_id": f"{next(_TRIGGERS)}.{int(time.time())}.{secrets.token_hex(8)}",
     })  # fmt: skip
     stamp = str(int(time.time()))
     signature = SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body)
@@ -110,9 +120,10 @@ def signed(api: SlackAPI) -> tuple[str, dict[str, str]]:
 
 
 def request(http: httpx.AsyncClient, api: SlackAPI) -> Callable[[], Awaitable[None]]:
-    body, headers = signed(api)
-
     async def call() -> None:
+        # A fresh request every time (tens of microseconds, the same for every app): the
+        # same signed body sent again is a replay, and the bot rightly drops it.
+        body, headers = signed(api)
         answer = await http.post("/slack/events", content=body, headers=headers)
         if answer.status_code != 200:
             raise RuntimeError(f"ack was {answer.status_code}: {answer.text}")
