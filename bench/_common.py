@@ -22,11 +22,12 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
-from bot.app import Services, open_services
 from bot.approvals.policy import Policy
 from bot.gateways.base import Gateway
+from bot.services import Services
 from bot.settings import load_settings
 from bot.store.tables import LedgerCharge, LedgerCustomer
+from bot.wiring import open_services
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -30,13 +30,13 @@ from _common import add_customer, bench_services, quiet_logs, table
 from sqlalchemy import func, select
 
 from bot.actors import Actor, Role
-from bot.app import Services
 from bot.approvals.policy import Policy
 from bot.approvals.service import decide, submit
 from bot.approvals.workflow import ActionRequest, ApprovalView, State
 from bot.audit.log import verify
 from bot.errors import UserError
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import ApprovalRow, AuditEntry, LedgerCharge, LedgerOperation, LedgerRefund
 
 AGENT = Actor(platform="bench", id="agent", name="Bench Agent", roles=frozenset({Role.agent}))

@@ -130,3 +130,7 @@ class Channel(BaseModel):
     platform: str
     id: str
     kind: ChannelKind = ChannelKind.internal
+
+
+# The bot itself: expiry, recovery and automatic documents act as it.
+SYSTEM = Actor(platform="system", id="chargedesk", name="ChargeDesk", roles=frozenset({Role.admin}))

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.app import Services, open_services
 from bot.errors import UserError
+from bot.services import Services
 from bot.settings import (
     CONFIG_DIR_ENV,
     DATA_DIR_ENV,
@@ -30,6 +30,7 @@ from bot.settings import (
 )
 from bot.store.db import Database, DatabaseUnavailable
 from bot.store.redis import RedisUnavailable
+from bot.wiring import open_services
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -299,7 +300,8 @@ async def _with_services(settings: Settings, work: Callable[[Services], Awaitabl
 
 
 async def _shell(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.approvals.executor import SYSTEM, recover
+    from bot.actors import SYSTEM
+    from bot.approvals.executor import recover
     from bot.approvals.workflow import expire_due
     from bot.chat.shell import Shell, parse_identity
     from bot.demo.dataset import load_demo

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from bot.app import Services
+from bot.services import Services
 from bot.store.tables import Delivery
 
 log = logging.getLogger(__name__)

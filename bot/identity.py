@@ -23,15 +23,15 @@ from sqlalchemy import select, update
 
 from bot import jobs
 from bot.actors import Actor
-from bot.app import Services
 from bot.audit.log import AuditRecord, append
+from bot.billing_links import withdraw
 from bot.documents.build import document_locale
 from bot.errors import UserError
-from bot.keys import signing_key
+from bot.keys import code_for, signing_key
 from bot.mail import outbox, placeholders
 from bot.mail.message import build_message
 from bot.models import Customer
-from bot.portal.links import withdraw
+from bot.services import Services
 from bot.store.tables import CustomerLink, VerificationCode
 
 log = logging.getLogger(__name__)
@@ -284,18 +284,6 @@ async def customer_on_file(services: Services, email: str) -> Customer | None:
     return next(
         (p.customer for p in profile.profiles if (p.customer.email or "").lower() == email), None
     )
-
-
-def code_for(services: Services, code_id: str) -> str:
-    """The six digits of code `code_id`: made from its ID and the deployment's key.
-
-    So the code itself is never stored, not even in its queued email, which is
-    filled in at send time; only an HMAC of it is kept to check what is typed.
-    """
-    digest = hmac.new(
-        signing_key(services.settings), f"verification-code:{code_id}".encode(), hashlib.sha256
-    ).digest()
-    return f"{int.from_bytes(digest[:8], 'big') % 10**6:06d}"
 
 
 def _hash(services: Services, code_id: str, code: str) -> str:

@@ -1,9 +1,9 @@
 """Background jobs on arq (Redis): work that must not hold up a chat reply or a web request.
 
 Other modules add their jobs to `JOBS` (with `@job`) and periodic work to
-`PERIODIC` (with `@periodic`); `run_worker` runs them all. Every queue, job
-and cron id lives under the deployment's `redis_prefix`, so deployments can
-share one Redis.
+`PERIODIC` (with `@periodic`), both kept in `bot/job_schedule.py` and
+re-exported here; `run_worker` runs them all. Every queue, job and cron id lives
+under the deployment's `redis_prefix`, so deployments can share one Redis.
 
 Redis is not the system of record: a job only says *when* to act on a row in
 SQL. A lost job costs a delay, never the work: `sweep_emails` re-enqueues
@@ -19,26 +19,26 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis
 from arq.cron import cron
-from arq.worker import Function, Retry, Worker, func
+from arq.worker import Retry, Worker
 from redis.exceptions import RedisError
 
+from bot.approvals.executor import recover
+from bot.audit.checkpoint import at_shutdown
+from bot.job_schedule import JOBS, PERIODIC, job, periodic
 from bot.mail import outbox
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
-
-JobFunction = TypeVar("JobFunction", bound=Callable[..., Any])
 
 # arq's own retry limit stays out of the way: outbox rows count attempts and decide failure.
 EMAIL_MAX_TRIES = 1000
@@ -47,41 +47,6 @@ SWEEP_BATCH = 500
 RECONNECT_MAX_SECONDS = 30.0
 # How long jobs already running may finish their SQL work when Redis goes away.
 DRAIN_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Periodic:
-    """A coroutine run on an arq cron schedule (`schedule` holds arq.cron fields: minute, second, ...)."""
-
-    coroutine: Callable[..., Any]
-    schedule: dict[str, Any] = field(default_factory=dict)
-
-
-JOBS: dict[str, Function] = {}
-PERIODIC: dict[str, Periodic] = {}
-
-
-def job(
-    *, name: str | None = None, max_tries: int | None = None, timeout: float | None = None
-) -> Callable[[JobFunction], JobFunction]:
-    """Register `async def f(ctx, *args)` as a job; `ctx["services"]` holds the worker's Services."""
-
-    def register(coroutine: JobFunction) -> JobFunction:
-        key = name or coroutine.__name__
-        JOBS[key] = func(coroutine, name=key, max_tries=max_tries, timeout=timeout)
-        return coroutine
-
-    return register
-
-
-def periodic(*, name: str | None = None, **schedule: Any) -> Callable[[JobFunction], JobFunction]:
-    """Register `async def f(ctx)` to run on a schedule (arq.cron fields), once per deployment."""
-
-    def register(coroutine: JobFunction) -> JobFunction:
-        PERIODIC[name or coroutine.__name__] = Periodic(coroutine, dict(schedule))
-        return coroutine
-
-    return register
 
 
 def queue_name(settings: Settings) -> str:
@@ -139,8 +104,6 @@ async def recover_approvals(ctx: dict[str, Any]) -> int:
     unknown outcome, an outage) and `approved` but never started (a busy target, a crash
     between the vote and the run). Runs at start too, so a worker back from an outage does it
     at once."""
-    from bot.approvals.executor import recover  # the executor builds on Services, which imports us
-
     recovered = await recover(ctx["services"])
     if recovered:
         log.info("recovery: finished %d approval(s)", len(recovered))
@@ -198,8 +161,6 @@ async def run_worker(services: Services, *, burst: bool = False, poll_delay: flo
 
 async def _checkpoint_at_shutdown(services: Services) -> None:
     """Sign the audit chain head as this worker stops (when checkpoints are configured)."""
-    from bot.audit.checkpoint import at_shutdown  # it registers a job here: imports this module
-
     await at_shutdown(services)
 
 

@@ -12,11 +12,17 @@ link issued by one process would be "forged" on the next.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 # Read once per process and folder: every link, code and page audit asks for the key.
 _GENERATED: dict[Path, bytes] = {}
@@ -29,6 +35,18 @@ def signing_key(settings: Settings) -> bytes:
     if path not in _GENERATED:
         _GENERATED[path] = _read_or_create(path)
     return _GENERATED[path]
+
+
+def code_for(services: Services, code_id: str) -> str:
+    """The six digits of code `code_id`: made from its ID and the deployment's key.
+
+    So the code itself is never stored, not even in its queued email, which is
+    filled in at send time; only an HMAC of it is kept to check what is typed.
+    """
+    digest = hmac.new(
+        signing_key(services.settings), f"verification-code:{code_id}".encode(), hashlib.sha256
+    ).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10**6:06d}"
 
 
 def _read_or_create(path: Path) -> bytes:

@@ -12,8 +12,8 @@ import hashlib
 
 from redis.exceptions import RedisError
 
-from bot.app import Services
 from bot.models import BillingProfile
+from bot.services import Services
 
 
 def _key(services: Services, text: str) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.actors import Actor
-from bot.app import Services
 from bot.audit.log import AuditRecord, append
 from bot.cards.billing import profile_card
 from bot.cards.model import Card, Fact, Section
 from bot.errors import UserError
 from bot.identity import limit
 from bot.notify import queue
+from bot.services import Services
 
 MAX_LENGTH = 2000
 PER_HOUR = 10  # per asker: enough for a conversation, not for flooding the helpdesk

@@ -15,13 +15,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.app import Services, open_services
 from bot.gateways.base import GatewayError, WebhookRejected
 from bot.jobs import background_worker
 from bot.portal import redact
 from bot.portal.app import mount as portal_pages
+from bot.services import Services
 from bot.settings import Settings
 from bot.webhooks import MAX_BODY, receive
+from bot.wiring import open_services
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import lookup_cache
 from bot.actors import Actor, Role
-from bot.app import Services
 from bot.audit.log import AuditRecord, append
 from bot.cards.model import Button, Card, Fact, Section
 from bot.gateways.base import WebhookRejected
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.notify import queue
+from bot.services import Services
 from bot.store.tables import ApprovalRow, GatewayObjectState, ProcessedEvent
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from bot.actors import Actor, Channel, Role
-from bot.app import Services, open_services
 from bot.approvals.policy import Policy, load_policy
 from bot.cards.model import Reply
 from bot.commands import Context, dispatch
 from bot.demo.dataset import load_demo
+from bot.services import Services
 from bot.settings import Settings
+from bot.wiring import open_services
 
 REPO = Path(__file__).resolve().parent.parent
 CHANNEL = Channel(platform="test", id="internal")

@@ -16,14 +16,15 @@ import pytest
 from redis.exceptions import RedisError
 
 from bot import jobs
-from bot.app import Services, open_services
 from bot.approvals.policy import Policy
 from bot.approvals.workflow import State, get
 from bot.demo.dataset import load_demo
 from bot.gateways.ledger import Forwarder, LedgerGateway
 from bot.gateways.registry import Gateways
 from bot.mail.outbox import SENT, status
+from bot.services import Services
 from bot.settings import Settings
+from bot.wiring import open_services
 from tests.conftest import say
 from tests.fakes.forward_server import forward_endpoint
 from tests.mail.mailtools import queue_receipt, with_mail

@@ -30,11 +30,11 @@ from sqlalchemy import inspect, select
 
 from bot import jobs
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
+from bot.billing_links import issue_link, token
 from bot.commands import Context, dispatch
 from bot.keys import signing_key
-from bot.portal.links import issue_link, token
 from bot.portal.redact import RedactLinks
+from bot.services import Services
 from bot.store.tables import Base
 from bot.web import create_app
 from tests.conftest import REPO

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.app import Services
 from bot.keys import signing_key
+from bot.services import Services
 from bot.settings import ConfigError, Settings, load_settings
 from bot.store.tables import CustomerLink
 from tests.conftest import REPO

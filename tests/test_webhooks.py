@@ -18,8 +18,8 @@ from bot.audit.log import AuditFilter, query
 from bot.gateways.base import Gateway, WebhookRejected
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.gateways.registry import Gateways
-from bot.listeners import Listener
 from bot.notify import mark_delivered, pending
+from bot.services import Listener
 from bot.store.tables import GatewayObjectState
 from bot.web import create_app
 from bot.webhooks import process

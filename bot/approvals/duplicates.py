@@ -24,9 +24,9 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy import select
 
 from bot.actors import Actor
-from bot.app import Services
 from bot.approvals.workflow import ActionRequest, ApprovalView, State, load, now
 from bot.errors import UserError
+from bot.services import Services
 from bot.store.tables import ApprovalRow
 
 LIVE = (State.pending, State.approved, State.executing, State.succeeded)

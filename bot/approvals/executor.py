@@ -20,18 +20,17 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import lookup_cache
-from bot.actors import Actor, Role
-from bot.app import Services
+from bot.actors import SYSTEM, Actor  # SYSTEM: some callers still import it from here
 from bot.approvals.workflow import ApprovalView, State, audit_record, load, now, transition
 from bot.audit.log import append
 from bot.errors import UserError
 from bot.gateways.base import ErrorCode, Gateway, GatewayError
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import ApprovalRow
 
 log = logging.getLogger(__name__)
 
-SYSTEM = Actor(platform="system", id="chargedesk", name="ChargeDesk", roles=frozenset({Role.admin}))
 # The outcome of these is unknown (the gateway may have acted): retry with the same key, never mark failed.
 UNKNOWN_OUTCOME = frozenset({ErrorCode.timeout, ErrorCode.unavailable, ErrorCode.rate_limited})
 # Why a request went back to `approved` without running (its `error_code`); recovery runs it.

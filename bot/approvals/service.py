@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.actors import Actor
-from bot.app import Services
 from bot.approvals.duplicates import check_not_duplicate, one_at_a_time
 from bot.approvals.executor import execute
 from bot.approvals.workflow import ActionRequest, ApprovalView, State, create, vote
 from bot.errors import UserError
+from bot.services import Services
 
 
 async def submit(

@@ -23,11 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor, Role
-from bot.app import Services
 from bot.approvals.policy import Policy
 from bot.audit.log import AuditRecord, append
 from bot.errors import UserError
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import ApprovalRow, ApprovalVote
 
 log = logging.getLogger(__name__)

@@ -33,13 +33,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from bot.audit.log import GENESIS, HEAD_ID, Verification, verify
-from bot.jobs import periodic
+from bot.job_schedule import periodic
 from bot.settings import ConfigError, Settings
 from bot.store.db import Database
 from bot.store.tables import AuditEntry, AuditHead
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

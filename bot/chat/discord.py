@@ -40,7 +40,6 @@ from redis.exceptions import RedisError
 
 from bot import deliveries, lookup_cache, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
 from bot.cards.billing import approval_card
 from bot.cards.discord import (
@@ -72,6 +71,7 @@ from bot.commands.forms import (
 from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.errors import UserError
+from bot.services import Services
 from bot.settings import DiscordSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -371,6 +371,12 @@ class DiscordBot(discord.Client):
         self.tree.on_error = self._tree_error  # type: ignore[method-assign]
         self.alert_seconds = alert_seconds
         self._poller: asyncio.Task[None] | None = None
+        services.decision_hooks.append(self._decided_elsewhere)
+
+    async def _decided_elsewhere(self, approval_id: str, actor: Actor) -> None:
+        """A request decided in the shell, Slack, by expiry or recovery: redraw its Discord cards too."""
+        if actor.platform != PLATFORM:  # decisions made in Discord redraw themselves (`_answer`)
+            await self.refresh(approval_id)
 
     async def setup_hook(self) -> None:
         """Sync `/billing` on start: to the configured guilds (instant), else globally."""
@@ -392,6 +398,8 @@ class DiscordBot(discord.Client):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+        with contextlib.suppress(ValueError):  # a closed bot redraws nothing
+            self.services.decision_hooks.remove(self._decided_elsewhere)
         await super().close()
 
     # --- alerts and questions -------------------------------------------------------------
@@ -944,8 +952,8 @@ def _pager(query: str, section: int | None) -> Any:
 
 async def run_discord(settings: Settings) -> None:
     """`chargedesk discord`: connect to the gateway and serve `/billing` until stopped."""
-    from bot.app import open_services
     from bot.jobs import background_worker
+    from bot.wiring import open_services
 
     assert settings.discord.token is not None
     services = await open_services(settings)

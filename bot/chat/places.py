@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot.app import Services
+from bot.services import Services
 from bot.store.tables import ChatMessage
 
 

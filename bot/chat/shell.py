@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
 from bot.cards.model import Attachment, Card, ErrorInfo, Reply, Section
 from bot.cards.text import render, to_json
 from bot.commands import Context, dispatch
 from bot.errors import UserError
+from bot.services import Services
 
 CHANNEL = Channel(platform="shell", id="terminal", kind=ChannelKind.internal)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

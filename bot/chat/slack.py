@@ -50,7 +50,6 @@ from starlette.responses import Response
 
 from bot import deliveries, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
 from bot.approvals.workflow import ApprovalView, State, get
 from bot.cards.billing import approval_card
 from bot.cards.model import Attachment, Reply
@@ -83,6 +82,7 @@ from bot.commands.forms import (
 from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.errors import UserError
+from bot.services import Services
 from bot.settings import Settings, SlackSettings
 
 log = logging.getLogger(__name__)
@@ -1044,8 +1044,8 @@ async def run_socket_mode(settings: Settings) -> None:
     """`chargedesk slack --socket`: the same app over an outbound websocket, no public URL."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot.app import open_services
     from bot.jobs import background_worker
+    from bot.wiring import open_services
 
     assert settings.slack.app_token is not None
     services = await open_services(settings)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bot.actors import Role
-from bot.approvals.executor import SYSTEM
+from bot.actors import SYSTEM, Role
 from bot.approvals.service import decide
 from bot.approvals.workflow import State, expire_due, get, listing
 from bot.cards.billing import approvals_card

@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from bot import identity, lookup_cache, questions
 from bot.actors import Role
 from bot.audit.log import AuditRecord, append
+from bot.billing_links import issue_link
 from bot.cards.customer import billing_card, document_card, self_service
 from bot.cards.model import Attachment, Button, Card, Reply, Section
 from bot.commands.args import Args, ObjectRef, echo
@@ -26,7 +27,6 @@ from bot.documents import service
 from bot.documents.issue import IssuedDocument
 from bot.errors import UserError
 from bot.models import BillingProfile
-from bot.portal.links import issue_link
 
 log = logging.getLogger(__name__)
 

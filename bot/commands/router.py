@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
 from bot.cards.model import Reply
 from bot.commands.args import echo
 from bot.errors import UserError
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import jobs
-from bot.app import Services
-from bot.approvals.executor import SYSTEM
+from bot.actors import SYSTEM
 from bot.approvals.workflow import ApprovalView
 from bot.documents import service
 from bot.documents.config import Branding, SellerMissing, require_seller
@@ -37,7 +36,7 @@ from bot.gateways.base import ErrorCode, GatewayError
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.gateways.ledger import NAME as LEDGER
 from bot.gateways.ledger_import import NewMoney, OnWrite
-from bot.listeners import Listener
+from bot.services import Listener, Services
 from bot.store.tables import DocumentRequest
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import jobs
 from bot.actors import Actor
-from bot.app import Services
 from bot.audit.log import AuditRecord, append
+from bot.billing_links import add_link, grant_of
 from bot.documents.issue import IssuedDocument
 from bot.errors import UserError
 from bot.mail import outbox, placeholders
 from bot.mail.message import build_message
-from bot.portal.links import add_link, grant_of
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.actors import Actor
-from bot.app import Services
 from bot.documents import build
 from bot.documents.issue import IssuedDocument, OnIssue, find_by_source, issue
 from bot.documents.model import DocumentContent, DocumentKind
@@ -18,6 +17,7 @@ from bot.documents.render import render
 from bot.errors import UserError
 from bot.gateways.base import ErrorCode, Gateway, GatewayError, LookupQuery
 from bot.models import Charge, ChargeStatus, Invoice, InvoiceStatus, Refund
+from bot.services import Services
 
 # A receipt is for money that moved; these charges took none.
 _UNPAID = (ChargeStatus.authorized, ChargeStatus.failed, ChargeStatus.voided)

@@ -34,7 +34,7 @@ from bot.store.db import Database
 from bot.store.tables import EmailRow
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

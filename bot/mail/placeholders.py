@@ -17,10 +17,12 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from bot.billing_links import url
+from bot.keys import code_for
 from bot.store.tables import PortalGrant, VerificationCode
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,6 @@ async def render(services: Services, message: bytes, recipient: str) -> bytes:
     wanted = {(kind.decode(), ref.decode()) for kind, ref in _PLACEHOLDER.findall(message)}
     if not wanted:
         return message
-    # Imported here: both modules queue emails themselves (bot.mail.outbox).
-    from bot.identity import code_for
-    from bot.portal.links import url
-
     to = recipient.strip().lower()
     made: dict[bytes, bytes] = {}
     async with services.db.read() as session:

@@ -13,7 +13,6 @@ from typing import TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from bot.app import Services
 from bot.models import (
     Charge,
     ChargeStatus,
@@ -26,6 +25,7 @@ from bot.models import (
     TaxId,
 )
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import DocumentRow
 
 # Charges that took no money have no receipt (as in bot/documents/service.py).

@@ -23,7 +23,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from bot import identity, lookup_cache, questions
-from bot.app import Services
+from bot.billing_links import LinkRefused, open_link
 from bot.documents import service as documents
 from bot.documents.issue import IssuedDocument, find
 from bot.errors import UserError
@@ -33,7 +33,6 @@ from bot.models import Charge, Customer, GatewayProfile, Invoice, InvoiceStatus
 from bot.portal import account as accounts
 from bot.portal import auth, i18n, pages, tax_form
 from bot.portal.account import Account
-from bot.portal.links import LinkRefused, open_link
 from bot.portal.pages import ROOT, message, render
 from bot.portal.redact import redact
 from bot.portal.security import (
@@ -45,6 +44,7 @@ from bot.portal.security import (
     read_form,
     spend,
 )
+from bot.services import Services
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

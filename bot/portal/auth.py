@@ -22,9 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor, Role
-from bot.app import Services
 from bot.audit.log import AuditRecord, append
 from bot.keys import signing_key
+from bot.services import Services
 from bot.store.tables import PortalGrant, PortalSession
 
 SID, EMAIL, BROWSER, LANG = "sid", "email", "browser", "lang"

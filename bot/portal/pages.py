@@ -18,12 +18,12 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from bot.app import Services
 from bot.documents.config import Entity
 from bot.models import Charge, ChargeStatus, Invoice, InvoiceStatus, Subscription
 from bot.money import Money
 from bot.portal.i18n import NAMES, Words
 from bot.portal.security import CSRF_FIELD, csrf_token
+from bot.services import Services
 
 ROOT = "/portal"
 

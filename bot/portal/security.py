@@ -23,7 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.app import Services
+from bot.services import Services
 
 FORM_LIMIT = 64 * 1024  # a 2,000-character question in Japanese, percent-encoded, fits
 FORM_FIELDS = 20

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.actors import Actor, Role
-from bot.app import Services
 from bot.approvals.policy import Policy, load_policy
 from bot.chat.shell import Shell, parse_identity
+from bot.services import Services
 from bot.settings import ConfigError
 from tests.conftest import REPO, say
 

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot.actors import Role
-from bot.app import Services
 from bot.approvals.policy import ActionPolicy, Policy
 from bot.approvals.workflow import now
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import ApprovalRow, LedgerRefund
 from tests.conftest import person, say
 

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import jobs
-from bot.app import Services
 from bot.approvals.executor import execute, recover
 from bot.approvals.service import decide
 from bot.approvals.workflow import ActionRequest, State, create, get, vote
 from bot.gateways.ledger import Forwarder, LedgerGateway
 from bot.gateways.registry import Gateways
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import AuditEntry, LedgerRefund
 from tests.conftest import REPO, say
 from tests.fakes.forward_server import forward_endpoint

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from bot import jobs
-from bot.app import Services
 from bot.audit import checkpoint
 from bot.audit.checkpoint import CheckpointKey, ForgedCheckpoint, verify_with_checkpoints
 from bot.audit.log import GENESIS, HEAD_ID, entry_dict, entry_hash, verify
+from bot.services import Services
 from bot.settings import AuditSettings, ConfigError, Settings, load_settings
 from bot.store.tables import AuditEntry, AuditHead
 from tests.audit.test_audit_log import some_history

@@ -9,8 +9,8 @@ from email.policy import default
 from sqlalchemy import select
 
 from bot import jobs
-from bot.app import Services
 from bot.mail.transport import outbox_dir
+from bot.services import Services
 from bot.store.tables import EmailRow
 
 

@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.actors import Actor, Channel, Role
-from bot.app import Services
 from bot.audit.log import AuditFilter, query
 from bot.chat.discord import DiscordBot
 from bot.commands import Context
 from bot.commands.forms import refund_form
+from bot.services import Services
 from bot.settings import DiscordSettings
 from bot.store.tables import ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
 from tests.chat.mailbox import code_in_outbox

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import Services
+from bot.services import Services
 from bot.store.tables import ApprovalRow
 from tests.chat import test_discord
 from tests.chat.test_discord import AGENT, CALLBACK, INTERNAL, Harness, lookup_card, refunded

@@ -28,13 +28,13 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select, update
 
-from bot.app import Services
 from bot.approvals.workflow import now
 from bot.audit.log import AuditFilter, query
 from bot.chat.slack import SlackBot, find_references
 from bot.gateways.base import Gateway, LookupQuery
 from bot.gateways.registry import Gateways
 from bot.models import GatewayProfile
+from bot.services import Services
 from bot.settings import SlackSettings
 from bot.store.tables import ApprovalRow, ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
 from bot.web import create_app

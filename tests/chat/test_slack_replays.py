@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import Services
+from bot.services import Services
 from bot.store.tables import ApprovalRow, Delivery
 from tests.chat import test_slack
 from tests.chat.test_slack import (

@@ -18,15 +18,15 @@ from sqlalchemy import func, select, update
 
 from bot import jobs, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
 from bot.audit.log import AuditFilter, query
+from bot.billing_links import open_link
 from bot.cards.model import Reply
 from bot.commands import Context, dispatch
 from bot.commands.router import parse
 from bot.gateways.base import Gateway, GatewayError, LookupQuery
 from bot.gateways.registry import Gateways
 from bot.models import Customer, GatewayProfile
-from bot.portal.links import open_link
+from bot.services import Services
 from bot.store.tables import AuditEntry, DocumentRow, VerificationCode
 from tests.fakes.smtp_server import FakeSmtp, smtp_server
 from tests.mail.mailtools import with_mail

@@ -8,11 +8,11 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from bot.app import Services
 from bot.cards.model import Reply
 from bot.cards.text import to_json
 from bot.documents.config import load_tax
 from bot.documents.issue import find
+from bot.services import Services
 from bot.store.tables import DocumentRow, EmailRow
 from tests.conftest import REPO, say
 

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import jobs
-from bot.app import Services
 from bot.documents.automatic import import_recorder, start_imported, sweep
 from bot.documents.config import load_branding
 from bot.gateways.ledger_import import import_data
+from bot.services import Services
 from bot.settings import config_dir
 from bot.store.tables import DocumentRequest, DocumentRow, DocumentSeries
 from tests.conftest import TEST_SELLER, say

@@ -6,7 +6,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from bot.approvals.executor import SYSTEM
+from bot.actors import SYSTEM
 from bot.documents import service
 from bot.documents.model import DocumentKind, TaxTreatment
 from bot.errors import UserError

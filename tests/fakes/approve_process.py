@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 from bot.actors import Actor, Role
-from bot.app import open_services
 from bot.approvals.policy import Policy
 from bot.approvals.service import decide
 from bot.errors import UserError
 from bot.settings import load_settings
+from bot.wiring import open_services
 
 
 def wait_for(go: Path, limit: float = 30.0) -> None:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.approvals.executor import SYSTEM
+from bot.actors import SYSTEM
 from bot.documents.issue import issue
 from bot.settings import load_settings
 from bot.store.db import Database

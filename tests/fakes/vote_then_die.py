@@ -13,10 +13,10 @@ import signal
 import sys
 
 from bot.actors import Actor, Role
-from bot.app import open_services
 from bot.approvals.policy import Policy
 from bot.approvals.workflow import vote
 from bot.settings import load_settings
+from bot.wiring import open_services
 
 
 async def main(approval_id: str, name: str) -> None:

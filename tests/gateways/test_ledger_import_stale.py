@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.app import Services
 from bot.demo.dataset import demo_data
 from bot.gateways.base import GatewayError, LookupQuery
 from bot.gateways.ledger import Forwarder, LedgerGateway
 from bot.gateways.ledger_import import LedgerImportError, import_data, import_file
 from bot.money import Money
+from bot.services import Services
 from bot.store.tables import LedgerCharge, LedgerRefund, LedgerSubscription
 from tests.conftest import REPO, say
 from tests.fakes.forward_server import forward_endpoint

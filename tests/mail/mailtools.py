@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.app import Services
 from bot.mail.message import build_message
 from bot.mail.outbox import queue
+from bot.services import Services
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n\x00\xff binary tail\n%%EOF\n"
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from bot.actors import Actor
-from bot.app import Services
 from bot.cards.model import Reply
+from bot.services import Services
 from bot.store.tables import EmailRow, LedgerCustomer, PortalGrant
 from tests.conftest import say
 

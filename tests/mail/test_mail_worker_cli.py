@@ -10,9 +10,9 @@ import sys
 import time
 
 from bot import jobs
-from bot.app import open_services
 from bot.mail.outbox import SENT, status
 from bot.settings import Settings
+from bot.wiring import open_services
 from tests.conftest import REPO
 from tests.mail.mailtools import queue_receipt
 

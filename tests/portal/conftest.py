@@ -10,9 +10,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from bot.app import Services
+from bot.billing_links import issue_link
 from bot.portal.app import COOKIE
-from bot.portal.links import issue_link
+from bot.services import Services
 from bot.web import create_app
 
 BASE = "http://localhost:8000"  # the default portal.base_url

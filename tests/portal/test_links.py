@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
+from bot.billing_links import issue_link, token
 from bot.keys import signing_key
 from bot.portal.app import LINK_FAILURES_PER_HOUR
-from bot.portal.links import issue_link, token
 from bot.store.tables import AuditEntry, PortalGrant
 from tests.portal.conftest import JANE, JOHN, open_as, path_of, session_cookie
 

@@ -22,8 +22,8 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from bot.app import Services
-from bot.portal.links import issue_link
+from bot.billing_links import issue_link
+from bot.services import Services
 from bot.settings import PortalSettings
 from bot.store.tables import Notification, VerificationCode
 from bot.web import create_app

@@ -18,11 +18,11 @@ from starlette.applications import Starlette
 
 from bot import jobs
 from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.app import Services
+from bot.billing_links import issue_link
 from bot.cards.model import Reply
 from bot.commands import Context, dispatch
 from bot.portal.app import COOKIE
-from bot.portal.links import issue_link
+from bot.services import Services
 from bot.store.tables import PortalSession
 from bot.web import create_app
 from tests.commands.test_customer import code_from_mail

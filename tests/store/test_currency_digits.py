@@ -14,7 +14,6 @@ from babel.numbers import get_currency_precision
 from sqlalchemy import select, text, update
 
 from bot.actors import Actor, Role
-from bot.app import open_services
 from bot.audit.log import AuditRecord, export, record, verify
 from bot.cli import main
 from bot.currency_digits import ISO_SOURCE, StoredDigitsChanged
@@ -23,6 +22,7 @@ from bot.money import Money
 from bot.settings import Settings
 from bot.store.db import Database, alembic_config
 from bot.store.tables import AuditEntry, CurrencyDigits, LedgerCharge, LedgerCustomer
+from bot.wiring import open_services
 
 pytestmark = pytest.mark.storage
 

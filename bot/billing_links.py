@@ -1,5 +1,9 @@
 """Billing-page links: `<base_url>/portal/l/<grant>.<expiry>.<signature>`.
 
+Core, not part of the portal door: commands and document emails issue links,
+emails are filled in with them at send time (`bot/mail/placeholders.py`), and
+the portal (`bot/portal/app.py`) opens them.
+
 The link carries no customer data: only the ID of a `portal_grants` row (which
 holds the email), its expiry, and an HMAC-SHA256 over both with the
 deployment's key (`bot/keys.py`). A forged or altered link fails the signature;
@@ -22,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app import Services
 from bot.errors import UserError
 from bot.keys import signing_key
+from bot.services import Services
 from bot.store.tables import PortalGrant, PortalSession
 
 

@@ -1,69 +1,23 @@
-"""The services every command needs, opened once per process."""
+"""Wiring: opens the stores, chooses the gateways and the listeners. Only entry points import it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
-from bot.actors import Actor
 from bot.approvals.budget import Budgets
 from bot.approvals.policy import Policy, load_policy
 from bot.currency_digits import check_currency_digits
-from bot.documents.config import Branding, TaxConfig, load_branding, load_tax
+from bot.documents.config import load_branding, load_tax
 from bot.gateways.base import Gateway
 from bot.gateways.ledger import Forwarder, LedgerGateway
 from bot.gateways.registry import Gateways, plugin_factories
-from bot.listeners import Listener
-from bot.settings import Settings
+from bot.services import Listener, Services
+from bot.settings import ConfigError, Settings
 from bot.store import redis as redis_store
 from bot.store.db import Database
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    redis: aioredis.Redis
-    gateways: Gateways
-    policy: Policy
-    budgets: Budgets
-    # React to money that moved (webhook events, executed actions): see bot/listeners.py.
-    listeners: list[Listener] = field(default_factory=list)
-    branding: Branding = field(default_factory=Branding)
-    tax: TaxConfig = field(default_factory=TaxConfig)
-    # Called with (approval_id, actor) after a request's state changes, so every
-    # chat platform showing it can redraw it, whichever platform decided.
-    decision_hooks: list[Callable[[str, Actor], Awaitable[None]]] = field(default_factory=list)
-    _engine: redis_store.EmbeddedEngine | None = field(default=None, repr=False)
-
-    async def announce(self, approval_id: str, actor: Actor) -> None:
-        """Tell every decision hook; a failing hook is logged, never undoes the decision."""
-        for hook in self.decision_hooks:
-            try:
-                await hook(approval_id, actor)
-            except Exception:
-                log.exception(
-                    "decision hook %s failed for %s",
-                    getattr(hook, "__qualname__", hook),
-                    approval_id,
-                )
-
-    def key(self, *parts: str) -> str:
-        """A Redis key in this deployment's namespace."""
-        return self.settings.redis_prefix + ":".join(parts)
-
-    async def close(self) -> None:
-        await self.gateways.close()
-        await self.redis.aclose()
-        await self.db.close()
-        if self._engine is not None:
-            self._engine.stop()
 
 
 def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
@@ -72,8 +26,6 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
         forwarder = None
         if settings.ledger.forward_url is not None:
             if settings.ledger.forward_secret is None:
-                from bot.settings import ConfigError
-
                 raise ConfigError("ledger.forward_secret: required when ledger.forward_url is set")
             forwarder = Forwarder(
                 url=str(settings.ledger.forward_url),
@@ -84,6 +36,7 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
             LedgerGateway(db, forwarder=forwarder, max_charges=settings.lookup.max_charges)
         )
     if settings.stripe.api_key is not None:
+        # Imported when configured: each SDK costs start-up time.
         from bot.gateways.stripe import StripeGateway
 
         gateways.append(StripeGateway(settings.stripe, max_charges=settings.lookup.max_charges))
@@ -95,6 +48,15 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
         log.info("loading gateway plugin %s", name)
         gateways.append(factory(settings=settings, db=db))
     return gateways
+
+
+def configured_listeners() -> list[Listener]:
+    """What reacts to money that moved: documents (receipts, credit notes) today."""
+    # Imported when services open, not when an entry point loads: documents pull in
+    # PDF rendering, which `chargedesk` commands that never open services must not pay for.
+    from bot.documents.automatic import DocumentListener
+
+    return [DocumentListener()]
 
 
 async def open_services(
@@ -120,9 +82,6 @@ async def open_services(
         raise
     client, engine = await redis_store.connect(settings.redis_url, Path(settings.data_dir))
     chosen = gateways if gateways is not None else configured_gateways(settings, db)
-    # Imported here: the documents package builds on Services.
-    from bot.documents.automatic import DocumentListener
-
     return Services(
         settings=settings,
         db=db,
@@ -132,6 +91,6 @@ async def open_services(
         budgets=Budgets(client, settings.redis_prefix),
         branding=branding,
         tax=tax,
-        listeners=[DocumentListener()],
+        listeners=configured_listeners(),
         _engine=engine,
     )
