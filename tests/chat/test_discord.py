@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,12 +166,14 @@ def interaction(
     return payload
 
 
-@pytest.fixture
-async def discord_bot(services: Services, api: DiscordAPI) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def running_bot(services: Services, api: DiscordAPI, **extra: Any) -> AsyncIterator[Harness]:
+    """The bot logged in to the fake API, with the test guild's roles and channels (+ `extra`)."""
     base = discord.http.Route.BASE
     settings = DiscordSettings(
         token="fake-token", guild_ids=[int(GUILD_ID)], agent_roles=[AGENT_ROLE],
         manager_roles=["Billing Managers"], support_channels=[int(SUPPORT)], api_base=api.base_url,
+        **extra,
     )  # fmt: skip
     bot = DiscordBot(settings, services)
     try:
@@ -179,6 +182,12 @@ async def discord_bot(services: Services, api: DiscordAPI) -> AsyncIterator[Harn
     finally:
         await bot.close()
         discord.http.Route.BASE = base
+
+
+@pytest.fixture
+async def discord_bot(services: Services, api: DiscordAPI) -> AsyncIterator[Harness]:
+    async with running_bot(services, api) as harness:
+        yield harness
 
 
 def custom_ids(body: dict[str, Any]) -> list[str]:

@@ -13,32 +13,28 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import discord
 import pytest
 from sqlalchemy import update
 
 from bot.actors import SYSTEM, Role
 from bot.approvals.executor import recover
 from bot.approvals.workflow import State, expire_due, get, now
-from bot.chat.discord import DiscordBot
 from bot.services import Services
-from bot.settings import DiscordSettings
 from bot.store.tables import ApprovalRow
 from tests.chat import test_discord
 from tests.chat.test_discord import (
     AGENT,
-    AGENT_ROLE,
     INTERNAL,
     MANAGER,
-    SUPPORT,
     Harness,
     custom_ids,
     refunded,
+    running_bot,
     shown,
     stored_places,
 )
 from tests.conftest import person, say
-from tests.fakes.discord_api import GUILD_ID, Call, DiscordAPI
+from tests.fakes.discord_api import Call, DiscordAPI
 
 pytestmark = [pytest.mark.storage, pytest.mark.approvals]
 
@@ -53,19 +49,8 @@ POST = "/channels/{channel_id}/messages"
 @pytest.fixture
 async def discord_bot(services: Services, api: DiscordAPI) -> AsyncIterator[Harness]:
     """The Discord tests' bot, with an approvals channel: every request has two copies."""
-    base = discord.http.Route.BASE
-    settings = DiscordSettings(
-        token="fake-token", guild_ids=[int(GUILD_ID)], agent_roles=[AGENT_ROLE],
-        manager_roles=["Billing Managers"], support_channels=[int(SUPPORT)],
-        approvals_channel=int(APPROVALS), api_base=api.base_url,
-    )  # fmt: skip
-    bot = DiscordBot(settings, services)
-    try:
-        await bot.login("fake-token")
-        yield Harness(bot, api, services)
-    finally:
-        await bot.close()
-        discord.http.Route.BASE = base
+    async with running_bot(services, api, approvals_channel=int(APPROVALS)) as harness:
+        yield harness
 
 
 async def posted_request(d: Harness) -> tuple[str, dict[str, dict[str, Any]]]:
