@@ -19,14 +19,12 @@ from bot import jobs
 from bot.approvals.policy import Policy
 from bot.approvals.workflow import State, get
 from bot.demo.dataset import load_demo
-from bot.gateways.ledger import Forwarder, LedgerGateway
-from bot.gateways.registry import Gateways
 from bot.mail.outbox import SENT, status
 from bot.services import Services
 from bot.settings import Settings
 from bot.wiring import open_services
 from tests.conftest import say
-from tests.fakes.forward_server import forward_endpoint
+from tests.fakes.forward_server import forwarding_ledger
 from tests.mail.mailtools import queue_receipt, with_mail
 
 pytestmark = [pytest.mark.storage, pytest.mark.approvals]
@@ -126,12 +124,7 @@ async def test_an_execution_left_in_progress_is_finished_once_redis_is_back(
 ):
     """The gateway's answer was lost (outcome unknown), then Redis went away: nobody runs
     `chargedesk recover`, yet the refund is finished, once, with its original key."""
-    secret = "forward-secret-123456"
-    with forward_endpoint(secret) as endpoint:
-        ledger = LedgerGateway(
-            bot.db, forwarder=Forwarder(url=endpoint.url, secret=secret, timeout=5)
-        )
-        bot.gateways = Gateways([ledger], timeout=5)
+    async with forwarding_ledger(bot) as endpoint:
         request = await say(bot, agent, f"refund {CHARGE} 80 reason: duplicate charged twice")
         endpoint.status_code, endpoint.answer = 503, {"status": "failed"}
         approved = await say(bot, manager, f"approve {request.approval.id}")
@@ -154,7 +147,6 @@ async def test_an_execution_left_in_progress_is_finished_once_redis_is_back(
         finally:
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
-            await ledger.close()
     assert {p["idempotency_key"] for p in endpoint.received} == {request.approval.id}
     assert len(endpoint.done) == 1
 

@@ -154,16 +154,9 @@ async def test_unknown_outcome_stays_executing_and_recovery_finishes_it_once(
     services, agent, manager
 ):
     """The business endpoint fails mid-request: never marked failed, retried with the same key."""
-    from bot.gateways.ledger import Forwarder
-    from bot.gateways.registry import Gateways
-    from tests.fakes.forward_server import forward_endpoint
+    from tests.fakes.forward_server import forwarding_ledger
 
-    secret = "forward-secret-123456"
-    with forward_endpoint(secret) as endpoint:
-        ledger = LedgerGateway(
-            services.db, forwarder=Forwarder(url=endpoint.url, secret=secret, timeout=5)
-        )
-        services.gateways = Gateways([ledger], timeout=5)
+    async with forwarding_ledger(services) as endpoint:
         approval = await pending_refund(services, agent)
         endpoint.status_code, endpoint.answer = 503, {"status": "failed"}
         reply = await say(services, manager, f"approve {approval}")
@@ -172,7 +165,6 @@ async def test_unknown_outcome_stays_executing_and_recovery_finishes_it_once(
         assert await refund_rows(services) == 0
         endpoint.status_code, endpoint.answer = 200, {"status": "succeeded"}
         recovered = await recover(services, older_than=timedelta(0))
-        await ledger.close()
     assert [v.state for v in recovered] == [State.succeeded]
     assert await refund_rows(services) == 1
     assert {p["idempotency_key"] for p in endpoint.received} == {approval}

@@ -19,13 +19,11 @@ from bot import jobs
 from bot.approvals.executor import execute, recover
 from bot.approvals.service import decide
 from bot.approvals.workflow import ActionRequest, State, create, get, vote
-from bot.gateways.ledger import Forwarder, LedgerGateway
-from bot.gateways.registry import Gateways
 from bot.money import Money
 from bot.services import Services
 from bot.store.tables import AuditEntry, LedgerRefund
 from tests.conftest import REPO, say
-from tests.fakes.forward_server import forward_endpoint
+from tests.fakes.forward_server import forwarding_ledger
 
 pytestmark = pytest.mark.approvals
 
@@ -206,12 +204,7 @@ async def test_an_automatic_refund_that_recovery_finds_stale_gives_the_budget_ba
 async def test_an_automatic_refund_that_recovery_fails_after_a_crash_gives_the_budget_back(
     services, agent, policy
 ):
-    secret = "forward-secret-123456"
-    with forward_endpoint(secret) as endpoint:
-        ledger = LedgerGateway(
-            services.db, forwarder=Forwarder(url=endpoint.url, secret=secret, timeout=5)
-        )
-        services.gateways = Gateways([ledger], timeout=5)
+    async with forwarding_ledger(services) as endpoint:
         # What `submit` leaves when the process dies right after recording an automatic
         # refund: the budget spent, the request approved, nothing run.
         amount = Money(minor=3000, currency="EUR")
@@ -228,7 +221,6 @@ async def test_an_automatic_refund_that_recovery_fails_after_a_crash_gives_the_b
         endpoint.answer = {"status": "failed", "code": "closed", "message": "account closed"}
 
         [failed] = await recover(services, older_than=NOW)
-        await ledger.close()
 
     assert failed.state == State.failed
     assert await services.budgets.spent(agent.key, "EUR") == 0

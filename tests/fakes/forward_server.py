@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bot.gateways.ledger import SIGNATURE_HEADER, sign
+from bot.gateways.ledger import SIGNATURE_HEADER, Forwarder, LedgerGateway, sign
+from bot.gateways.registry import Gateways
+from bot.services import Services
 
 
 @dataclass
@@ -80,3 +82,19 @@ def forward_endpoint(secret: str) -> Iterator[ForwardEndpoint]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@asynccontextmanager
+async def forwarding_ledger(
+    services: Services, secret: str = "forward-secret-123456"
+) -> AsyncIterator[ForwardEndpoint]:
+    """The ledger as the only gateway, forwarding every action to a signing endpoint."""
+    with forward_endpoint(secret) as endpoint:
+        ledger = LedgerGateway(
+            services.db, forwarder=Forwarder(url=endpoint.url, secret=secret, timeout=5)
+        )
+        services.gateways = Gateways([ledger], timeout=5)
+        try:
+            yield endpoint
+        finally:
+            await ledger.close()

@@ -194,3 +194,15 @@ async def test_migration_records_the_digits_existing_amounts_were_written_with(
     assert set(rows) == {"HUF", "JPY"}  # only what the store holds; the start adds the rest
     assert rows["HUF"].digits == get_currency_precision("HUF")  # what wrote them
     assert rows["HUF"].source.startswith("Babel ")
+
+
+async def test_keep_or_convert_of_an_unknown_or_hostile_code_changes_nothing(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    _operator_env(monkeypatch, settings)
+    for code in ("XYZ", "HUF'; DROP TABLE currency_digits; --", "EUR\r\nX"):
+        assert await cli(["db", "currencies", "--convert", code]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    async with db.read() as s:
+        assert len(list(await s.scalars(select(CurrencyDigits)))) == len(DIGITS)
