@@ -52,12 +52,12 @@ async def test_the_worker_process_sends_queued_email_until_stopped(tmp_path, pol
         try:
             email_id = await queue_receipt(services)
             await jobs.enqueue_email(services, email_id)
-            eml = data / "outbox" / f"{email_id}.eml"
-            while not eml.exists():
+            # The worker writes the file, then records SENT: wait for the record, the later of the two.
+            while (await status(services.db, email_id)).state != SENT:
                 assert time.monotonic() < deadline, "the email was not sent"
                 await asyncio.sleep(0.1)
+            eml = data / "outbox" / f"{email_id}.eml"
             assert b"X-ChargeDesk-Document: R-2026-0001" in eml.read_bytes()
-            assert (await status(services.db, email_id)).state == SENT
         finally:
             await services.close()
     finally:
