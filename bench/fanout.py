@@ -1,6 +1,6 @@
 """Lookup fan-out across the ledger, Stripe and PayPal, each behind injected latency.
 
-Stripe and PayPal are our HTTP-level emulators (tests/fakes/) driven by the
+Stripe and PayPal are our HTTP-level emulators (chargedesk_emulators) driven by the
 official SDKs, with every API request held for D ms. One lookup makes several
 requests per gateway, so each gateway alone takes some multiple of D; the
 fan-out should take about as long as the slowest of them (goal: within 1.3x),
@@ -26,10 +26,9 @@ from bot.gateways.base import Gateway, LookupQuery
 from bot.gateways.paypal import PayPalGateway
 from bot.gateways.registry import Gateways
 from bot.gateways.stripe import StripeGateway
-from tests.fakes.paypal_api import PayPalEmulator, paypal_api
-from tests.fakes.paypal_env import paypal_settings
-from tests.fakes.stripe_api import StripeEmulator
-from tests.fakes.stripe_env import stripe_settings
+from bot.settings import PayPalSettings, StripeSettings
+from chargedesk_emulators.paypal import PayPalEmulator, paypal_api
+from chargedesk_emulators.stripe import StripeEmulator
 
 EMAIL = "fan.out@example.com"
 CHARGES = 20
@@ -76,8 +75,22 @@ async def main() -> int:
                 await add_customer(services, customer_id="cus_fan", email=EMAIL, charges=CHARGES)
                 each: list[Gateway] = [
                     services.gateways.get("ledger"),
-                    StripeGateway(stripe_settings(stripe.url, stripe.api_key or "sk_test_bench")),
-                    PayPalGateway(paypal_settings(paypal), backoff=0.01),
+                    StripeGateway(
+                        StripeSettings(
+                            api_key=stripe.api_key or "sk_test_bench",
+                            base_url=stripe.url,
+                            timeout=5,
+                        )
+                    ),
+                    PayPalGateway(
+                        PayPalSettings(
+                            client_id=paypal.client_id,
+                            client_secret=paypal.client_secret,
+                            base_url=paypal.base_url,
+                            timeout=5,
+                        ),
+                        backoff=0.01,
+                    ),
                 ]
                 services.gateways = Gateways(each, timeout=30)
                 query = LookupQuery.parse(EMAIL)

@@ -16,7 +16,7 @@ httpx's ASGITransport, interleaved one by one in the same event loop:
 - `bare bolt, process_before_response`: the same with the ack awaited inline,
   the setting ChargeDesk uses.
 
-All three talk to the fake Slack Web API of tests/fakes (auth.test once, the
+All three talk to the Slack Web API emulator (chargedesk_emulators.slack) (auth.test once, the
 cards), so run it from a checkout. Goal: ChargeDesk's p99 under 50 ms and
 within 1.5x of the bare app's. Exit status 1 if a card was not posted for
 every request or a goal is missed.
@@ -53,7 +53,7 @@ from bot.gateways.base import Capability, Gateway, LookupQuery
 from bot.models import Customer, GatewayProfile
 from bot.settings import SlackSettings
 from bot.web import create_app
-from tests.fakes.slack_api import TEAM_ID, SlackAPI, slack_api
+from chargedesk_emulators.slack import TEAM_ID, SlackAPI, slack_api
 
 SECRET = "bench-signing-secret-0123456789ab"
 AGENT = "U0BENCHAGNT"

@@ -42,14 +42,23 @@ def _uv() -> str:
     return found
 
 
-def _pyproject() -> dict:
-    with (REPO / "pyproject.toml").open("rb") as file:
+def _pyproject(folder: Path = REPO) -> dict:
+    with (folder / "pyproject.toml").open("rb") as file:
         return tomllib.load(file)["project"]
 
 
+def _workspace_members() -> dict[NormalizedName, Path]:
+    """The workspace's own projects (the emulators): installed from the checkout, not pinned."""
+    with (REPO / "pyproject.toml").open("rb") as file:
+        members = tomllib.load(file)["tool"]["uv"]["workspace"]["members"]
+    return {canonicalize_name(_pyproject(REPO / m)["name"]): REPO / m for m in members}
+
+
 def _declared(extras: set[str] | None) -> list[Requirement]:
-    """pyproject's base dependencies plus `extras` (None: all), the project's own extras unfolded."""
+    """pyproject's base dependencies plus `extras` (None: all), the project's own extras and the
+    workspace members' dependencies unfolded."""
     project = _pyproject()
+    members = _workspace_members()
     optional: dict[str, list[str]] = project["optional-dependencies"]
     wanted = list(optional) if extras is None else sorted(extras)
     found = [Requirement(line) for line in project["dependencies"]]
@@ -61,8 +70,11 @@ def _declared(extras: set[str] | None) -> list[Requirement]:
         seen.add(extra)
         for line in optional[extra]:
             requirement = Requirement(line)
-            if canonicalize_name(requirement.name) == canonicalize_name(project["name"]):
+            name = canonicalize_name(requirement.name)
+            if name == canonicalize_name(project["name"]):
                 wanted.extend(requirement.extras)  # e.g. test = ["chargedesk-bot[embedded]"]
+            elif name in members:
+                found.extend(Requirement(dep) for dep in _pyproject(members[name])["dependencies"])
             else:
                 found.append(requirement)
     return found
@@ -119,6 +131,14 @@ def test_requirements_files_hold_every_declared_dependency(name: str) -> None:
         assert requirement.specifier.contains(pins[key], prereleases=True), (
             f"requirements/{name} pins {key}=={pins[key]}, outside {requirement}: {REFRESH}"
         )
+
+
+def test_the_test_install_names_the_emulators_it_installs_from_the_checkout() -> None:
+    # pip cannot hash a folder, so the export leaves the emulators out and says how to add them.
+    header = (REQUIREMENTS / "test.txt").read_text().splitlines()[1]
+    assert header.endswith("pip install --no-deps -e . -e ./emulators")
+    assert "chargedesk-emulators" not in _pinned(REQUIREMENTS / "test.txt")
+    assert "-e . -e ./emulators" in (REPO / "README.md").read_text()
 
 
 def test_the_server_install_has_no_embedded_engine() -> None:

@@ -37,8 +37,8 @@ from bot.portal.redact import RedactLinks
 from bot.services import Services
 from bot.store.tables import Base
 from bot.web import create_app
+from chargedesk_emulators.smtp import FakeSmtp, smtp_server
 from tests.conftest import REPO
-from tests.fakes.smtp_server import FakeSmtp, smtp_server
 from tests.mail.mailtools import with_mail
 from tests.portal.conftest import BASE, JANE, path_of
 from tests.test_cli_run import free_port

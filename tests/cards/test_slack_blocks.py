@@ -15,7 +15,7 @@ from bot.cards.slack import (
     reply_messages,
 )
 from bot.commands.forms import Choice, Form, FormField
-from tests.fakes.slack_api import block_kit_problems, view_problems
+from chargedesk_emulators.slack import block_kit_problems, view_problems
 
 
 def elements(blocks: list[dict]) -> list[dict]:

@@ -29,8 +29,7 @@ from bot.commands.forms import refund_form
 from bot.services import Services
 from bot.settings import DiscordSettings
 from bot.store.tables import ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
-from tests.chat.mailbox import code_in_outbox
-from tests.fakes.discord_api import (
+from chargedesk_emulators.discord import (
     APPLICATION_ID,
     CALLBACK,
     EMBED_TOTAL,
@@ -39,6 +38,7 @@ from tests.fakes.discord_api import (
     DiscordAPI,
     discord_api,
 )
+from tests.chat.mailbox import code_in_outbox
 
 pytestmark = pytest.mark.storage
 

@@ -21,6 +21,7 @@ from bot.approvals.executor import recover
 from bot.approvals.workflow import State, expire_due, get, now
 from bot.services import Services
 from bot.store.tables import ApprovalRow
+from chargedesk_emulators.discord import Call, DiscordAPI
 from tests.chat import test_discord
 from tests.chat.test_discord import (
     AGENT,
@@ -34,7 +35,6 @@ from tests.chat.test_discord import (
     stored_places,
 )
 from tests.conftest import person, say
-from tests.fakes.discord_api import Call, DiscordAPI
 
 pytestmark = [pytest.mark.storage, pytest.mark.approvals]
 

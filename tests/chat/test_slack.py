@@ -38,9 +38,9 @@ from bot.services import Services
 from bot.settings import SlackSettings
 from bot.store.tables import ApprovalRow, ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
 from bot.web import create_app
+from chargedesk_emulators.slack import DATA, TEAM_ID, Call, SlackAPI, block_kit_problems, slack_api
 from tests.chat.mailbox import code_in_outbox
 from tests.conftest import REPO
-from tests.fakes.slack_api import DATA, TEAM_ID, Call, SlackAPI, block_kit_problems, slack_api
 
 pytestmark = pytest.mark.storage
 
@@ -1003,7 +1003,7 @@ async def test_the_billing_page_link_is_a_link_button_that_runs_nothing(slack):
 
 async def test_the_bots_own_question_card_in_a_helpdesk_channel_gets_no_lookup(slack):
     """Bolt drops the app's own messages, so a question card is not answered with a lookup."""
-    from tests.fakes.slack_api import BOT_ID, BOT_USER
+    from chargedesk_emulators.slack import BOT_ID, BOT_USER
 
     await slack.event({
         "type": "message", "channel": HELPDESK, "user": BOT_USER, "bot_id": BOT_ID,

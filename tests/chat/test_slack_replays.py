@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from bot.services import Services
 from bot.store.tables import ApprovalRow, Delivery
+from chargedesk_emulators.slack import Call
 from tests.chat import test_slack
 from tests.chat.test_slack import (
     AGENT,
@@ -32,7 +33,6 @@ from tests.chat.test_slack import (
     refunded,
     trigger,
 )
-from tests.fakes.slack_api import Call
 
 pytestmark = [pytest.mark.storage, pytest.mark.approvals]
 

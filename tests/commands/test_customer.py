@@ -28,7 +28,7 @@ from bot.gateways.registry import Gateways
 from bot.models import Customer, GatewayProfile
 from bot.services import Services
 from bot.store.tables import AuditEntry, DocumentRow, VerificationCode
-from tests.fakes.smtp_server import FakeSmtp, smtp_server
+from chargedesk_emulators.smtp import FakeSmtp, smtp_server
 from tests.mail.mailtools import with_mail
 
 pytestmark = pytest.mark.storage

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from bot.gateways.base import Capability
 from bot.gateways.paypal import PayPalGateway
 from bot.settings import PayPalSettings
-from tests.fakes.paypal_api import PayPalEmulator, paypal_api
+from chargedesk_emulators.paypal import PayPalEmulator, paypal_api
 from tests.gateways.contract import ContractEnv
 
 EMAIL = "jane.doe@example.com"

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from bot.gateways.stripe import StripeGateway
 from bot.settings import StripeSettings
-from tests.fakes.stripe_api import StripeEmulator
+from chargedesk_emulators.stripe import StripeEmulator
 from tests.gateways.contract import ContractEnv
 
 WEBHOOK_SECRET = "whsec_chargedesk_contract_tests"

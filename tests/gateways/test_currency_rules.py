@@ -12,7 +12,7 @@ from bot.gateways.stripe import THREE_DECIMAL, ZERO_DECIMAL, stripe_exponent
 from bot.iso4217 import MINOR_UNITS
 from bot.money import Money
 
-DATA = Path(__file__).parents[1] / "fakes" / "data" / "currencies"
+DATA = Path(__file__).parent / "data" / "currencies"
 STRIPE = json.loads((DATA / "stripe.json").read_text())
 PAYPAL = json.loads((DATA / "paypal.json").read_text())
 

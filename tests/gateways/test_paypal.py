@@ -22,7 +22,7 @@ from bot.gateways.paypal import (
 )
 from bot.models import ChargeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import Money, MoneyError
-from tests.fakes.paypal_api import PayPalEmulator, paypal_api, schema_problems
+from chargedesk_emulators.paypal import PayPalEmulator, paypal_api, schema_problems
 from tests.fakes.paypal_env import EMAIL, Seeded, paypal_settings, seed_contract_payer
 
 

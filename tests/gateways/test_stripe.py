@@ -34,7 +34,7 @@ from bot.gateways.stripe import (
 )
 from bot.models import ChargeStatus, DisputeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import Money
-from tests.fakes.stripe_api import StripeEmulator, sign
+from chargedesk_emulators.stripe import StripeEmulator, sign
 from tests.fakes.stripe_env import (
     WEBHOOK_SECRET,
     FakeStripe,

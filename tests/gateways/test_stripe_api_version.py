@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bot.gateways.base import LookupQuery
 from bot.gateways.stripe import STRIPE_API_VERSION, StripeGateway
 from bot.money import Money
-from tests.fakes.stripe_api import StripeEmulator
+from chargedesk_emulators.stripe import StripeEmulator
 from tests.fakes.stripe_env import stripe_settings
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""Email fixtures: a real SMTP server on 127.0.0.1 (tests/fakes/smtp_server.py)."""
+"""Email fixtures: a real SMTP server on 127.0.0.1 (chargedesk_emulators.smtp)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.fakes.smtp_server import FakeSmtp, smtp_server
+from chargedesk_emulators.smtp import FakeSmtp, smtp_server
 
 
 @pytest.fixture

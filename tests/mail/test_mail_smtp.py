@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from bot.mail.message import build_message
 from bot.mail.outbox import FAILED, SENT, RetryLater, deliver, queue, status
 from bot.store.tables import EmailRow
-from tests.fakes.smtp_server import smtp_server
+from chargedesk_emulators.smtp import smtp_server
 from tests.mail.mailtools import PDF, queue_receipt, with_mail
 
 pytestmark = pytest.mark.storage

@@ -25,8 +25,8 @@ from bot.portal.app import COOKIE
 from bot.services import Services
 from bot.store.tables import PortalSession
 from bot.web import create_app
+from chargedesk_emulators.smtp import FakeSmtp, smtp_server
 from tests.commands.test_customer import code_from_mail
-from tests.fakes.smtp_server import FakeSmtp, smtp_server
 from tests.mail.mailtools import with_mail
 from tests.portal.conftest import BASE, JANE, JOHN, form_page, path_of, post
 

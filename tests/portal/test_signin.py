@@ -14,7 +14,7 @@ from bot.portal.app import CODE_SENDS_PER_HOUR
 from bot.settings import PortalSettings
 from bot.store.tables import AuditEntry
 from bot.web import create_app
-from tests.fakes.smtp_server import FakeSmtp, smtp_server
+from chargedesk_emulators.smtp import FakeSmtp, smtp_server
 from tests.mail.mailtools import with_mail
 from tests.portal.conftest import BASE, JANE, form_page, open_as, post, session_cookie
 

@@ -2,7 +2,7 @@
 
 Each output keeps only the operations the emulator serves, and the components
 they reference, from PayPal's published descriptions (Apache-2.0, see LICENSE
-and SOURCE). Run: `python tests/fakes/data/paypal/extract.py /path/to/specs/paypal`.
+and SOURCE). Run: `python emulators/chargedesk_emulators/data/paypal/extract.py /path/to/specs/paypal`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MODIFIED = (
-    "Pruned by ChargeDesk (tests/fakes/data/paypal/extract.py) to the operations its test "
+    "Pruned by ChargeDesk (emulators/chargedesk_emulators/data/paypal/extract.py) to the operations its test "
     "emulator serves, with the corrections listed there; original: "
     "paypal/paypal-rest-api-specifications (see SOURCE), Apache-2.0 (see LICENSE)."
 )

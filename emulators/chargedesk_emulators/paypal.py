@@ -6,8 +6,8 @@ Orders v2 read that ties them to a payer, Billing Subscriptions v1, Transaction
 Search (at most 31 days per request), Invoicing v2 (search, read, send) and
 webhook signature verification. Errors carry PayPal's own `name` and
 `details[].issue`; every answer carries a `Paypal-Debug-Id` header. What it
-answers is checked against PayPal's OpenAPI descriptions (tests/fakes/data/paypal)
-by tests/fakes/test_paypal_api.py.
+answers is checked against PayPal's OpenAPI descriptions (emulators/chargedesk_emulators/data/paypal)
+by tests/emulators/test_paypal_emulator.py.
 
 State is seeded through Python methods (`add_payer`, `add_capture`, ...), never
 over HTTP, so the gateway cannot reach anything PayPal itself would not offer.
@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.fakes.serve import serving
+from chargedesk_emulators.serve import command_line, serving
 
 # PayPal takes these in whole units, whatever ISO 4217 says (HUF and TWD have 2 there).
 ZERO_DECIMAL = frozenset({"HUF", "JPY", "TWD"})
@@ -1531,7 +1531,7 @@ def paypal_api(**options: Any) -> Iterator[PayPalEmulator]:
 
 @cache
 def description(name: str) -> OpenAPI:
-    """One of PayPal's OpenAPI descriptions, as copied into tests/fakes/data/paypal."""
+    """One of PayPal's OpenAPI descriptions, as copied into emulators/chargedesk_emulators/data/paypal."""
     return OpenAPI.from_dict(json.loads((SCHEMAS / f"{name}.json").read_text()))
 
 
@@ -1576,3 +1576,23 @@ def schema_problems(exchanges: Iterable[Exchange], *, requests: bool = False) ->
                 except Exception as exc:
                     problems.append(f"request {label}: {exc.__cause__ or exc}")
     return problems
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve an empty PayPal until interrupted; prints the settings that point the bot at it."""
+    emulator = PayPalEmulator()
+
+    def started(url: str) -> list[str]:
+        emulator.base_url = url
+        return [
+            f"client id {emulator.client_id}, secret {emulator.client_secret}, webhook id {emulator.webhook_id}",
+            f"Try: CHARGEDESK_PAYPAL__CLIENT_ID={emulator.client_id} "
+            f"CHARGEDESK_PAYPAL__CLIENT_SECRET={emulator.client_secret} "
+            f"CHARGEDESK_PAYPAL__BASE_URL={url} chargedesk shell",
+        ]
+
+    command_line("PayPal", emulator.app(), started, argv)
+
+
+if __name__ == "__main__":
+    main()

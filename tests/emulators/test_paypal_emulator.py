@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.paypal_api import (
+from chargedesk_emulators.paypal import (
     Exchange,
     PayPalEmulator,
     now,

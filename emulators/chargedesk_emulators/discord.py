@@ -36,8 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.fakes.multipart import parse_form
-from tests.fakes.serve import serving
+from chargedesk_emulators.multipart import parse_form
+from chargedesk_emulators.serve import command_line, serving
 
 DATA = Path(__file__).parent / "data" / "discord"
 TOKEN = "fake-token"
@@ -265,6 +265,7 @@ class DiscordAPI:
         else:
             body = json.loads(raw) if raw and "json" in kind else None
         template = template_of(method, path)
+        unauthorized = False
         if template is None:
             problems.append(f"{method} {path}: not in Discord's API description")
         elif (
@@ -272,6 +273,7 @@ class DiscordAPI:
             and request.headers.get("authorization") != f"Bot {TOKEN}"
         ):
             problems.append(f"{method} {path}: without the bot token")
+            unauthorized = True
         if isinstance(body, dict):
             data = body.get("data") if template == CALLBACK else body
             if isinstance(data, dict):
@@ -282,8 +284,11 @@ class DiscordAPI:
                         problems.append(f"modal title of {len(data['title'])} characters")
         if files and template not in (CALLBACK, *MESSAGE_TEMPLATES):
             problems.append(f"{method} {path}: files sent where Discord takes none")
-        if template in self.failing:
-            answer: Any = {"message": "Missing Permissions", "code": 50013}
+        if unauthorized:
+            answer: Any = {"message": "401: Unauthorized", "code": 0}
+            status = 401
+        elif template in self.failing:
+            answer = {"message": "Missing Permissions", "code": 50013}
             status = 403
         else:
             answer, status = self._answer(method, path, template or "", body, files)
@@ -449,3 +454,21 @@ def discord_api() -> Iterator[DiscordAPI]:
     with serving(api.app(), "fake Discord API") as url:
         api.base_url = f"{url}/api/v10"
         yield api
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve Discord's HTTP API until interrupted."""
+    api = DiscordAPI()
+
+    def started(url: str) -> list[str]:
+        api.base_url = f"{url}/api/v10"
+        return [
+            f"HTTP API base {api.base_url}, bot token {TOKEN}",
+            f"Settings: CHARGEDESK_DISCORD__API_BASE={api.base_url} CHARGEDESK_DISCORD__TOKEN={TOKEN}",
+        ]
+
+    command_line("Discord", api.app(), started, argv)
+
+
+if __name__ == "__main__":
+    main()

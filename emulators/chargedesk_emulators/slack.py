@@ -45,8 +45,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.multipart import parse_form
-from tests.fakes.serve import serving
+from chargedesk_emulators.multipart import parse_form
+from chargedesk_emulators.serve import command_line, serving
 
 DATA = Path(__file__).parent / "data" / "slack"
 TEAM_ID = "T0CHARGE01"
@@ -609,3 +609,21 @@ def slack_api(**options: Any) -> Iterator[SlackAPI]:
     with serving(api.app(), "fake Slack API") as url:
         api.base_url = url
         yield api
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve Slack's Web API until interrupted; prints the bot token it accepts."""
+    api = SlackAPI()
+
+    def started(url: str) -> list[str]:
+        api.base_url = url
+        return [
+            f"Web API base {url}/api/, bot token {api.token}",
+            f"Settings: CHARGEDESK_SLACK__BASE_URL={url}/api/ CHARGEDESK_SLACK__BOT_TOKEN={api.token}",
+        ]
+
+    command_line("Slack", api.app(), started, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ when the portal was never configured), signed webhook deliveries, and faults
 on demand (fail, lose the answer to, or delay the next requests).
 
 Standalone, for the shell demo:
-    python -m tests.fakes.stripe_api --port 12111 --seed
+    python -m chargedesk_emulators.stripe --port 12111 --seed
 """
 
 from __future__ import annotations
@@ -2603,14 +2603,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     emulator = StripeEmulator(api_key=args.api_key)
     url = emulator.start(args.host, args.port)
-    print(f"Stripe emulator listening on {url}", flush=True)
     if args.seed:
         for what, object_id in emulator.seed_demo().items():
-            print(f"  {what}: {object_id}", flush=True)
+            print(f"{what}: {object_id}", flush=True)
     print(
         f"Try: CHARGEDESK_STRIPE__API_KEY=sk_test_x CHARGEDESK_STRIPE__BASE_URL={url} chargedesk shell",
         flush=True,
     )
+    print(f"Stripe emulator listening on {url}", flush=True)  # last: the banner is complete
     try:
         while True:
             time.sleep(3600)

@@ -5,7 +5,7 @@ published OpenAPI 2.0 description (MIT, see LICENSE and SOURCE), with the
 corrections listed in `correct()`, plus the methods Slack added after 2021 that
 the fake serves (`NEWER`, written from their reference pages on docs.slack.dev).
 `event_wrapper_schema.json` is copied as is.
-Run: `python tests/fakes/data/slack/extract.py /path/to/specs/slack`.
+Run: `python emulators/chargedesk_emulators/data/slack/extract.py /path/to/specs/slack`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MODIFIED = (
-    "Pruned by ChargeDesk (tests/fakes/data/slack/extract.py) to the methods its fake Slack "
+    "Pruned by ChargeDesk (emulators/chargedesk_emulators/data/slack/extract.py) to the methods its fake Slack "
     "Web API serves, with the corrections listed there; original: slackapi/slack-api-specs "
     "(see SOURCE), MIT (see LICENSE)."
 )

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import stripe
 
-from tests.fakes.stripe_api import StripeEmulator, load_fixtures, unflatten
+from chargedesk_emulators.stripe import StripeEmulator, load_fixtures, unflatten
 
 FIXTURES = load_fixtures()
 

@@ -7,7 +7,9 @@ to refuse for good), to take its time over DATA, and to require a login.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -86,9 +88,11 @@ class FakeSmtp:
 
 
 @asynccontextmanager
-async def smtp_server(*, login: tuple[str, str] | None = None) -> AsyncIterator[FakeSmtp]:
+async def smtp_server(
+    *, login: tuple[str, str] | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[FakeSmtp]:
     """A running server; with `login`, it offers AUTH (over plain TCP: a test server only)."""
-    fake = FakeSmtp(login=login)
+    fake = FakeSmtp(host=host, login=login)
     loop = asyncio.get_running_loop()
 
     def protocol() -> SMTP:
@@ -100,10 +104,40 @@ async def smtp_server(*, login: tuple[str, str] | None = None) -> AsyncIterator[
             loop=loop,
         )
 
-    server = await loop.create_server(protocol, fake.host, 0)
+    server = await loop.create_server(protocol, fake.host, port)
     fake.port = server.sockets[0].getsockname()[1]
     try:
         yield fake
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def _serve(host: str, port: int) -> None:
+    async with smtp_server(host=host, port=port) as fake:
+        print(f"Try: SMTP_URL={fake.url()} chargedesk worker", flush=True)
+        print(f"SMTP server listening on {fake.host}:{fake.port}", flush=True)  # last: banner done
+        seen = 0
+        while True:
+            await asyncio.sleep(0.2)
+            for received in fake.received[seen:]:
+                message = received.message
+                print(
+                    f"  accepted {message['Subject']!r} for {', '.join(received.rcpt_tos)}",
+                    flush=True,
+                )
+            seen = len(fake.received)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m chargedesk_emulators.smtp [--host H] [--port P]`: accept mail until interrupted."""
+    parser = argparse.ArgumentParser(description="A local SMTP server that accepts every message.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="default 0: a free port")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
