@@ -277,7 +277,7 @@ def _logging(settings: Settings, *, quiet: bool) -> None:
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.ERROR if quiet else logging.INFO)
     if quiet:  # the shell: one line per error on the terminal, tracebacks only in the file
-        from bot.chat.shell import terminal_log_handler
+        from bot.chat.shell.adapter import terminal_log_handler
 
         stderr = terminal_log_handler(Path(settings.data_dir) / "chargedesk.log")
     handlers.append(stderr)
@@ -303,7 +303,7 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
     from bot.actors import SYSTEM
     from bot.approvals.executor import recover
     from bot.approvals.workflow import expire_due
-    from bot.chat.shell import Shell, parse_identity
+    from bot.chat.shell.adapter import Shell, parse_identity
     from bot.demo.dataset import load_demo
     from bot.jobs import background_worker
 
@@ -537,7 +537,7 @@ def _slack(settings: Settings, args: argparse.Namespace) -> int:
                 "slack.app_token: required for --socket (CHARGEDESK_SLACK__APP_TOKEN=xapp-..., "
                 "an app-level token with the connections:write scope)"
             )
-        from bot.chat.slack import run_socket_mode
+        from bot.chat.slack.adapter import run_socket_mode
 
         asyncio.run(run_socket_mode(settings))
         return 0
@@ -552,7 +552,7 @@ def _slack(settings: Settings, args: argparse.Namespace) -> int:
 def _discord(settings: Settings) -> int:
     if settings.discord.token is None:
         raise ConfigError("discord.token: required (CHARGEDESK_DISCORD__TOKEN=<bot token>)")
-    from bot.chat.discord import run_discord
+    from bot.chat.discord.adapter import run_discord
 
     asyncio.run(run_discord(settings))
     return 0
@@ -572,7 +572,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         parts = [server.serve()]
         bot = None
         if settings.discord.token is not None:
-            from bot.chat.discord import DiscordBot
+            from bot.chat.discord.adapter import DiscordBot
 
             bot = DiscordBot(settings.discord, services)
             parts.append(bot.start(settings.discord.token.get_secret_value()))

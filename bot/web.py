@@ -76,7 +76,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     redact.install(loggers=redact.UVICORN_LOGGERS)
     slack = None
     if settings.slack.bot_token is not None and settings.slack.signing_secret is not None:
-        from bot.chat.slack import SlackBot  # slack-bolt is only imported when Slack is on
+        from bot.chat.slack.adapter import SlackBot  # slack-bolt is only imported when Slack is on
 
         slack = SlackBot(settings.slack)
 

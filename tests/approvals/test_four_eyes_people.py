@@ -9,7 +9,7 @@ import pytest
 
 from bot.actors import Actor, Role
 from bot.approvals.policy import Policy, load_policy
-from bot.chat.shell import Shell, parse_identity
+from bot.chat.shell.adapter import Shell, parse_identity
 from bot.services import Services
 from bot.settings import ConfigError
 from tests.conftest import REPO, say

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from bot.actors import Actor, Channel, Role
 from bot.audit.log import AuditFilter, query
-from bot.chat.discord import DiscordBot
+from bot.chat.discord.adapter import DiscordBot
 from bot.commands import Context
 from bot.commands.forms import refund_form
 from bot.services import Services

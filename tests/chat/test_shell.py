@@ -95,7 +95,7 @@ def test_terminal_cards_show_text_literally():
     from rich.console import Console
 
     from bot.cards.model import Card, Fact, Reply, Section, Table
-    from bot.cards.text import render
+    from bot.chat.shell.render import render
 
     out = io.StringIO()
     card = Card(
@@ -154,7 +154,7 @@ def pdf(path: Path) -> bool:
 async def test_a_receipt_is_saved_as_a_file_and_json_names_its_path(services, agent, tmp_path):
     import io
 
-    from bot.chat.shell import Shell
+    from bot.chat.shell.adapter import Shell
 
     out = io.StringIO()
     folder = tmp_path / "files"
@@ -174,7 +174,7 @@ async def test_a_receipt_is_saved_as_a_file_and_json_names_its_path(services, ag
 async def test_a_different_file_under_the_same_name_is_never_overwritten(services, agent, tmp_path):
     import io
 
-    from bot.chat.shell import Shell
+    from bot.chat.shell.adapter import Shell
 
     folder = tmp_path / "files"
     out = io.StringIO()
@@ -193,7 +193,7 @@ async def test_a_different_file_under_the_same_name_is_never_overwritten(service
 
 def test_a_file_name_cannot_leave_the_folder(tmp_path):
     from bot.cards.model import Attachment
-    from bot.chat.shell import save_file
+    from bot.chat.shell.adapter import save_file
 
     for name in ("../../escape.pdf", "/etc/passwd", "..", "sub/dir/x y.pdf"):
         path = save_file(tmp_path / "files", Attachment(name=name, content=b"x"))

@@ -30,7 +30,7 @@ from sqlalchemy import func, select, update
 
 from bot.approvals.workflow import now
 from bot.audit.log import AuditFilter, query
-from bot.chat.slack import SlackBot, find_references
+from bot.chat.slack.adapter import SlackBot, find_references
 from bot.gateways.base import Gateway, LookupQuery
 from bot.gateways.registry import Gateways
 from bot.models import GatewayProfile

@@ -9,7 +9,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from bot.cards.model import Reply
-from bot.cards.text import to_json
+from bot.chat.shell.render import to_json
 from bot.documents.config import load_tax
 from bot.documents.issue import find
 from bot.services import Services

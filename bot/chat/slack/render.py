@@ -1,7 +1,7 @@
 """Cards as Slack Block Kit messages, and forms as Slack modals, within Block Kit's limits.
 
 Pure functions: a neutral Card, Reply or Form in, JSON-ready dicts out. Nothing
-here calls Slack or knows billing; the adapter (bot/chat/slack.py) supplies the
+here calls Slack or knows billing; the adapter (adapter.py) supplies the
 dashboard links and the value carried by a "more" button.
 
 Slack refuses a whole message (`invalid_blocks`) when one limit is broken, so

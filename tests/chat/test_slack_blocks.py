@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.cards.model import Button, Card, ErrorInfo, Fact, Reply, Section, Table
-from bot.cards.slack import (
+from bot.chat.slack.render import (
     card_blocks,
     escape,
     form_values,

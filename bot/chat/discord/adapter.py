@@ -42,7 +42,9 @@ from bot import deliveries, lookup_cache, notify
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.approvals.workflow import ApprovalView, State, get
 from bot.cards.billing import approval_card
-from bot.cards.discord import (
+from bot.cards.model import Attachment, Reply
+from bot.chat import alerts, places
+from bot.chat.discord.render import (
     BUTTON_LABEL,
     PAGE_ROWS,
     PREFIX,
@@ -57,8 +59,6 @@ from bot.cards.discord import (
     modal_values,
     reply_message,
 )
-from bot.cards.model import Attachment, Reply
-from bot.chat import alerts, places
 from bot.commands import COMMANDS, Context, run
 from bot.commands.forms import (
     Form,

@@ -53,7 +53,8 @@ from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.approvals.workflow import ApprovalView, State, get
 from bot.cards.billing import approval_card
 from bot.cards.model import Attachment, Reply
-from bot.cards.slack import (
+from bot.chat import alerts, places
+from bot.chat.slack.render import (
     FORM_CALLBACK,
     LINK,
     MESSAGE_BLOCKS,
@@ -71,7 +72,6 @@ from bot.cards.slack import (
     reply_messages,
     section,
 )
-from bot.chat import alerts, places
 from bot.commands import Context, dispatch, run
 from bot.commands.forms import (
     Form,

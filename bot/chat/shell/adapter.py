@@ -22,7 +22,7 @@ from rich.text import Text
 
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.cards.model import Attachment, Card, ErrorInfo, Reply, Section
-from bot.cards.text import render, to_json
+from bot.chat.shell.render import render, to_json
 from bot.commands import Context, dispatch
 from bot.errors import UserError
 from bot.services import Services

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.cards.discord import (
+from bot.cards.model import Button, Card, Fact, Reply, Section, Table
+from bot.chat.discord.render import (
     command_of,
     custom_id,
     form_given,
@@ -10,7 +11,6 @@ from bot.cards.discord import (
     reply_message,
     size,
 )
-from bot.cards.model import Button, Card, Fact, Reply, Section, Table
 from bot.commands.forms import Form, FormField
 
 

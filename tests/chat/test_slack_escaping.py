@@ -15,7 +15,14 @@ import pytest
 from sqlalchemy import update
 
 from bot.cards.model import Button, Card, Fact, Reply, Section, Table
-from bot.cards.slack import card_blocks, clip, error_message, form_view, notice_view, reply_messages
+from bot.chat.slack.render import (
+    card_blocks,
+    clip,
+    error_message,
+    form_view,
+    notice_view,
+    reply_messages,
+)
 from bot.commands.forms import Choice, Form, FormField
 from bot.store.tables import LedgerCustomer
 from tests.chat.test_slack import (  # noqa: F401  (fixtures)

@@ -1,7 +1,7 @@
 """Cards as Discord embeds and buttons, and forms as Discord modals, within Discord's limits.
 
 Pure functions: a neutral Card, Reply or Form in, JSON-ready dicts out. Nothing
-here calls Discord or knows billing; the adapter (bot/chat/discord.py) turns
+here calls Discord or knows billing; the adapter (adapter.py) turns
 these into discord.py objects and supplies the custom_id of a page button.
 
 Discord refuses a whole message when one limit is broken, so every text is

@@ -1,0 +1,1 @@
+"""Discord: the adapter (discord.py client, /billing command tree, components) and its embed renderer."""

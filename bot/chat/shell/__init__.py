@@ -1,0 +1,1 @@
+"""The terminal: `chargedesk shell`, its adapter and its text renderer."""
