@@ -292,6 +292,13 @@ class Gateway:
         """Verify a webhook delivery and translate it; raise WebhookRejected if it is not genuine."""
         raise Unsupported(self.name, Capability.webhooks)
 
+    def dashboard_url(self, object_id: str) -> str | None:
+        """Where a person with an account sees the object in the gateway's own dashboard.
+
+        None where the gateway has no dashboard page for it. Links go on agent cards only.
+        """
+        return None
+
     async def close(self) -> None:
         """Release connections; called once at shutdown."""
 

@@ -767,8 +767,7 @@ class SlackBot:
 
     def _link(self, gateway: str, object_id: str) -> str | None:
         found = self.services.gateways.by_name.get(gateway)
-        url_for = getattr(found, "dashboard_url", None)
-        return url_for(object_id) if callable(url_for) else None
+        return found.dashboard_url(object_id) if found is not None else None
 
     # --- answers --------------------------------------------------------------------------
 
