@@ -33,6 +33,7 @@ from bot.mail.message import build_message
 from bot.models import Customer
 from bot.services import Services
 from bot.store.tables import CustomerLink, VerificationCode
+from bot.translations import gettext
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,6 @@ MAX_TRIES = 5
 SENDS_PER_HOUR = 3  # per asker, and per email
 CHECKS_PER_HOUR = 20  # per asker, across codes
 SENT = "if {email} is on file, a code is on its way there: type `verify <code>` within {minutes} minutes"
-
-# The subject names no code: subjects show in notifications, lock screens and mail logs.
-_WORDS = {
-    "en": ("Your ChargeDesk verification code", "Your code is {code}. It works once, for {minutes} minutes.\n\nIf you did not ask for it, ignore this email."),
-    "de": ("Ihr Bestätigungscode", "Ihr Code lautet {code}. Er gilt einmal, {minutes} Minuten lang.\n\nWenn Sie ihn nicht angefordert haben, ignorieren Sie diese E-Mail."),
-    "fr": ("Votre code de vérification", "Votre code est {code}. Il est valable une fois, pendant {minutes} minutes.\n\nSi vous ne l'avez pas demandé, ignorez cet e-mail."),
-    "it": ("Il suo codice di verifica", "Il suo codice è {code}. Vale una volta, per {minutes} minuti.\n\nSe non l'ha richiesto, ignori questa email."),
-    "pl": ("Twój kod weryfikacyjny", "Twój kod to {code}. Działa jednorazowo przez {minutes} minut.\n\nJeśli o niego nie prosiłeś, zignoruj tę wiadomość."),
-    "ja": ("確認コード", "確認コードは {code} です。{minutes} 分間、1 回だけ有効です。\n\nお心当たりのない場合は、このメールを無視してください。"),
-}  # fmt: skip
 
 
 def normalize_email(email: str) -> str:
@@ -92,9 +83,13 @@ async def issue_code(
     code_id = f"vc_{secrets.token_hex(10)}"
     code = code_for(services, code_id)
     now = datetime.now(UTC)
-    subject_line, body = _WORDS.get(language, _WORDS["en"])
+    # The `verification` messages of the catalogs. The subject names no code: subjects show in
+    # notifications, lock screens and mail logs.
+    subject_line = gettext(language, "verification", "subject")
     # The code goes in when the email is sent (bot/mail/placeholders.py): only its HMAC is stored.
-    body = body.format(code=placeholders.code(code_id), minutes=CODE_MINUTES)
+    body = gettext(
+        language, "verification", "body", code=placeholders.code(code_id), minutes=CODE_MINUTES
+    )
     message = build_message(
         settings=services.settings,
         sender_name=services.branding.entity_for("ledger")[1].legal_name,

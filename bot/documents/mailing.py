@@ -22,54 +22,17 @@ from bot.errors import UserError
 from bot.mail import outbox, placeholders
 from bot.mail.message import build_message
 from bot.services import Services
+from bot.translations import N_, gettext
 
 log = logging.getLogger(__name__)
 
-# Subject and body per language; {number}, {seller} and {name} are filled in.
-_WORDS: dict[str, dict[str, tuple[str, str]]] = {
-    "en": {
-        "invoice": ("Invoice {number} from {seller}", "Hello {name},\n\nplease find attached invoice {number}."),
-        "receipt": ("Receipt {number} from {seller}", "Hello {name},\n\nthank you for your payment. Your receipt {number} is attached."),
-        "credit_note": ("Credit note {number} from {seller}", "Hello {name},\n\nwe have refunded you. Credit note {number} is attached."),
-        "reply": ("", "Questions about it? Just reply to this email."),
-        "pages": ("", "Your invoices, receipts and card, for {days} days: {url}"),
-    },
-    "de": {
-        "invoice": ("Rechnung {number} von {seller}", "Hallo {name},\n\nanbei erhalten Sie die Rechnung {number}."),
-        "receipt": ("Zahlungsbeleg {number} von {seller}", "Hallo {name},\n\nvielen Dank für Ihre Zahlung. Anbei Ihr Beleg {number}."),
-        "credit_note": ("Gutschrift {number} von {seller}", "Hallo {name},\n\nwir haben Ihnen einen Betrag erstattet. Anbei die Gutschrift {number}."),
-        "reply": ("", "Fragen dazu? Antworten Sie einfach auf diese E-Mail."),
-        "pages": ("", "Ihre Rechnungen, Belege und Zahlungsdaten, {days} Tage lang: {url}"),
-    },
-    "fr": {
-        "invoice": ("Facture {number} de {seller}", "Bonjour {name},\n\nveuillez trouver ci-joint la facture {number}."),
-        "receipt": ("Reçu {number} de {seller}", "Bonjour {name},\n\nmerci pour votre paiement. Votre reçu {number} est joint."),
-        "credit_note": ("Avoir {number} de {seller}", "Bonjour {name},\n\nnous vous avons remboursé. L'avoir {number} est joint."),
-        "reply": ("", "Une question ? Répondez simplement à cet e-mail."),
-        "pages": ("", "Vos factures, reçus et carte, pendant {days} jours : {url}"),
-    },
-    "it": {
-        "invoice": ("Fattura {number} da {seller}", "Gentile {name},\n\nin allegato trova la fattura {number}."),
-        "receipt": ("Ricevuta {number} da {seller}", "Gentile {name},\n\ngrazie per il pagamento. In allegato la ricevuta {number}."),
-        "credit_note": ("Nota di credito {number} da {seller}", "Gentile {name},\n\nabbiamo effettuato un rimborso. In allegato la nota di credito {number}."),
-        "reply": ("", "Domande? Risponda semplicemente a questa email."),
-        "pages": ("", "Le sue fatture, ricevute e carta, per {days} giorni: {url}"),
-    },
-    "pl": {
-        "invoice": ("Faktura {number} od {seller}", "Dzień dobry {name},\n\nw załączniku przesyłamy fakturę {number}."),
-        "receipt": ("Potwierdzenie płatności {number} od {seller}", "Dzień dobry {name},\n\ndziękujemy za płatność. W załączniku potwierdzenie {number}."),
-        "credit_note": ("Faktura korygująca {number} od {seller}", "Dzień dobry {name},\n\ndokonaliśmy zwrotu. W załączniku faktura korygująca {number}."),
-        "reply": ("", "Pytania? Wystarczy odpowiedzieć na tę wiadomość."),
-        "pages": ("", "Twoje faktury, potwierdzenia i karta, przez {days} dni: {url}"),
-    },
-    "ja": {
-        "invoice": ("{seller} 請求書 {number}", "{name} 様\n\n請求書 {number} を添付いたします。"),
-        "receipt": ("{seller} 領収書 {number}", "{name} 様\n\nお支払いありがとうございます。領収書 {number} を添付いたします。"),
-        "credit_note": ("{seller} 返金明細書 {number}", "{name} 様\n\n返金いたしました。返金明細書 {number} を添付いたします。"),
-        "reply": ("", "ご不明な点は、このメールにご返信ください。"),
-        "pages": ("", "請求書・領収書・カード情報（{days} 日間有効）: {url}"),
-    },
-}  # fmt: skip
+# The words are the `email` messages of the catalogs (`bot/translations.py`); {number},
+# {seller} and {name} are filled in. Subject and body per document kind:
+_WORDS = {
+    "invoice": (N_("email", "invoice_subject"), N_("email", "invoice_body")),
+    "receipt": (N_("email", "receipt_subject"), N_("email", "receipt_body")),
+    "credit_note": (N_("email", "credit_note_subject"), N_("email", "credit_note_body")),
+}
 
 
 def compose(
@@ -81,19 +44,22 @@ def compose(
     placeholder of one, filled in at send time).
     """
     content = document.content
-    words = _WORDS.get(content.language, _WORDS["en"])
+    language = content.language
     fields = {"number": content.number, "seller": content.seller.name, "name": content.buyer.name}
-    subject, body = (text.format(**fields) for text in words[content.kind.value])
+    subject, body = (
+        gettext(language, "email", key, **fields) for key in _WORDS[content.kind.value]
+    )
     pages = ""
     if pages_url:
         days = services.settings.portal.link_days
-        pages = words["pages"][1].format(days=days, url=pages_url) + "\n\n"
+        pages = gettext(language, "email", "pages", days=days, url=pages_url) + "\n\n"
+    reply = gettext(language, "email", "reply")
     message = build_message(
         settings=services.settings,
         sender_name=content.seller.name,
         to=to,
         subject=subject,
-        text=f"{body}\n\n{pages}{words['reply'][1]}\n\n{content.seller.name}\n",
+        text=f"{body}\n\n{pages}{reply}\n\n{content.seller.name}\n",
         attachments=[(document.filename, document.pdf, "application/pdf")],
         customer=f"{content.source_gateway}:{content.customer_id or '-'}",
         document=content.number,

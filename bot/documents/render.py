@@ -26,9 +26,10 @@ from fpdf.image_datastructures import RasterImageInfo
 from fpdf.image_parsing import get_img_info
 
 from bot.documents import fonts
-from bot.documents.labels import LABELS, tax_name, text
+from bot.documents.labels import LANGUAGES, all_labels, tax_name, text
 from bot.documents.model import DocumentContent, DocumentKind, TaxTreatment
 from bot.money import Money
+from bot.translations import N_
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,13 @@ RULE = DeviceRGB(214 / 255, 219 / 255, 225 / 255)
 WHITE = DeviceRGB(1, 1, 1)
 
 # Lines table: the numeric columns after the description, right-aligned.
-_NUMERIC_KEYS = ("quantity", "net", "rate", "tax", "amount")
+_NUMERIC_KEYS = (
+    N_("document", "quantity"),
+    N_("document", "net"),
+    N_("document", "rate"),
+    "tax",  # headed by the tax's own name (VAT, GST)
+    N_("document", "amount"),
+)
 _MIN_COLUMN_W = 14.0
 _MIN_DESCRIPTION_W = 60.0
 _COLUMN_GAP = 4.0  # white space between numeric columns
@@ -95,7 +102,7 @@ class _View:
 
     def __init__(self, content: DocumentContent) -> None:
         self.c = content
-        self.language = content.language if content.language in LABELS else "en"
+        self.language = content.language if content.language in LANGUAGES else "en"
         self.primary = _rgb(content.branding.primary_colour)
         self.accent = _rgb(content.branding.accent_colour)
         self.heading = _readable(self.primary)  # text in the brand colour
@@ -155,7 +162,11 @@ class _View:
         if c.kind is DocumentKind.invoice and c.due_date and not c.paid_at:
             rows.append((self.label("due_date"), self.date(c.due_date)))
         if c.paid_at:
-            key = "refunded_on" if c.kind is DocumentKind.credit_note else "paid_on"
+            key = (
+                N_("document", "refunded_on")
+                if c.kind is DocumentKind.credit_note
+                else N_("document", "paid_on")
+            )
             rows.append((self.label(key), self.date(c.paid_at)))
         if c.payment_method:
             rows.append((self.label("payment_method"), _clean(c.payment_method)))
@@ -168,20 +179,23 @@ class _View:
         if c.kind is not DocumentKind.credit_note or not c.related_number:
             return None
         number = _clean(c.related_number)
-        key = (
-            "credit_note_for_receipt"
+        dated, undated = (
+            (
+                N_("document", "credit_note_for_receipt"),
+                N_("document", "credit_note_for_receipt_undated"),
+            )
             if c.related_kind is DocumentKind.receipt
-            else "credit_note_for"
+            else (N_("document", "credit_note_for"), N_("document", "credit_note_for_undated"))
         )
         if c.related_issued_at is None:
-            return self.label(f"{key}_undated", number=number)
-        return self.label(key, number=number, date=self.date(c.related_issued_at))
+            return self.label(undated, number=number)
+        return self.label(dated, number=number, date=self.date(c.related_issued_at))
 
     def treatment(self) -> str | None:
         key = {
-            TaxTreatment.reverse_charge: "reverse_charge",
-            TaxTreatment.exempt: "exempt",
-            TaxTreatment.outside_scope: "outside_scope",
+            TaxTreatment.reverse_charge: N_("document", "reverse_charge"),
+            TaxTreatment.exempt: N_("document", "exempt"),
+            TaxTreatment.outside_scope: N_("document", "outside_scope"),
         }.get(self.c.treatment)
         return self.label(key, tax=self.tax) if key else None
 
@@ -206,7 +220,7 @@ class _View:
     def all_text(self) -> Iterator[str]:
         """Every string that may be printed, to know which fonts the document needs."""
         c = self.c
-        yield from LABELS[self.language].values()
+        yield from all_labels(self.language)
         yield from (get_currency_symbol(c.currency, c.locale), self.date(c.issued_at), self.tax)
         for party in (c.seller, c.buyer):
             yield from (party.name, *party.address, party.email or "", party.tax_id or "")
@@ -218,11 +232,18 @@ class _View:
         yield from (c.branding.footer or "", c.branding.website or "")
 
 
+_TITLES = {
+    DocumentKind.invoice: N_("document", "invoice"),
+    DocumentKind.receipt: N_("document", "receipt"),
+    DocumentKind.credit_note: N_("document", "credit_note"),
+}
+
+
 def _title_key(content: DocumentContent) -> str:
-    if content.kind is DocumentKind.invoice:
+    if content.kind is DocumentKind.invoice and content.tax_name.upper() == "GST":
         # AU, NZ and SG require the words "Tax invoice" on an invoice with GST.
-        return "tax_invoice" if content.tax_name.upper() == "GST" else "invoice"
-    return content.kind.value
+        return N_("document", "tax_invoice")
+    return _TITLES[content.kind]
 
 
 @lru_cache(maxsize=64)

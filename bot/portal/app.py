@@ -46,6 +46,7 @@ from bot.portal.security import (
 )
 from bot.services import Services
 from bot.settings import Settings
+from bot.translations import N_
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,20 @@ CODE_SENDS_PER_HOUR = 10  # per client address (identity also limits per browser
 CODE_CHECKS_PER_HOUR = 30  # per client address (identity also limits per browser)
 QUESTIONS_PER_HOUR = 5  # per customer
 TAX_SAVES_PER_HOUR = 10  # per customer
-_REASONS = ("expired", "signed_out", "session_ended", "signin_needed")
-_CODE_ERRORS = ("invalid_code", "no_code", "code_expired", "wrong_code", "code_used_up")
+# The sign-in page's notice for each `?reason=`, and what each refused code is told.
+_REASONS = {
+    "expired": N_("page", "reason_expired"),
+    "signed_out": N_("page", "reason_signed_out"),
+    "session_ended": N_("page", "reason_session_ended"),
+    "signin_needed": N_("page", "reason_signin_needed"),
+}
+_CODE_ERRORS = {
+    "invalid_code": N_("page", "err_invalid_code"),
+    "no_code": N_("page", "err_no_code"),
+    "code_expired": N_("page", "err_code_expired"),
+    "wrong_code": N_("page", "err_wrong_code"),
+    "code_used_up": N_("page", "err_code_used_up"),
+}
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -132,9 +145,8 @@ def _guarded(handler: Handler) -> Handler:
             return await handler(request)
         except BadForm as exc:
             log.info("billing page %s: unreadable form (%s)", redact(request.url.path), exc)
-            return message(
-                request, _words(request), 400, "bad_request_title", _words(request)("bad_request")
-            )
+            words = _words(request)
+            return message(request, words, 400, "bad_request_title", words("bad_request"))
         except GatewayError as exc:
             words = _words(request)
             if exc.code == ErrorCode.not_found:
@@ -242,7 +254,7 @@ async def signin(request: Request) -> Response:
         if await auth.signed_in(services, request.session):
             return _redirect(f"{ROOT}/")
         reason = request.query_params.get("reason")
-        notice = words(f"reason_{reason}") if reason in _REASONS else None
+        notice = words(_REASONS[reason]) if reason in _REASONS else None
         return render(
             request,
             words,
@@ -303,7 +315,8 @@ async def signin_code(request: Request) -> Response:
     except UserError as exc:
         if exc.code == "rate_limited":
             return page(words("err_rate_limited"), 429)
-        return page(words(f"err_{exc.code}" if exc.code in _CODE_ERRORS else "err_try_again"), 400)
+        known = exc.code in _CODE_ERRORS
+        return page(words(_CODE_ERRORS[exc.code]) if known else words("err_try_again"), 400)
     await auth.sign_in(services, request.session, email, via="email_code")
     await auth.audit(services, email, "portal_signed_in", "signed_in", detail={"via": "email_code"})
     return _redirect(f"{ROOT}/")

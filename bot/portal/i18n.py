@@ -1,7 +1,8 @@
 """The billing pages' words in six languages, and dates, amounts and countries in the reader's locale.
 
-The words live in `locales/<language>.toml`; English is the reference every
-other file has all keys of (a test checks keys and placeholders). Which
+The words are the `page` messages of the catalogs (`bot/translations.py`,
+`bot/locales/<language>/LC_MESSAGES/chargedesk.po`); the templates ask for them
+with `t(…)`, and Jinja2's autoescaping escapes them like any other text. Which
 language a page speaks: the one the reader picked (`?lang=`, kept in the
 session), else the customer's own locale, else the browser's Accept-Language,
 else English.
@@ -9,10 +10,7 @@ else English.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
-from functools import lru_cache
-from importlib import resources
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
@@ -20,8 +18,9 @@ from babel.languages import get_official_languages
 
 from bot.models import Customer
 from bot.money import Money
+from bot.translations import LANGUAGES, gettext, language_of, messages
 
-LANGUAGES = ("en", "de", "fr", "it", "pl", "ja")
+__all__ = ["LANGUAGES", "NAMES", "Words", "choose", "table"]
 NAMES = {
     "en": "English",
     "de": "Deutsch",
@@ -41,12 +40,9 @@ _DEFAULT_LOCALES = {
 }
 
 
-@lru_cache(maxsize=len(LANGUAGES))
 def table(language: str) -> dict[str, str]:
-    """All words of one language (English for an unknown one)."""
-    name = language if language in LANGUAGES else "en"
-    with resources.files("bot.portal").joinpath("locales", f"{name}.toml").open("rb") as handle:
-        return tomllib.load(handle)
+    """All words of one language (English for an unknown one), unfilled."""
+    return messages(language_of(language), "page")
 
 
 def _parse(tag: str | None) -> Locale | None:
@@ -92,14 +88,11 @@ class Words:
     """One reader's language: `words(key, **values)`, plus dates, amounts and country names."""
 
     def __init__(self, language: str, locale: str) -> None:
-        self.language = language if language in LANGUAGES else "en"
+        self.language = language_of(language)
         self.locale = locale
-        self._table = table(self.language)
-        self._english = table("en")
 
     def __call__(self, key: str, **values: object) -> str:
-        text = self._table.get(key) or self._english[key]
-        return text.format(**values) if values else text
+        return gettext(self.language, "page", key, **values)
 
     def money(self, amount: Money) -> str:
         return amount.format(self.locale)

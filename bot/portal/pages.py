@@ -24,6 +24,7 @@ from bot.money import Money
 from bot.portal.i18n import NAMES, Words
 from bot.portal.security import CSRF_FIELD, csrf_token
 from bot.services import Services
+from bot.translations import N_
 
 ROOT = "/portal"
 
@@ -37,43 +38,59 @@ _env = Environment(
 
 # Each status as (word key, tone). The tone only colours the badge: the word is always shown.
 _CHARGE = {
-    ChargeStatus.succeeded: "good",
-    ChargeStatus.authorized: "wait",
-    ChargeStatus.partially_refunded: "info",
-    ChargeStatus.refunded: "info",
-    ChargeStatus.disputed: "bad",
-    ChargeStatus.failed: "bad",
-    ChargeStatus.voided: "muted",
+    ChargeStatus.succeeded: (N_("page", "charge_succeeded"), "good"),
+    ChargeStatus.authorized: (N_("page", "charge_authorized"), "wait"),
+    ChargeStatus.partially_refunded: (N_("page", "charge_partially_refunded"), "info"),
+    ChargeStatus.refunded: (N_("page", "charge_refunded"), "info"),
+    ChargeStatus.disputed: (N_("page", "charge_disputed"), "bad"),
+    ChargeStatus.failed: (N_("page", "charge_failed"), "bad"),
+    ChargeStatus.voided: (N_("page", "charge_voided"), "muted"),
 }
 _INVOICE = {
-    InvoiceStatus.draft: "muted",
-    InvoiceStatus.open: "wait",
-    InvoiceStatus.paid: "good",
-    InvoiceStatus.void: "muted",
-    InvoiceStatus.uncollectible: "bad",
+    InvoiceStatus.draft: (N_("page", "invoice_draft"), "muted"),
+    InvoiceStatus.open: (N_("page", "invoice_open"), "wait"),
+    InvoiceStatus.paid: (N_("page", "invoice_paid"), "good"),
+    InvoiceStatus.void: (N_("page", "invoice_void"), "muted"),
+    InvoiceStatus.uncollectible: (N_("page", "invoice_uncollectible"), "bad"),
 }
 _SUBSCRIPTION = {
-    "trialing": "info",
-    "active": "good",
-    "past_due": "bad",
-    "unpaid": "bad",
-    "canceled": "muted",
-    "incomplete": "wait",
+    "trialing": (N_("page", "sub_trialing"), "info"),
+    "active": (N_("page", "sub_active"), "good"),
+    "past_due": (N_("page", "sub_past_due"), "bad"),
+    "unpaid": (N_("page", "sub_unpaid"), "bad"),
+    "canceled": (N_("page", "sub_canceled"), "muted"),
+    "incomplete": (N_("page", "sub_incomplete"), "wait"),
+}
+_KINDS = {
+    "invoice": N_("page", "kind_invoice"),
+    "receipt": N_("page", "kind_receipt"),
+    "credit_note": N_("page", "kind_credit_note"),
+}
+_PER = {
+    "month": N_("page", "per_month"),
+    "year": N_("page", "per_year"),
+    "week": N_("page", "per_week"),
+    "day": N_("page", "per_day"),
 }
 
 
 def charge_status(charge: Charge) -> tuple[str, str]:
-    return f"charge_{charge.status.value}", _CHARGE[charge.status]
+    return _CHARGE[charge.status]
 
 
 def invoice_status(bill: Invoice) -> tuple[str, str]:
     if bill.is_overdue():
-        return "invoice_overdue", "bad"
-    return f"invoice_{bill.status.value}", _INVOICE[bill.status]
+        return N_("page", "invoice_overdue"), "bad"
+    return _INVOICE[bill.status]
 
 
 def subscription_status(sub: Subscription) -> tuple[str, str]:
-    return f"sub_{sub.status.value}", _SUBSCRIPTION[sub.status.value]
+    return _SUBSCRIPTION[sub.status.value]
+
+
+def document_kind(kind: str) -> str:
+    """The word key of a document kind (invoice, receipt, credit_note)."""
+    return _KINDS[kind]
 
 
 def subscription_next(words: Words, sub: Subscription) -> str:
@@ -82,14 +99,15 @@ def subscription_next(words: Words, sub: Subscription) -> str:
         return words("ended_on", date=words.date(sub.canceled_at or sub.current_period_end))
     if sub.current_period_end is None:
         return "—"
-    key = "ends_on" if sub.cancel_at_period_end else "renews_on"
-    return words(key, date=words.date(sub.current_period_end))
+    when = words.date(sub.current_period_end)
+    return (
+        words("ends_on", date=when) if sub.cancel_at_period_end else words("renews_on", date=when)
+    )
 
 
 def subscription_price(words: Words, sub: Subscription) -> str:
-    key = {"month": "per_month", "year": "per_year", "week": "per_week", "day": "per_day"}
     amount = words.money(sub.amount)
-    return words(key[sub.interval], amount=amount) if sub.interval in key else amount
+    return words(_PER[sub.interval], amount=amount) if sub.interval in _PER else amount
 
 
 def invoice_amount(bill: Invoice) -> Money:
@@ -135,6 +153,7 @@ def render(
         charge_status=charge_status,
         invoice_status=invoice_status,
         subscription_status=subscription_status,
+        document_kind=document_kind,
         subscription_next=lambda sub: subscription_next(words, sub),
         subscription_price=lambda sub: subscription_price(words, sub),
         invoice_amount=invoice_amount,

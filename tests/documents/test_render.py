@@ -17,11 +17,15 @@ from fontTools.ttLib import TTFont
 from pypdf import PdfReader
 
 from bot.documents import fonts
-from bot.documents.labels import LABELS, LANGUAGES, tax_name, text
+from bot.documents.labels import LANGUAGES, tax_name, text
 from bot.documents.model import Branding, DocumentContent, DocumentKind, Party, TaxTreatment
 from bot.documents.render import render
 from bot.money import Money
+from bot.translations import messages
 from tests.documents.conftest import BRANDING, BUYER, make_document, pages_text, pdf_text
+
+# The document labels of each language, as the catalogs (bot/locales) hold them.
+LABELS = {language: messages(language, "document") for language in LANGUAGES}
 
 JAPANESE_BUYER = Party(
     name="山田太郎",
