@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from bot.approvals.workflow import get
 from bot.cards.model import Reply
-from bot.commands.args import Args, ObjectRef
+from bot.commands.args import NOT_ASKED, Args, ObjectRef
 from bot.commands.router import COMMANDS, Context, command, run
 
 # The argument each action's command names its object with.
@@ -14,7 +16,8 @@ TARGET = {"refund": "charge", "capture": "charge", "void": "charge", "cancel": "
 
 
 class AgainArgs(Args):
-    id: ObjectRef
+    # The button on a duplicate's card carries it (or it is typed): no form asks for it.
+    id: Annotated[ObjectRef, NOT_ASKED] = Field(description="the request ID, apr_…")
 
 
 @command("again", args=AgainArgs, usage="again <request id>", positional=("id",))

@@ -11,7 +11,7 @@ from bot.notify import recent
 
 
 class AlertsArgs(Args):
-    count: int = Field(10, ge=1, le=50)
+    count: int = Field(10, ge=1, le=50, description="how many (1 to 50)")
 
 
 @command("alerts", args=AlertsArgs, usage="alerts [count]", positional=("count",))

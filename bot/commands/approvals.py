@@ -19,7 +19,10 @@ ApprovalId = Field(
 
 
 class ListArgs(Args):
-    which: str = Field("pending", pattern=r"^(pending|all|mine|apr_[0-9a-f]{12})$")
+    which: str = Field(
+        "pending", pattern=r"^(pending|all|mine|apr_[0-9a-f]{12})$",
+        description="pending, all, mine, or a request ID",
+    )  # fmt: skip
 
 
 class ApproveArgs(Args):
@@ -28,7 +31,7 @@ class ApproveArgs(Args):
 
 class DenyArgs(Args):
     id: str = ApprovalId
-    reason: Reason
+    reason: Reason = Field(description="why")
 
 
 @command(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import types
 import unicodedata
-from typing import Annotated, Any, Union, get_args, get_origin
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
@@ -26,6 +28,33 @@ ObjectRef = Annotated[
 ]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
 AmountText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+@dataclass(frozen=True, eq=False)
+class Asked:
+    """How a form (a Discord slash option) asks for an argument, where its type does not say.
+
+    Put it in the field's annotation: `charge: Annotated[ObjectRef, Asked(suggest="charges")]`.
+    - `suggest`: IDs of this kind are offered as the person types ("charges", "subscriptions");
+    - `labels`: what the values of a choice read as; a value without a label reads as itself;
+    - `never`: no form asks for it: a button or the typed grammar fills it (`again <id>`); a
+      command with a required argument that is never asked has no form (no slash subcommand);
+    - `name`, `implies`: asked under another name; given, the arguments in `implies` take those
+      values too (`me pdf <id>` is one option `pdf`: the document, with the action `pdf`).
+    """
+
+    suggest: Literal["charges", "subscriptions"] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    never: bool = False
+    name: str | None = None
+    implies: Mapping[str, str] = field(default_factory=dict)
+
+
+# Filled by a button or typed, never asked by a form (the request `again <id>` repeats).
+NOT_ASKED = Asked(never=True)
+# A charge or a subscription: forms suggest the IDs of the customer looked up last.
+ChargeRef = Annotated[ObjectRef, Asked(suggest="charges")]
+SubscriptionRef = Annotated[ObjectRef, Asked(suggest="subscriptions")]
 
 # How much of what someone typed an error repeats: enough to recognise it, never a wall.
 ECHO_CHARS = 40

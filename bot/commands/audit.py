@@ -41,8 +41,8 @@ def parse_since(text: str) -> datetime:
 
 
 class AuditArgs(Args):
-    who: str | None = Field(None, max_length=200)
-    since: str | None = Field(None, max_length=40)
+    who: str | None = Field(None, max_length=200, description="agent name or platform:id")
+    since: str | None = Field(None, max_length=40, description="7d, 24h or 2026-11-01")
 
     @model_validator(mode="after")
     def _time_first(self) -> AuditArgs:

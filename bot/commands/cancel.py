@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
-from bot.commands.args import Args, ObjectRef, Reason
+from bot.commands.args import NOT_ASKED, Args, Asked, Reason, SubscriptionRef
 from bot.commands.requests import AgainRef, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.errors import UserError
@@ -14,10 +16,14 @@ from bot.models import SubscriptionStatus
 
 
 class CancelArgs(Args):
-    subscription: ObjectRef
-    when: Literal["now", "period-end"] = "period-end"
-    reason: Reason
-    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
+    subscription: SubscriptionRef = Field(description="subscription ID")
+    when: Annotated[
+        Literal["period-end", "now"],
+        Asked(labels={"period-end": "At the end of the paid period", "now": "Now"}),
+    ] = Field("period-end", description="when it ends")
+    reason: Reason = Field(description="reason code and text")
+    # Set by `again <id>` only: not a typed argument.
+    again: Annotated[AgainRef | None, NOT_ASKED] = None
 
 
 @command(

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
-from bot.commands.args import AmountText, Args, ObjectRef, Reason
+from bot.commands.args import NOT_ASKED, AmountText, Args, ChargeRef, Reason
 from bot.commands.requests import AgainRef, amount_in, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.gateways.checks import check_capture
 
 
 class CaptureArgs(Args):
-    charge: ObjectRef
-    amount: AmountText | None = None
-    reason: Reason
-    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
+    charge: ChargeRef = Field(description="charge ID")
+    amount: AmountText | None = Field(None, description="amount; empty: all of it")
+    reason: Reason = Field(description="reason")
+    # Set by `again <id>` only: not a typed argument.
+    again: Annotated[AgainRef | None, NOT_ASKED] = None
 
 
 @command(

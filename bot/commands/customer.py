@@ -11,7 +11,7 @@ lands in the audit log.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,7 +21,7 @@ from bot.audit.log import AuditRecord, append
 from bot.billing_links import issue_link
 from bot.cards.customer import billing_card, document_card, self_service
 from bot.cards.model import Attachment, Button, Card, Reply, Section
-from bot.commands.args import Args, ObjectRef, echo
+from bot.commands.args import NOT_ASKED, Args, Asked, ObjectRef, echo
 from bot.commands.router import Context, command
 from bot.documents import service
 from bot.documents.issue import IssuedDocument
@@ -41,8 +41,10 @@ _CHECKED = ("no_code", "code_expired", "wrong_code", "code_used_up")
 
 
 class VerifyArgs(Args):
-    email: str | None = Field(None, max_length=320)
-    code: str | None = Field(None, max_length=20)
+    email: str | None = Field(
+        None, max_length=320, description="the email your billing is under: a code is sent there"
+    )
+    code: str | None = Field(None, max_length=20, description="the six-digit code from that email")
 
     @model_validator(mode="before")
     @classmethod
@@ -56,8 +58,11 @@ class VerifyArgs(Args):
 
 
 class MeArgs(Args):
-    action: Literal["pdf"] | None = None
-    document: ObjectRef | None = None
+    # `me pdf <id>`: a form asks only for the document, as `pdf`, and the action follows.
+    action: Annotated[Literal["pdf"] | None, NOT_ASKED] = None
+    document: Annotated[ObjectRef | None, Asked(name="pdf", implies={"action": "pdf"})] = Field(
+        None, description="an invoice, payment or refund ID of yours: its PDF"
+    )
 
     @field_validator("action", mode="before")
     @classmethod
@@ -72,7 +77,9 @@ class NoArgs(Args):
 
 
 class AskArgs(Args):
-    question: str = Field(min_length=1, max_length=questions.MAX_LENGTH)
+    question: str = Field(
+        min_length=1, max_length=questions.MAX_LENGTH, description="what you would like to know"
+    )
 
 
 @command(
@@ -115,7 +122,7 @@ async def verify(ctx: Context, args: VerifyArgs) -> Reply:
     "me", args=MeArgs, usage=ME_USAGE, roles=SELF, positional=("action", "document"), private=True
 )
 async def me(ctx: Context, args: MeArgs) -> Reply:
-    """Your own payments, subscriptions, invoices and refunds; `me pdf <id>` gives one as a PDF.
+    """Your own payments, subscriptions, invoices and refunds, or one of them as a PDF.
 
     Only you see the answer, wherever you ask. `me pdf in_123` is the invoice,
     `me pdf ch_123` the receipt of a payment, `me pdf re_123` the credit note of

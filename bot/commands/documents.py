@@ -8,12 +8,12 @@ where customers read).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from bot.cards.model import Attachment, Button, Card, Fact, Reply, Section
-from bot.commands.args import Args, ObjectRef, echo
+from bot.commands.args import Args, Asked, ChargeRef, ObjectRef, echo
 from bot.commands.router import Context, command
 from bot.documents import service
 from bot.documents.issue import IssuedDocument
@@ -34,6 +34,10 @@ _TREATMENT = {
     TaxTreatment.exempt: "the customer is tax exempt",
     TaxTreatment.outside_scope: "no tax rate configured for the customer's country",
 }
+# What a form offers for `pdf|send`.
+DocumentAction = Annotated[
+    Literal["pdf", "send"], Asked(labels={"pdf": "PDF", "send": "Email it to the customer"})
+]
 
 
 def _action(value: object, allowed: tuple[str, ...], usage: str) -> object:
@@ -46,8 +50,8 @@ def _action(value: object, allowed: tuple[str, ...], usage: str) -> object:
 
 
 class InvoiceArgs(Args):
-    action: Literal["pdf", "send"]
-    invoice: ObjectRef
+    action: DocumentAction = Field(description="show the PDF, or email it")
+    invoice: ObjectRef = Field(description="gateway invoice ID (ledger:in_123)")
 
     @field_validator("action", mode="before")
     @classmethod
@@ -56,8 +60,8 @@ class InvoiceArgs(Args):
 
 
 class ReceiptArgs(Args):
-    charge: ObjectRef
-    action: Literal["pdf", "send"] = "pdf"
+    charge: ChargeRef = Field(description="charge ID (ledger:ch_123)")
+    action: DocumentAction = Field("pdf", description="PDF (default), or email it")
 
     @field_validator("action", mode="before")
     @classmethod

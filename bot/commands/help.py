@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from bot.actors import Role
 from bot.cards.model import Card, Reply, Section, Table
 from bot.commands.args import Args, echo
@@ -31,7 +33,7 @@ ORDER = (
 
 
 class HelpArgs(Args):
-    topic: str | None = None
+    topic: str | None = Field(None, description="a command name, such as refund")
 
 
 @command("help", args=HelpArgs, usage="help [command]", roles=tuple(Role), positional=("topic",))

@@ -13,7 +13,10 @@ from bot.errors import UserError
 
 
 class LookupArgs(Args):
-    query: str = Field(min_length=3, max_length=320, pattern=r"^[^\s]+$")
+    query: str = Field(
+        min_length=3, max_length=320, pattern=r"^[^\s]+$",
+        description="email, or a customer, charge, invoice or subscription ID",
+    )  # fmt: skip
 
 
 @command(

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
-from bot.commands.args import AmountText, Args, ObjectRef, Reason
+from bot.commands.args import NOT_ASKED, AmountText, Args, ChargeRef, Reason
 from bot.commands.requests import AgainRef, amount_in, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.gateways.checks import check_refund
 
 
 class RefundArgs(Args):
-    charge: ObjectRef
-    amount: AmountText | None = None
-    reason: Reason
-    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
+    charge: ChargeRef = Field(description="charge ID (ledger:ch_123)")
+    amount: AmountText | None = Field(
+        None, description="amount such as 12.50 or 12.50 EUR; empty: what remains refundable"
+    )
+    reason: Reason = Field(description="reason code and text, for the audit log")
+    # Set by `again <id>` only: not a typed argument.
+    again: Annotated[AgainRef | None, NOT_ASKED] = None
 
 
 @command(

@@ -25,11 +25,14 @@ UNLINK_BUTTONS = 3
 
 
 class WhoArgs(Args):
-    who: str = Field(min_length=3, max_length=320, pattern=r"^\S+$")
+    who: str = Field(
+        min_length=3, max_length=320, pattern=r"^\S+$",
+        description="an email, a chat user such as discord:1234, or a mention",
+    )  # fmt: skip
 
 
 class UnlinkArgs(WhoArgs):
-    reason: Reason
+    reason: Reason = Field(description="why")
 
 
 def target(ctx: Context, text: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Reply
-from bot.commands.args import Args, ObjectRef, Reason
+from bot.commands.args import NOT_ASKED, Args, ChargeRef, Reason
 from bot.commands.requests import AgainRef, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.gateways.checks import require_status
@@ -12,9 +16,10 @@ from bot.models import ChargeStatus
 
 
 class VoidArgs(Args):
-    charge: ObjectRef
-    reason: Reason
-    again: AgainRef | None = None  # set by `again <id>` only: not a typed argument
+    charge: ChargeRef = Field(description="charge ID")
+    reason: Reason = Field(description="reason")
+    # Set by `again <id>` only: not a typed argument.
+    again: Annotated[AgainRef | None, NOT_ASKED] = None
 
 
 @command("void", args=VoidArgs, usage="void <charge> reason: <text>", positional=("charge",))
