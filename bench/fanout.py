@@ -23,9 +23,9 @@ from _common import add_customer, bench_services, ms, quiet_logs, summarize, tab
 
 from bot import lookup_cache
 from bot.gateways.base import Gateway, LookupQuery
-from bot.gateways.paypal import PayPalGateway
+from bot.gateways.paypal.gateway import PayPalGateway
 from bot.gateways.registry import Gateways
-from bot.gateways.stripe import StripeGateway
+from bot.gateways.stripe.gateway import StripeGateway
 from bot.settings import PayPalSettings, StripeSettings
 from chargedesk_emulators.paypal import PayPalEmulator, paypal_api
 from chargedesk_emulators.stripe import StripeEmulator

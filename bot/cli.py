@@ -347,7 +347,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.documents.automatic import import_recorder, start_imported
-    from bot.gateways.ledger_import import LedgerImportError, NewMoney, import_file
+    from bot.gateways.ledger.importer import LedgerImportError, NewMoney, import_file
 
     async def work(services: Services) -> int:
         added: list[NewMoney] = []

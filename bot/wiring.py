@@ -10,7 +10,8 @@ from bot.approvals.policy import Policy, load_policy
 from bot.currency_digits import check_currency_digits
 from bot.documents.config import load_branding, load_tax
 from bot.gateways.base import Gateway
-from bot.gateways.ledger import Forwarder, LedgerGateway
+from bot.gateways.ledger.forward import Forwarder
+from bot.gateways.ledger.gateway import LedgerGateway
 from bot.gateways.registry import Gateways, plugin_factories
 from bot.services import Listener, Services
 from bot.settings import ConfigError, Settings
@@ -37,11 +38,11 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
         )
     if settings.stripe.api_key is not None:
         # Imported when configured: each SDK costs start-up time.
-        from bot.gateways.stripe import StripeGateway
+        from bot.gateways.stripe.gateway import StripeGateway
 
         gateways.append(StripeGateway(settings.stripe, max_charges=settings.lookup.max_charges))
     if settings.paypal.client_id and settings.paypal.client_secret is not None:
-        from bot.gateways.paypal import PayPalGateway
+        from bot.gateways.paypal.gateway import PayPalGateway
 
         gateways.append(PayPalGateway(settings.paypal))
     for name, factory in plugin_factories().items():

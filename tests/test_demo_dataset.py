@@ -10,7 +10,7 @@ import pytest
 
 from bot.demo.dataset import demo_data, load_demo
 from bot.gateways.base import LookupQuery
-from bot.gateways.ledger import LedgerGateway
+from bot.gateways.ledger.gateway import LedgerGateway
 from bot.models import (
     ChargeStatus,
     DisputeStatus,

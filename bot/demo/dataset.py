@@ -41,7 +41,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.gateways.ledger_import import ImportSummary, import_data
+from bot.gateways.ledger.importer import ImportSummary, import_data
 from bot.store.db import Database
 
 

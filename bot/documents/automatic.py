@@ -34,8 +34,8 @@ from bot.documents.model import DocumentKind
 from bot.errors import UserError
 from bot.gateways.base import ErrorCode, GatewayError
 from bot.gateways.events import EventKind, GatewayEvent
-from bot.gateways.ledger import NAME as LEDGER
-from bot.gateways.ledger_import import NewMoney, OnWrite
+from bot.gateways.ledger.importer import NewMoney, OnWrite
+from bot.gateways.ledger.mapping import NAME as LEDGER
 from bot.services import Listener, Services
 from bot.store.tables import DocumentRequest
 

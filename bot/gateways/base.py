@@ -6,17 +6,16 @@ fails the same way: `Unsupported`, naming the gateway and the capability.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from types import MappingProxyType
+from typing import ClassVar, Literal
 
 from bot.errors import UserError
 from bot.gateways.events import GatewayEvent
 from bot.models import Charge, GatewayProfile, Invoice, Refund, Subscription, TaxId
 from bot.money import Money
-from bot.tax_ids import EU, normalize_tax_id, tax_id_type
 
 
 class Capability(StrEnum):
@@ -34,6 +33,29 @@ class Capability(StrEnum):
     disputes = "disputes"
     webhooks = "webhooks"
     hosted_card_update = "hosted_card_update"
+
+    @property
+    def label(self) -> str:
+        """A short human name, as the capability matrix (`python -m bot.gateways.matrix`) shows it."""
+        return _CAPABILITY_LABELS[self]
+
+
+_CAPABILITY_LABELS: dict[Capability, str] = {
+    Capability.lookup: "Look up customers and payments",
+    Capability.refund: "Refund in full",
+    Capability.partial_refund: "Refund part of a payment",
+    Capability.capture: "Capture an authorization",
+    Capability.void: "Void an authorization",
+    Capability.cancel_subscription: "Cancel a subscription",
+    Capability.create_subscription: "Start a subscription",
+    Capability.coupon: "Apply a coupon",
+    Capability.tax_id: "Add a tax ID",
+    Capability.invoices: "Show invoices",
+    Capability.send_invoice: "Send an invoice",
+    Capability.disputes: "Show disputes",
+    Capability.webhooks: "Receive webhooks",
+    Capability.hosted_card_update: "Card update page (hosted by the gateway)",
+}
 
 
 class ErrorCode(StrEnum):
@@ -92,119 +114,6 @@ class Unsupported(GatewayError):
         self.capability = capability
 
 
-# Tax ID types python-stdnum checks (bot.tax_ids), each with the country it implies.
-CHECKED_TAX_ID_TYPES: dict[str, str | None] = {
-    "eu_vat": None,  # the number's prefix names the member state
-    "gb_vat": "GB",
-    "au_abn": "AU",
-    "nz_gst": "NZ",
-    "sg_uen": "SG",
-}
-_TAX_ID_LABELS = {
-    "eu_vat": "EU VAT number",
-    "gb_vat": "UK VAT number",
-    "au_abn": "Australian Business Number (ABN)",
-    "nz_gst": "New Zealand GST number",
-    "sg_uen": "Singapore UEN",
-}
-_COUNTRY_TAX_ID_TYPES = {country: kind for kind, country in CHECKED_TAX_ID_TYPES.items() if country}
-_EU_VAT_PREFIXES = EU - {"GR"} | {"EL", "XI"}
-_TAX_ID_TYPE = re.compile(r"[a-z]{2}_[a-z_]+")
-
-
-class InvalidTaxId(GatewayError):
-    """A tax ID that fails its format or check digits: refused before the gateway is asked."""
-
-    def __init__(self, gateway: str, number: str, *, kind: str | None, country: str | None) -> None:
-        where = f" for {country}" if country else ""
-        if kind in _TAX_ID_LABELS:
-            message = f"{number} is not a valid {_TAX_ID_LABELS[kind]}{where}: check its digits"
-        elif kind is not None:
-            message = (
-                f"cannot check {number} as {kind}: tax IDs are checked for the EU, the UK, "
-                "Australia, New Zealand and Singapore only"
-            )
-        elif country is not None:
-            message = (
-                f"{number} is not a tax ID that can be checked{where}: write it with its "
-                "country prefix (DE, FR, GB, ...) or as type:value (au_abn:51824753556)"
-            )
-        else:
-            message = (
-                f"cannot tell what kind of tax ID {number} is: write it with its country "
-                "prefix (DE, FR, GB, ...) or as type:value (au_abn:51824753556)"
-            )
-        super().__init__(ErrorCode.invalid_tax_id, message, gateway=gateway)
-        self.number = number
-        self.kind = kind
-        self.country = country
-
-
-def checked_tax_id(
-    text: str, *, country: str | None, gateway: str, unchecked_types: bool = False
-) -> tuple[str, str]:
-    """A tax ID as (Stripe's type, normalized number), checked with python-stdnum.
-
-    Takes `eu_vat:DE123456789`, `de 123 456 789`, `GB980780684`, `ABN 51 824 753
-    556`, or a bare number read with the customer's `country` (an ABN for AU, a
-    VAT number without its prefix for an EU country). With `unchecked_types`, an
-    explicit type python-stdnum cannot check (`ch_vat:...`) passes as typed, for
-    a gateway that checks it itself. Raises InvalidTaxId naming number and country.
-    """
-    raw = text.strip()
-    kind: str | None = None
-    head, colon, rest = raw.partition(":")
-    if colon and _TAX_ID_TYPE.fullmatch(head.strip().lower()):
-        kind, raw = head.strip().lower(), rest.strip()
-    if kind is not None and kind not in CHECKED_TAX_ID_TYPES:
-        if unchecked_types and raw:
-            return kind, raw
-        raise InvalidTaxId(gateway, raw or text.strip(), kind=kind, country=country)
-    number = normalize_tax_id(raw)
-    if not number:
-        raise GatewayError(ErrorCode.invalid_tax_id, "no tax ID was given", gateway=gateway)
-    hint = CHECKED_TAX_ID_TYPES.get(kind or "") or country
-    if number.startswith(("ABN", "AU")) and kind in (None, "au_abn"):
-        digits = number.removeprefix("ABN").removeprefix("AU")
-        if digits.isdigit() and len(digits) == 11:
-            number, hint = digits, "AU"
-    if number.startswith("GR") and kind in (None, "eu_vat"):
-        number = "EL" + number[2:]  # Greek VAT numbers carry EL, not their ISO code
-    if kind in (None, "eu_vat") and hint in EU and number[:2] not in _EU_VAT_PREFIXES:
-        prefixed = ("EL" if hint == "GR" else hint) + number
-        if tax_id_type(prefixed) == "eu_vat":
-            number = prefixed  # typed without its prefix by a customer of that country
-    found = tax_id_type(number, hint)
-    if found is None or (kind is not None and found != kind):
-        claimed = kind or _claimed_type(number, hint)
-        named = tax_id_country(claimed, number) or country
-        raise InvalidTaxId(gateway, number or raw, kind=claimed, country=named)
-    if found == "gb_vat" and not number.startswith("GB"):
-        number = "GB" + number  # Stripe's form: GB123456789
-    return found, number
-
-
-def tax_id_country(kind: str | None, number: str) -> str | None:
-    """The country a tax ID belongs to, as Stripe reports it (GR for an EL... VAT number)."""
-    if kind == "eu_vat":
-        prefix = number[:2]
-        if prefix not in _EU_VAT_PREFIXES or prefix == "XI":  # XI: Northern Ireland, no ISO code
-            return None
-        return "GR" if prefix == "EL" else prefix
-    return CHECKED_TAX_ID_TYPES.get(kind or "")
-
-
-def _claimed_type(number: str, country: str | None) -> str | None:
-    """The type a number claims by its prefix (DE..., GB...) or the customer's country."""
-    if number[:2] in _EU_VAT_PREFIXES:
-        return "eu_vat"
-    if number.startswith("GB"):
-        return "gb_vat"
-    if country in EU:
-        return "eu_vat"
-    return _COUNTRY_TAX_ID_TYPES.get(country or "")
-
-
 @dataclass(frozen=True)
 class LookupQuery:
     """What an agent typed after `lookup`: an email or an object ID of any kind."""
@@ -225,6 +134,9 @@ class Gateway:
 
     name: str = "gateway"
     capabilities: frozenset[Capability] = frozenset()
+    # What a gateway does only in part, in a few words for the capability matrix:
+    # {Capability.cancel_subscription: "now only: no cancel at period end"}.
+    limits: ClassVar[Mapping[Capability, str]] = MappingProxyType({})
 
     async def lookup(self, query: LookupQuery) -> list[GatewayProfile]:
         """Every customer matching the query, each with their billing profile."""

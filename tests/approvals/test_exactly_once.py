@@ -16,7 +16,7 @@ from bot.actors import Role
 from bot.approvals.executor import recover
 from bot.approvals.workflow import State, get
 from bot.errors import UserError
-from bot.gateways.ledger import LedgerGateway
+from bot.gateways.ledger.gateway import LedgerGateway
 from bot.money import Money
 from bot.store.tables import ApprovalRow, AuditEntry, LedgerRefund
 from tests.conftest import REPO, person, say

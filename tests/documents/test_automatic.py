@@ -19,7 +19,7 @@ from sqlalchemy import select
 from bot import jobs
 from bot.billing_links import open_link
 from bot.documents.automatic import import_recorder, start_imported, sweep
-from bot.gateways.ledger_import import import_data
+from bot.gateways.ledger.importer import import_data
 from bot.gateways.registry import Gateways
 from bot.store.tables import DocumentRequest, DocumentRow, EmailRow
 from bot.web import create_app

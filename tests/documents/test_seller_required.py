@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from bot import jobs
 from bot.documents.automatic import import_recorder, start_imported, sweep
 from bot.documents.config import load_branding
-from bot.gateways.ledger_import import import_data
+from bot.gateways.ledger.importer import import_data
 from bot.services import Services
 from bot.settings import config_dir
 from bot.store.tables import DocumentRequest, DocumentRow, DocumentSeries

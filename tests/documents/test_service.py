@@ -94,7 +94,7 @@ async def test_open_invoice_carries_its_due_date_and_is_not_marked_paid(services
 
 
 async def test_credit_note_corrects_the_invoice_at_its_rates(services):
-    from bot.gateways.ledger import LedgerGateway
+    from bot.gateways.ledger.gateway import LedgerGateway
     from bot.money import Money
 
     ledger: LedgerGateway = services.gateways.get("ledger")  # type: ignore[assignment]

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bot.gateways.ledger import SIGNATURE_HEADER, Forwarder, LedgerGateway, sign
+from bot.gateways.ledger.forward import SIGNATURE_HEADER, Forwarder, sign
+from bot.gateways.ledger.gateway import LedgerGateway
 from bot.gateways.registry import Gateways
 from bot.services import Services
 

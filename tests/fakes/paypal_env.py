@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from bot.gateways.base import Capability
-from bot.gateways.paypal import PayPalGateway
+from bot.gateways.paypal.gateway import PayPalGateway
 from bot.settings import PayPalSettings
 from chargedesk_emulators.paypal import PayPalEmulator, paypal_api
 from tests.gateways.contract import ContractEnv

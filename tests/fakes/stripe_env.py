@@ -24,7 +24,7 @@ import httpx
 import stripe
 from pydantic import SecretStr
 
-from bot.gateways.stripe import StripeGateway
+from bot.gateways.stripe.gateway import StripeGateway
 from bot.settings import StripeSettings
 from chargedesk_emulators.stripe import StripeEmulator
 from tests.gateways.contract import ContractEnv

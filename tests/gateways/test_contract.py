@@ -16,13 +16,13 @@ from bot.gateways.base import (
     Capability,
     ErrorCode,
     GatewayError,
-    InvalidTaxId,
     LookupQuery,
     Unsupported,
 )
-from bot.gateways.ledger import LedgerGateway
-from bot.gateways.ledger_import import import_data
+from bot.gateways.ledger.gateway import LedgerGateway
+from bot.gateways.ledger.importer import import_data
 from bot.money import Money
+from bot.tax_ids import InvalidTaxId
 from tests.gateways.contract import ContractEnv
 
 

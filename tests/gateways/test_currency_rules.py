@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.gateways.paypal import ZERO_DECIMAL_AT_PAYPAL, money_from_paypal, paypal_decimals
-from bot.gateways.stripe import THREE_DECIMAL, ZERO_DECIMAL, stripe_exponent
+from bot.gateways.paypal.mapping import (
+    ZERO_DECIMAL_AT_PAYPAL,
+    money_from_paypal,
+    paypal_decimals,
+)
+from bot.gateways.stripe.mapping import THREE_DECIMAL, ZERO_DECIMAL, stripe_exponent
 from bot.iso4217 import MINOR_UNITS
 from bot.money import Money
 

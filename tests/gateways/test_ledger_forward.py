@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.gateways.base import ErrorCode, GatewayError
-from bot.gateways.ledger import Forwarder, LedgerGateway
+from bot.gateways.ledger.forward import Forwarder
+from bot.gateways.ledger.gateway import LedgerGateway
 from bot.money import Money
 from bot.store.tables import LedgerRefund
 from tests.fakes.forward_server import forward_endpoint

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.gateways.base import LookupQuery
-from bot.gateways.ledger import LedgerGateway
-from bot.gateways.ledger_import import (
+from bot.gateways.ledger.gateway import LedgerGateway
+from bot.gateways.ledger.importer import (
     ImportSummary,
     LedgerImportError,
     import_data,

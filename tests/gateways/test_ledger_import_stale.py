@@ -23,8 +23,9 @@ from sqlalchemy import select
 
 from bot.demo.dataset import demo_data
 from bot.gateways.base import GatewayError, LookupQuery
-from bot.gateways.ledger import Forwarder, LedgerGateway
-from bot.gateways.ledger_import import LedgerImportError, import_data, import_file
+from bot.gateways.ledger.forward import Forwarder
+from bot.gateways.ledger.gateway import LedgerGateway
+from bot.gateways.ledger.importer import LedgerImportError, import_data, import_file
 from bot.money import Money
 from bot.services import Services
 from bot.store.tables import LedgerCharge, LedgerRefund, LedgerSubscription

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from bot.gateways.base import Capability, ErrorCode, GatewayError, InvalidTaxId, LookupQuery
-from bot.gateways.ledger import Forwarder, LedgerGateway
+from bot.gateways.base import Capability, ErrorCode, GatewayError, LookupQuery
+from bot.gateways.ledger.forward import Forwarder
+from bot.gateways.ledger.gateway import LedgerGateway
 from bot.models import TaxId
 from bot.store.tables import LedgerCustomer, LedgerOperation
+from bot.tax_ids import InvalidTaxId
 from tests.fakes.forward_server import forward_endpoint
 
 SECRET = "s3cret-s3cret-s3cret"

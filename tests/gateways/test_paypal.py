@@ -14,12 +14,8 @@ import pytest
 
 from bot.gateways.base import ErrorCode, GatewayError, LookupQuery, WebhookRejected
 from bot.gateways.events import EventKind
-from bot.gateways.paypal import (
-    PayPalGateway,
-    money_from_paypal,
-    money_to_paypal,
-    paypal_decimals,
-)
+from bot.gateways.paypal.gateway import PayPalGateway
+from bot.gateways.paypal.mapping import money_from_paypal, money_to_paypal, paypal_decimals
 from bot.models import ChargeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import Money, MoneyError
 from chargedesk_emulators.paypal import PayPalEmulator, paypal_api, schema_problems

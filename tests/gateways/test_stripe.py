@@ -20,13 +20,12 @@ from bot.gateways.base import (
     Capability,
     ErrorCode,
     GatewayError,
-    InvalidTaxId,
     LookupQuery,
     WebhookRejected,
 )
 from bot.gateways.events import EventKind
-from bot.gateways.stripe import (
-    StripeGateway,
+from bot.gateways.stripe.gateway import StripeGateway
+from bot.gateways.stripe.mapping import (
     describe_discount,
     from_stripe_amount,
     stripe_exponent,
@@ -34,6 +33,7 @@ from bot.gateways.stripe import (
 )
 from bot.models import ChargeStatus, DisputeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import Money
+from bot.tax_ids import InvalidTaxId
 from chargedesk_emulators.stripe import StripeEmulator, sign
 from tests.fakes.stripe_env import (
     WEBHOOK_SECRET,
@@ -606,7 +606,7 @@ async def test_stripe_errors_map_to_ours_keeping_stripes_words(
     error: dict[str, Any],
     code: ErrorCode,
 ) -> None:
-    mapped = fake.gateway._error(sdk_error(cls, status, {"error": error}), "charge ch_x")
+    mapped = fake.gateway._api.error(sdk_error(cls, status, {"error": error}), "charge ch_x")
     assert mapped.code == code and mapped.gateway == "stripe"
     assert mapped.raw_message == error["message"]
     assert mapped.raw_code == error.get("code", error["type"])

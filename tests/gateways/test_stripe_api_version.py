@@ -15,7 +15,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.gateways.base import LookupQuery
-from bot.gateways.stripe import STRIPE_API_VERSION, StripeGateway
+from bot.gateways.stripe.client import STRIPE_API_VERSION
+from bot.gateways.stripe.gateway import StripeGateway
 from bot.money import Money
 from chargedesk_emulators.stripe import StripeEmulator
 from tests.fakes.stripe_env import stripe_settings
@@ -57,7 +58,7 @@ def test_the_pinned_api_version_is_the_one_the_locked_sdk_speaks() -> None:
     assert stripe.api_version == STRIPE_API_VERSION, (
         f"stripe {stripe.VERSION} speaks {stripe.api_version}: read Stripe's changelog for "
         f"the changes since {STRIPE_API_VERSION}, then move STRIPE_API_VERSION "
-        "(bot/gateways/stripe.py) and the README's Stripe section to it"
+        "(bot/gateways/stripe/client.py) and the README's Stripe section to it"
     )
 
 

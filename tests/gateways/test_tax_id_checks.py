@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.gateways.base import ErrorCode, GatewayError, InvalidTaxId, checked_tax_id, tax_id_country
+from bot.gateways.base import ErrorCode, GatewayError
+from bot.tax_ids import InvalidTaxId, checked_tax_id, tax_id_country
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ async def stripe(services):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 async def paypal(services):  # type: ignore[no-untyped-def]
-    from bot.gateways.paypal import PayPalGateway
+    from bot.gateways.paypal.gateway import PayPalGateway
 
     with seeded_api() as (api, seeded):
         gateway = PayPalGateway(paypal_settings(api), backoff=0.01)

@@ -43,7 +43,7 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.gateways.base import GatewayError, checked_tax_id
+from bot.gateways.base import GatewayError
 from bot.models import ChargeStatus, DisputeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import MAX_MINOR_DIGITS, Money, normalize_currency, parse_money
 from bot.store.db import Database
@@ -57,6 +57,7 @@ from bot.store.tables import (
     LedgerRefund,
     LedgerSubscription,
 )
+from bot.tax_ids import checked_tax_id
 
 # Summary order; it is also a valid write order (customers and charges come first).
 KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes")

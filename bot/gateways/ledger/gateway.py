@@ -1,9 +1,10 @@
 """The built-in ledger gateway: billing data kept in our own SQL tables.
 
 It is ChargeDesk's custom-integration path. The business imports its
-customers, charges, subscriptions and invoices (`chargedesk import`); actions
-taken in chat are applied here and, when a forward URL is configured, first
-sent to the business as a signed webhook whose answer decides the result.
+customers, charges, subscriptions and invoices (`chargedesk import`, see
+`importer`); actions taken in chat are applied here and, when a forward URL is
+configured, first sent to the business as a signed webhook (`forward`) whose
+answer decides the result.
 
 Every action is keyed by an idempotency key: the same key twice returns what
 the first call did, so a retried or recovered execution never moves money twice.
@@ -12,16 +13,11 @@ the first call did, so a retried or recovered execution never moves money twice.
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-import httpx
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,27 +27,30 @@ from bot.gateways.base import (
     Gateway,
     GatewayError,
     LookupQuery,
-    checked_tax_id,
-    tax_id_country,
 )
 from bot.gateways.checks import check_capture, check_refund, require_status
+from bot.gateways.ledger.forward import Forwarder, Forwarding, money_json, snapshot
+from bot.gateways.ledger.mapping import (
+    NAME,
+    charge_of,
+    country_of,
+    customer_of,
+    dispute_of,
+    invoice_of,
+    refund_of,
+    subscription_of,
+    tax_ids_of,
+)
 from bot.models import (
-    Address,
     Charge,
     ChargeStatus,
-    Customer,
-    Dispute,
-    DisputeStatus,
     GatewayProfile,
-    Invoice,
-    InvoiceLine,
-    InvoiceStatus,
     Refund,
     Subscription,
     SubscriptionStatus,
     TaxId,
 )
-from bot.money import Money, exponent
+from bot.money import Money
 from bot.store.db import Database
 from bot.store.tables import (
     LedgerCharge,
@@ -62,36 +61,15 @@ from bot.store.tables import (
     LedgerRefund,
     LedgerSubscription,
 )
+from bot.tax_ids import checked_tax_id
 
-NAME = "ledger"
 T = TypeVar("T")
-SIGNATURE_HEADER = "X-ChargeDesk-Signature"
 KEY_MAX = 128  # ledger_operations.idempotency_key
 
 
 def new_id(prefix: str) -> str:
+    """A new ledger object ID with Stripe-like prefix (`re_…`)."""
     return f"{prefix}_{secrets.token_hex(8)}"
-
-
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """`t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">`, as in Stripe's scheme."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-class Forwarder(BaseModel):
-    """Where actions are sent for the business to carry out, and how they are signed."""
-
-    url: str
-    secret: str
-    timeout: float = 10.0
-
-
-class ForwardAnswer(BaseModel):
-    status: str
-    reference: str | None = None
-    code: str | None = None
-    message: str | None = None
 
 
 class LedgerGateway(Gateway):
@@ -109,6 +87,9 @@ class LedgerGateway(Gateway):
             Capability.tax_id,
         }
     )
+    limits: ClassVar[Mapping[Capability, str]] = {
+        Capability.tax_id: "one per customer: a new one replaces it",
+    }
 
     def __init__(
         self, db: Database, *, forwarder: Forwarder | None = None, max_charges: int = 1000
@@ -116,11 +97,11 @@ class LedgerGateway(Gateway):
         self.db = db
         self.forwarder = forwarder
         self.max_charges = max_charges
-        self._http = httpx.AsyncClient(timeout=forwarder.timeout) if forwarder else None
+        self._forwarding = Forwarding(forwarder) if forwarder else None
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._forwarding is not None:
+            await self._forwarding.close()
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -131,11 +112,11 @@ class LedgerGateway(Gateway):
 
     async def get_charge(self, charge_id: str) -> Charge:
         async with self.db.read() as s:
-            return _charge(await self._row(s, LedgerCharge, charge_id, "charge"))
+            return charge_of(await self._row(s, LedgerCharge, charge_id, "charge"))
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
         async with self.db.read() as s:
-            return _subscription(
+            return subscription_of(
                 await self._row(s, LedgerSubscription, subscription_id, "subscription")
             )
 
@@ -189,13 +170,13 @@ class LedgerGateway(Gateway):
         )
         return GatewayProfile(
             gateway=NAME,
-            customer=_customer(customer),
-            charges=tuple(_charge(c) for c in charges),
-            refunds=tuple(_refund(r) for r in refunds),
-            subscriptions=tuple(_subscription(x) for x in subs),
-            invoices=tuple(_invoice(i) for i in invoices),
-            disputes=tuple(_dispute(d) for d in disputes),
-            tax_ids=_tax_ids(customer),
+            customer=customer_of(customer),
+            charges=tuple(charge_of(c) for c in charges),
+            refunds=tuple(refund_of(r) for r in refunds),
+            subscriptions=tuple(subscription_of(x) for x in subs),
+            invoices=tuple(invoice_of(i) for i in invoices),
+            disputes=tuple(dispute_of(d) for d in disputes),
+            tax_ids=tax_ids_of(customer),
         )
 
     async def _row(self, s: AsyncSession, table: type[T], object_id: str, what: str) -> T:
@@ -213,7 +194,7 @@ class LedgerGateway(Gateway):
     ) -> Refund:
         async def check(s: AsyncSession) -> LedgerCharge:
             row = await self._locked(s, LedgerCharge, charge_id, "charge")
-            check_refund(_charge(row), amount)
+            check_refund(charge_of(row), amount)
             return row
 
         async def apply(s: AsyncSession, row: LedgerCharge, reference: str | None) -> str:
@@ -237,17 +218,17 @@ class LedgerGateway(Gateway):
             idempotency_key,
             check,
             apply,
-            {"amount": _money_json(amount), "reason": reason},
+            {"amount": money_json(amount), "reason": reason},
         )
         async with self.db.read() as s:
-            return _refund(await self._row(s, LedgerRefund, result_id, "refund"))
+            return refund_of(await self._row(s, LedgerRefund, result_id, "refund"))
 
     async def capture(
         self, charge_id: str, amount: Money | None, *, idempotency_key: str
     ) -> Charge:
         async def check(s: AsyncSession) -> LedgerCharge:
             row = await self._locked(s, LedgerCharge, charge_id, "charge")
-            check_capture(_charge(row), amount)
+            check_capture(charge_of(row), amount)
             return row
 
         async def apply(s: AsyncSession, row: LedgerCharge, reference: str | None) -> str:
@@ -255,14 +236,14 @@ class LedgerGateway(Gateway):
             row.status = ChargeStatus.succeeded
             return row.id
 
-        payload = {"amount": _money_json(amount) if amount else None}
+        payload = {"amount": money_json(amount) if amount else None}
         await self._operate("capture", charge_id, idempotency_key, check, apply, payload)
         return await self.get_charge(charge_id)
 
     async def void(self, charge_id: str, *, idempotency_key: str) -> Charge:
         async def check(s: AsyncSession) -> LedgerCharge:
             row = await self._locked(s, LedgerCharge, charge_id, "charge")
-            require_status(_charge(row), ChargeStatus.authorized, "voided")
+            require_status(charge_of(row), ChargeStatus.authorized, "voided")
             return row
 
         async def apply(s: AsyncSession, row: LedgerCharge, reference: str | None) -> str:
@@ -309,10 +290,10 @@ class LedgerGateway(Gateway):
         """Set the customer's tax ID: a ledger customer has one, so `replace` is always implied."""
         async with self.db.read() as s:
             row = await self._row(s, LedgerCustomer, customer_id, "customer")
-            country = _country(row)
+            country = country_of(row)
             kind, value = checked_tax_id(tax_id, country=country, gateway=NAME)
             if (row.tax_id_type, row.tax_id_value) == (kind, value):
-                return _tax_ids(row)[0]  # the customer has it already: nothing to do
+                return tax_ids_of(row)[0]  # the customer has it already: nothing to do
 
         async def check(s: AsyncSession) -> LedgerCustomer:
             return await self._locked(s, LedgerCustomer, customer_id, "customer")
@@ -325,7 +306,7 @@ class LedgerGateway(Gateway):
         await self._operate("tax_id", customer_id, idempotency_key, check, apply, payload)
         async with self.db.read() as s:
             row = await self._row(s, LedgerCustomer, customer_id, "customer")
-            return _tax_ids(row)[0]
+            return tax_ids_of(row)[0]
 
     async def _operate(
         self,
@@ -342,8 +323,12 @@ class LedgerGateway(Gateway):
             if done:
                 return done
             target = await check(s)
-            snapshot = _snapshot(target)
-        reference = await self._forward(action, key, target_id, snapshot, payload)
+            target_row = snapshot(target)
+        reference = (
+            await self._forwarding.send(action, key, target_id, target_row, payload)
+            if self._forwarding is not None
+            else None
+        )
         async with self.db.write() as s:
             done = await self._done(s, key, action, target_id)
             if done:
@@ -383,68 +368,6 @@ class LedgerGateway(Gateway):
             )
         return row
 
-    async def _forward(
-        self, action: str, key: str, target_id: str, target: dict[str, Any], payload: dict[str, Any]
-    ) -> str | None:
-        if self.forwarder is None or self._http is None:
-            return None
-        body = json.dumps(
-            {
-                "type": action,
-                "idempotency_key": key,
-                "target_id": target_id,
-                "object": target,
-                **payload,
-            },
-            sort_keys=True,
-            default=str,
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": key,
-            SIGNATURE_HEADER: sign(self.forwarder.secret, body, int(time.time())),
-        }
-        try:
-            response = await self._http.post(self.forwarder.url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            raise GatewayError(
-                ErrorCode.timeout, "the forward endpoint did not answer in time", gateway=NAME
-            ) from None
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                ErrorCode.unavailable,
-                f"the forward endpoint could not be reached ({type(exc).__name__})",
-                gateway=NAME,
-            ) from None
-        if response.status_code >= 500:
-            raise GatewayError(
-                ErrorCode.unavailable,
-                f"the forward endpoint failed with HTTP {response.status_code}",
-                gateway=NAME,
-                raw_code=str(response.status_code),
-            )
-        try:
-            answer = ForwardAnswer.model_validate_json(response.content)
-        except ValueError:
-            raise GatewayError(
-                ErrorCode.unavailable,
-                f"the forward endpoint answered HTTP {response.status_code} without a JSON result",
-                gateway=NAME,
-                raw_code=str(response.status_code),
-            ) from None
-        if response.status_code >= 300 or answer.status != "succeeded":
-            raise GatewayError(
-                ErrorCode.rejected,
-                f"the business declined the {action}: {answer.message or answer.code or answer.status}",
-                gateway=NAME,
-                raw_code=answer.code,
-                raw_message=answer.message,
-            )
-        return answer.reference
-
-
-# --- rows to domain ----------------------------------------------------------------------
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -455,135 +378,3 @@ def _stored_key(key: str) -> str:
     if len(key) <= KEY_MAX:
         return key
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def _money_json(amount: Money) -> dict[str, Any]:
-    # The exponent and the decimal string travel with the integer, so a partner
-    # system never has to guess how many digits a currency has.
-    return {
-        "minor": amount.minor,
-        "currency": amount.currency,
-        "exponent": exponent(amount.currency),
-        "value": f"{amount.decimal}",
-    }
-
-
-def _snapshot(row: Any) -> dict[str, Any]:
-    """A row as the forward webhook sends it; integer amounts are in `exponent` digits."""
-    snapshot = {c.name: getattr(row, c.key) for c in row.__table__.columns}
-    if snapshot.get("currency"):
-        snapshot["exponent"] = exponent(snapshot["currency"])
-    return snapshot
-
-
-def _customer(row: LedgerCustomer) -> Customer:
-    return Customer(
-        gateway=NAME,
-        id=row.id,
-        email=row.email,
-        name=row.name,
-        created=row.created,
-        address=Address(**row.address) if row.address else None,
-        locale=row.locale,
-        tax_exempt=row.tax_exempt,
-    )
-
-
-def _country(row: LedgerCustomer) -> str | None:
-    country = row.address.get("country") if row.address else None
-    return country.upper() if isinstance(country, str) and country else None
-
-
-def _tax_id_id(customer_id: str) -> str:
-    return f"{customer_id}:tax_id"
-
-
-def _tax_ids(row: LedgerCustomer) -> tuple[TaxId, ...]:
-    if not row.tax_id_value:
-        return ()
-    return (
-        TaxId(
-            gateway=NAME,
-            id=_tax_id_id(row.id),
-            type=row.tax_id_type or "unknown",
-            value=row.tax_id_value,
-            country=tax_id_country(row.tax_id_type, row.tax_id_value) or _country(row),
-        ),
-    )
-
-
-def _charge(row: LedgerCharge) -> Charge:
-    return Charge(
-        gateway=NAME,
-        id=row.id,
-        customer_id=row.customer_id,
-        amount=Money(minor=row.amount, currency=row.currency),
-        amount_captured=row.amount_captured,
-        amount_refunded=row.amount_refunded,
-        status=ChargeStatus(row.status),
-        description=row.description,
-        invoice_id=row.invoice_id,
-        created=row.created,
-        failure_message=row.failure_message,
-    )
-
-
-def _refund(row: LedgerRefund) -> Refund:
-    return Refund(
-        gateway=NAME,
-        id=row.id,
-        charge_id=row.charge_id,
-        amount=Money(minor=row.amount, currency=row.currency),
-        reason=row.reason,
-        created=row.created,
-    )
-
-
-def _subscription(row: LedgerSubscription) -> Subscription:
-    return Subscription(
-        gateway=NAME,
-        id=row.id,
-        customer_id=row.customer_id,
-        plan=row.plan,
-        status=SubscriptionStatus(row.status),
-        amount=Money(minor=row.amount, currency=row.currency),
-        interval=row.interval,
-        current_period_end=row.current_period_end,
-        cancel_at_period_end=row.cancel_at_period_end,
-        canceled_at=row.canceled_at,
-    )
-
-
-def _invoice(row: LedgerInvoice) -> Invoice:
-    return Invoice(
-        gateway=NAME,
-        id=row.id,
-        customer_id=row.customer_id,
-        number=row.number,
-        status=InvoiceStatus(row.status),
-        amount_due=Money(minor=row.amount_due, currency=row.currency),
-        amount_paid=Money(minor=row.amount_paid, currency=row.currency),
-        due_date=row.due_date,
-        created=row.created,
-        charge_id=row.charge_id,
-        lines=tuple(
-            InvoiceLine(
-                description=line["description"],
-                quantity=line.get("quantity", 1),
-                amount=Money(minor=line["amount"], currency=row.currency),
-            )
-            for line in row.lines or ()
-        ),
-    )
-
-
-def _dispute(row: LedgerDispute) -> Dispute:
-    return Dispute(
-        gateway=NAME,
-        id=row.id,
-        charge_id=row.charge_id,
-        amount=Money(minor=row.amount, currency=row.currency),
-        reason=row.reason,
-        status=DisputeStatus(row.status),
-        evidence_due_by=row.evidence_due_by,
-    )

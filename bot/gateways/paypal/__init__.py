@@ -1,0 +1,10 @@
+"""The PayPal gateway, one job per module.
+
+`client` (the SDK and httpx, OAuth, retries, errors), `mapping` (pure: PayPal's JSON
+and currency rules to our models), `gateway` (the `PayPalGateway` class),
+`webhooks` (verification and events).
+"""
+
+from bot.gateways.paypal.gateway import PayPalGateway
+
+__all__ = ["PayPalGateway"]
