@@ -537,7 +537,7 @@ def _slack(settings: Settings, args: argparse.Namespace) -> int:
                 "slack.app_token: required for --socket (CHARGEDESK_SLACK__APP_TOKEN=xapp-..., "
                 "an app-level token with the connections:write scope)"
             )
-        from bot.chat.slack.adapter import run_socket_mode
+        from bot.chat.runners import run_socket_mode
 
         asyncio.run(run_socket_mode(settings))
         return 0
@@ -552,7 +552,7 @@ def _slack(settings: Settings, args: argparse.Namespace) -> int:
 def _discord(settings: Settings) -> int:
     if settings.discord.token is None:
         raise ConfigError("discord.token: required (CHARGEDESK_DISCORD__TOKEN=<bot token>)")
-    from bot.chat.discord.adapter import run_discord
+    from bot.chat.runners import run_discord
 
     asyncio.run(run_discord(settings))
     return 0

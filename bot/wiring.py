@@ -83,7 +83,7 @@ async def open_services(
         raise
     client, engine = await redis_store.connect(settings.redis_url, Path(settings.data_dir))
     chosen = gateways if gateways is not None else configured_gateways(settings, db)
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         redis=client,
@@ -95,3 +95,9 @@ async def open_services(
         listeners=configured_listeners(),
         _engine=engine,
     )
+    # Copies of approval requests are redrawn on every configured chat platform after a
+    # decision taken in this process, whichever process runs that platform's bot.
+    from bot.chat.remote import attach_chat_doors
+
+    attach_chat_doors(services)
+    return services

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.actors import Actor, Channel, Role
 from bot.approvals.policy import Policy, load_policy
@@ -22,6 +23,7 @@ from bot.commands import Context, dispatch
 from bot.demo.dataset import load_demo
 from bot.services import Services
 from bot.settings import Settings
+from bot.store.tables import LedgerRefund
 from bot.wiring import open_services
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,3 +152,14 @@ def customer() -> Actor:
 async def say(services: Services, actor: Actor, line: str) -> Reply:
     """Type one command as `actor` in an internal channel."""
     return await dispatch(Context(services, actor, CHANNEL), line)
+
+
+async def refunded(services: Services, charge: str) -> int:
+    """How much of a ledger charge has been refunded, in minor units."""
+    async with services.db.read() as s:
+        total = await s.scalar(
+            select(func.coalesce(func.sum(LedgerRefund.amount), 0)).where(
+                LedgerRefund.charge_id == charge
+            )
+        )
+    return int(total or 0)

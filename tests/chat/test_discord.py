@@ -19,7 +19,7 @@ from typing import Any
 
 import discord
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.actors import Actor, Channel, Role
 from bot.audit.log import AuditFilter, query
@@ -28,7 +28,7 @@ from bot.commands import Context
 from bot.commands.forms import refund_form
 from bot.services import Services
 from bot.settings import DiscordSettings
-from bot.store.tables import ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
+from bot.store.tables import ChatMessage, LedgerCharge, LedgerCustomer
 from chargedesk_emulators.discord import (
     APPLICATION_ID,
     CALLBACK,
@@ -39,6 +39,7 @@ from chargedesk_emulators.discord import (
     discord_api,
 )
 from tests.chat.mailbox import code_in_outbox
+from tests.conftest import refunded
 
 pytestmark = pytest.mark.storage
 
@@ -68,11 +69,16 @@ ORIGINAL = "/webhooks/{webhook_id}/{webhook_token}/messages/@original"
 SNOWFLAKES = itertools.count(1_600_000_000_000_000_000)
 
 
+def populate(fake: DiscordAPI) -> None:
+    """The test guild's roles."""
+    fake.role(GUILD_ID, AGENT_ROLE, "Billing Agents")
+    fake.role(GUILD_ID, MANAGER_ROLE, "Billing Managers")
+
+
 @pytest.fixture
 def api() -> Iterator[DiscordAPI]:
     with discord_api() as fake:
-        fake.role(GUILD_ID, AGENT_ROLE, "Billing Agents")
-        fake.role(GUILD_ID, MANAGER_ROLE, "Billing Managers")
+        populate(fake)
         yield fake
         assert fake.problems == [], "the fake Discord API saw requests Discord would refuse"
 
@@ -207,16 +213,6 @@ def shown(body: dict[str, Any]) -> str:
         out += [e.get("title", ""), e.get("description", "")]
         out += [f"{f['name']}: {f['value']}" for f in e.get("fields", [])]
     return "\n".join(out)
-
-
-async def refunded(services: Services, charge: str) -> int:
-    async with services.db.read() as s:
-        total = await s.scalar(
-            select(func.coalesce(func.sum(LedgerRefund.amount), 0)).where(
-                LedgerRefund.charge_id == charge
-            )
-        )
-    return int(total or 0)
 
 
 async def lookup_card(

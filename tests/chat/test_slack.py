@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ import yaml
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from bot.approvals.workflow import now
 from bot.audit.log import AuditFilter, query
@@ -36,11 +37,11 @@ from bot.gateways.registry import Gateways
 from bot.models import GatewayProfile
 from bot.services import Services
 from bot.settings import SlackSettings
-from bot.store.tables import ApprovalRow, ChatMessage, LedgerCharge, LedgerCustomer, LedgerRefund
+from bot.store.tables import ApprovalRow, ChatMessage, LedgerCharge, LedgerCustomer
 from bot.web import create_app
 from chargedesk_emulators.slack import DATA, TEAM_ID, Call, SlackAPI, block_kit_problems, slack_api
 from tests.chat.mailbox import code_in_outbox
-from tests.conftest import REPO
+from tests.conftest import REPO, refunded
 
 pytestmark = pytest.mark.storage
 
@@ -55,20 +56,25 @@ MANAGERS_GROUP = "S0MANAGERS1"
 JANE = "jane.doe@example.com"
 
 
+def populate(fake: SlackAPI) -> None:
+    """The test workspace: its channels, people and the managers' user group."""
+    fake.channel(INTERNAL, "billing-team", private=True)
+    fake.channel(HELPDESK, "helpdesk")
+    fake.channel(SHARED, "acme-support", ext_shared=True)
+    fake.channel(APPROVALS, "billing-approvals", private=True)
+    fake.channel(SHARED_HELPDESK, "partner-tickets", shared=True)
+    for user, name in ((AGENT, "Alex"), (OTHER_AGENT, "Sam"), (MANAGER, "Maria"),
+                       (OTHER_MANAGER, "Mark"), (NOBODY, "Nora")):  # fmt: skip
+        fake.user(user, name)
+    fake.user(OUTSIDER, "Olga External", team_id="T0OTHERORG", stranger=True)
+    fake.user(CUSTOMER, "Jane Doe", team_id=CUSTOMER_TEAM, stranger=True)
+    fake.usergroup(MANAGERS_GROUP, [MANAGER, OTHER_MANAGER])
+
+
 @pytest.fixture
 def api() -> Iterator[SlackAPI]:
     with slack_api() as fake:
-        fake.channel(INTERNAL, "billing-team", private=True)
-        fake.channel(HELPDESK, "helpdesk")
-        fake.channel(SHARED, "acme-support", ext_shared=True)
-        fake.channel(APPROVALS, "billing-approvals", private=True)
-        fake.channel(SHARED_HELPDESK, "partner-tickets", shared=True)
-        for user, name in ((AGENT, "Alex"), (OTHER_AGENT, "Sam"), (MANAGER, "Maria"),
-                           (OTHER_MANAGER, "Mark"), (NOBODY, "Nora")):  # fmt: skip
-            fake.user(user, name)
-        fake.user(OUTSIDER, "Olga External", team_id="T0OTHERORG", stranger=True)
-        fake.user(CUSTOMER, "Jane Doe", team_id=CUSTOMER_TEAM, stranger=True)
-        fake.usergroup(MANAGERS_GROUP, [MANAGER, OTHER_MANAGER])
+        populate(fake)
         yield fake
         assert fake.problems == [], "the fake Slack API saw requests Slack would refuse"
 
@@ -219,6 +225,13 @@ def in_channel(channel: str, *, thread: str | None = None) -> Any:
 
 @pytest.fixture
 async def slack(services: Services, api: SlackAPI) -> AsyncIterator[Slack]:
+    async with running_slack(services, api) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def running_slack(services: Services, api: SlackAPI) -> AsyncIterator[Slack]:
+    """The app on the fake Web API, mounted as `chargedesk serve` mounts it, with the test config."""
     services.settings.slack = SlackSettings(
         bot_token=api.token, signing_secret=SECRET, base_url=f"{api.base_url}/api/",
         agents=[AGENT, OTHER_AGENT, OUTSIDER], managers=[MANAGERS_GROUP],
@@ -230,16 +243,6 @@ async def slack(services: Services, api: SlackAPI) -> AsyncIterator[Slack]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as http,
     ):
         yield Slack(http, api, app.state.slack, services)
-
-
-async def refunded(services: Services, charge: str) -> int:
-    async with services.db.read() as s:
-        total = await s.scalar(
-            select(func.coalesce(func.sum(LedgerRefund.amount), 0)).where(
-                LedgerRefund.charge_id == charge
-            )
-        )
-    return int(total or 0)
 
 
 async def pending_refund(slack: Slack, user: str = AGENT) -> tuple[str, Call]:

@@ -26,7 +26,6 @@ embeds. No billing rule lives here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -38,12 +37,11 @@ import discord
 from discord import app_commands
 from redis.exceptions import RedisError
 
-from bot import deliveries, lookup_cache, notify
-from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.approvals.workflow import ApprovalView, State, get
+from bot import deliveries, lookup_cache
+from bot.actors import Actor, ChannelKind, Role
+from bot.approvals.workflow import ApprovalView
 from bot.cards.billing import approval_card
-from bot.cards.model import Attachment, Reply
-from bot.chat import alerts, places
+from bot.cards.model import Attachment, Card, Reply
 from bot.chat.discord.render import (
     BUTTON_LABEL,
     PAGE_ROWS,
@@ -60,7 +58,7 @@ from bot.chat.discord.render import (
     reply_message,
 )
 from bot.chat.discord.slash import Billing
-from bot.commands import COMMANDS, Context, run
+from bot.commands import COMMANDS, Context
 from bot.commands.forms import (
     Form,
     FormField,
@@ -71,14 +69,14 @@ from bot.commands.forms import (
 )
 from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
+from bot.doors.base import ALERT_SECONDS, DECISIONS, Copy, Door, PostFailed, Refused
 from bot.errors import UserError
 from bot.services import Services
-from bot.settings import DiscordSettings, Settings
+from bot.settings import DiscordSettings
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
-DECISIONS = ("approve", "deny")
 # A modal must be the first answer to a click, within three seconds: keep room for the network.
 FORM_BUDGET = 2.0
 AUTOCOMPLETE_BUDGET = 2.0
@@ -88,8 +86,6 @@ CHOICES = 25
 THREAD_NAME = 100
 # Fields a Discord modal may send back; anything else is refused by `forms.submit`.
 FORM_FIELDS = ("amount", "when", "reason", "reason_code", "reason_text", "question")
-# Alerts queued by other processes (webhooks, questions asked on another platform) wait at most this.
-ALERT_SECONDS = 10.0
 # Nothing pings unless a message names who it pings (`pings`): data can never ping anyone.
 MENTIONS = discord.AllowedMentions.none()
 
@@ -100,10 +96,6 @@ def pings(*users: int | str) -> discord.AllowedMentions:
         everyone=False, roles=False, replied_user=False,
         users=[discord.Object(id=int(u)) for u in users if str(u).isdigit()],
     )  # fmt: skip
-
-
-class Refused(Exception):
-    """The bot cannot tell who reads this conversation, so it answers nothing there."""
 
 
 @dataclass(frozen=True)
@@ -178,8 +170,10 @@ class _Form(discord.ui.Modal):
         self.stop()
 
 
-class DiscordBot(discord.Client):
-    """The Discord bot: a `/billing` command tree whose callbacks call the core."""
+class DiscordBot(Door[Turn], discord.Client):
+    """The Discord door: a `/billing` command tree whose callbacks call the core."""
+
+    platform = PLATFORM
 
     def __init__(
         self, settings: DiscordSettings, services: Services, *, alert_seconds: float = ALERT_SECONDS
@@ -191,18 +185,24 @@ class DiscordBot(discord.Client):
         intents.guilds = True  # role names and threads come with the guild cache
         super().__init__(intents=intents, allowed_mentions=MENTIONS)
         self.settings = settings
-        self.services = services
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(Billing(self))
         self.tree.on_error = self._tree_error  # type: ignore[method-assign]
         self.alert_seconds = alert_seconds
         self._poller: asyncio.Task[None] | None = None
-        services.decision_hooks.append(self._decided_elsewhere)
+        self.attach(services)
 
-    async def _decided_elsewhere(self, approval_id: str, actor: Actor) -> None:
-        """A request decided in the shell, Slack, by expiry or recovery: redraw its Discord cards too."""
-        if actor.platform != PLATFORM:  # decisions made in Discord redraw themselves (`_answer`)
-            await self.refresh(approval_id)
+    def role_entries(self) -> dict[Role, list[str]]:
+        return {
+            Role.agent: self.settings.agent_roles,
+            Role.manager: self.settings.manager_roles,
+            Role.admin: self.settings.admin_roles,
+        }
+
+    @property
+    def approvals_channel(self) -> str | None:
+        channel = self.settings.approvals_channel
+        return str(channel) if channel else None
 
     async def setup_hook(self) -> None:
         """Sync `/billing` on start: to the configured guilds (instant), else globally."""
@@ -213,59 +213,36 @@ class DiscordBot(discord.Client):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
-        if self.alert_seconds > 0 and self._poller is None:
-            self._poller = asyncio.create_task(
-                alerts.poll(self.deliver_alerts, self.alert_seconds), name="discord-alerts"
-            )
+        if self._poller is None:
+            self._poller = self.start_alerts(self.alert_seconds)
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
-        with contextlib.suppress(ValueError):  # a closed bot redraws nothing
-            self.services.decision_hooks.remove(self._decided_elsewhere)
+        await self.stop_alerts(self._poller)
+        self._poller = None
+        self.detach()  # a closed bot redraws nothing
         await super().close()
 
     # --- alerts and questions -------------------------------------------------------------
 
-    async def deliver_alerts(self) -> int:
-        """Post what is queued for a Discord channel (alerts, customers' questions); how many.
+    async def alert_place(self, channel: str) -> bool:
+        """An internal channel: never a support channel (customers read it)."""
+        return channel.isdigit() and int(channel) not in self.settings.support_channels
 
-        Each card is a message with a thread of its own, where agents discuss
-        it. A support channel (customers read it) gets none of them: its cards
-        stay in `/billing alerts` for agents.
-        """
-        delivered = 0
-        for notification_id, channel, card in await notify.claim(self.services.db, PLATFORM):
-            if not channel.isdigit() or int(channel) in self.settings.support_channels:
-                log.error(
-                    "alert %s not posted: %r is not an internal Discord channel (fix the alerts "
-                    "or questions channel); it stays in `/billing alerts`",
-                    notification_id, channel,
-                )  # fmt: skip
-                continue
-            try:
-                posted = await self.get_partial_messageable(int(channel)).send(
-                    **_drawn(reply_message(Reply(cards=[card])))
-                )
-            except discord.HTTPException as exc:
-                log.warning("cannot post alert %s to %s: %s", notification_id, channel, exc)
-                await notify.release(self.services.db, notification_id)
-                continue
-            delivered += 1
-            try:
-                await self.http.start_thread_with_message(
-                    int(channel), posted.id, name=clip(card.title, THREAD_NAME),
-                    auto_archive_duration=1440,
-                )  # fmt: skip
-            except discord.HTTPException as exc:
-                log.info("alert %s has no thread (agents can open one): %s", notification_id, exc)
-        return delivered
-
-    async def _alerts_now(self) -> None:
-        await alerts.deliver_now(self.deliver_alerts)
+    async def post_alert(self, channel: str, card: Card) -> None:
+        """A message with a thread of its own, where agents discuss it."""
+        try:
+            posted = await self.get_partial_messageable(int(channel)).send(
+                **_drawn(reply_message(Reply(cards=[card])))
+            )
+        except discord.HTTPException as exc:
+            raise PostFailed(str(exc)) from exc
+        try:
+            await self.http.start_thread_with_message(
+                int(channel), posted.id, name=clip(card.title, THREAD_NAME),
+                auto_archive_duration=1440,
+            )  # fmt: skip
+        except discord.HTTPException as exc:
+            log.info("alert in %s has no thread (agents can open one): %s", channel, exc)
 
     # --- slash commands -------------------------------------------------------------------
 
@@ -279,16 +256,16 @@ class DiscordBot(discord.Client):
         try:
             ctx = await self._context(interaction)
             given = {k: v for k, v in raw.items() if v is not None}
-            reply = await run(ctx, COMMANDS[name], given)
+            reply = await self.run_command(ctx, COMMANDS[name], given)
             if name == "lookup" and reply.error is None:
                 await self._remember_lookup(ctx.actor, str(given["query"]))
             decided = str(given["id"]) if name in DECISIONS else None
             await self._answer(turn, ctx, reply, decided=decided, query=given.get("query"))
         except Refused as exc:
-            await self._show(turn, _error(str(exc)), private=True)
+            await self.refuse(turn, str(exc))
         except Exception:
-            await self._failed(turn, f"/billing {name}")
-        await self._alerts_now()
+            await self.failed(turn, f"/billing {name}")
+        await self.alerts_now()
 
     async def suggest(
         self, interaction: discord.Interaction, current: str, kind: str
@@ -371,16 +348,16 @@ class DiscordBot(discord.Client):
         turn = await self._defer(interaction, update=True)
         try:
             ctx = await self._context(interaction)
-            reply = await run(ctx, spec, raw)
+            reply = await self.run_command(ctx, spec, raw)
             decided = str(raw["id"]) if spec.name in DECISIONS else None
             # A decision shows as its card redrawn in place; only a refusal needs its own answer.
             await self._answer(
                 turn, ctx, reply, decided=decided, show=decided is None or reply.error is not None
             )
         except Refused as exc:
-            await self._show(turn, _error(str(exc)), private=True)
+            await self.refuse(turn, str(exc))
         except Exception:
-            await self._failed(turn, "that button")
+            await self.failed(turn, "that button")
 
     async def _open_form(
         self, interaction: discord.Interaction, spec: Command, raw: dict[str, Any]
@@ -435,10 +412,10 @@ class DiscordBot(discord.Client):
                 turn, ctx, reply, decided=decided, show=decided is None or reply.error is not None
             )
         except Refused as exc:
-            await self._show(turn, _error(str(exc)), private=True)
+            await self.refuse(turn, str(exc))
         except Exception:
-            await self._failed(turn, "that form")
-        await self._alerts_now()
+            await self.failed(turn, "that form")
+        await self.alerts_now()
 
     async def _on_page(self, interaction: discord.Interaction, custom: str) -> None:
         """Previous / next rows of one list, edited into the same message (through `run`)."""
@@ -447,11 +424,11 @@ class DiscordBot(discord.Client):
             _, _, section, offset, query = custom.split(":", 4)
             ctx = await self._context(interaction)
             start = int(offset)
-            reply = await run(
+            reply = await self.run_command(
                 ctx, LOOKUP_PAGE, {"query": query, "section": int(section), "offset": max(1, start)}
             )
             if start == 0 and reply.error is None:
-                reply = await run(ctx, COMMANDS["lookup"], {"query": query})
+                reply = await self.run_command(ctx, COMMANDS["lookup"], {"query": query})
             if reply.error is not None:
                 await self._show(turn, reply_message(reply), private=True)
                 return
@@ -462,9 +439,9 @@ class DiscordBot(discord.Client):
         except ValueError:
             await self._show(turn, _error("that button is out of date"), private=True)
         except Refused as exc:
-            await self._show(turn, _error(str(exc)), private=True)
+            await self.refuse(turn, str(exc))
         except Exception:
-            await self._failed(turn, "that page")
+            await self.failed(turn, "that page")
 
     # --- who and where --------------------------------------------------------------------
 
@@ -494,26 +471,24 @@ class DiscordBot(discord.Client):
     async def _context(self, interaction: discord.Interaction) -> Context:
         kind = self._kind(interaction)
         actor = await self._actor(interaction)
-        channel = Channel(platform=PLATFORM, id=str(interaction.channel_id), kind=kind)
-        return Context(self.services, actor, channel)
+        return self.context(actor, str(interaction.channel_id), kind)
 
     async def _actor(self, interaction: discord.Interaction) -> Actor:
         """The member with the roles their Discord roles map to; anyone else is a customer."""
         user = interaction.user
-        roles: set[Role] = set()
+        held: set[str] = set()
+        names: set[str] = set()
         if isinstance(user, discord.Member) and interaction.guild_id is not None:
             # The interaction's member carries role IDs even when the guild is not cached.
             held = {str(r) for r in getattr(user, "_roles", [])}
             names = await self._role_names(interaction.guild_id, held)
-            for role, entries in (
-                (Role.agent, self.settings.agent_roles),
-                (Role.manager, self.settings.manager_roles),
-                (Role.admin, self.settings.admin_roles),
-            ):
-                if any(e in held or e.lower() in names for e in entries):
-                    roles.add(role)
+
+        async def holds(entry: str) -> bool:  # a role by ID or by name
+            return entry in held or entry.lower() in names
+
         name = getattr(user, "display_name", None) or user.name
-        return Actor(platform=PLATFORM, id=str(user.id), name=name, roles=frozenset(roles))
+        # A direct message has no member and no roles: a customer.
+        return await self.person(str(user.id), name, holds)
 
     async def _role_names(self, guild_id: int, held: set[str]) -> set[str]:
         """Lower-cased names of the held roles, from the guild cache or REST (cached a few minutes)."""
@@ -584,17 +559,13 @@ class DiscordBot(discord.Client):
         query: Any = None,
     ) -> None:
         """Show a reply where it belongs: in place, privately, or as an approval thread."""
-        if decided and (reply.error is None or reply.error.code == "expired"):
-            await self.refresh(decided)
-        pending = reply.approval is not None and reply.approval.state == State.pending.value
-        if pending and reply.error is None and not decided:
-            await self._post_approval(turn, ctx, reply)
+        await self.settle_decision(ctx, decided, reply)
+        if self.pending(reply) and not decided:
+            await self.post_approval(ctx, reply, turn)
             return
         if not show:
             return
-        private = (
-            reply.ephemeral or reply.error is not None or ctx.channel.kind == ChannelKind.shared
-        )
+        private = self.private(ctx, reply)
         pager = _pager(str(query), None) if query else None
         await self._show(
             turn, reply_message(reply, pager=pager), private=private, files=reply.files
@@ -626,107 +597,90 @@ class DiscordBot(discord.Client):
         attached = {"attachments": _discord_files(files)} if files else {}
         await interaction.edit_original_response(**_drawn(message), **attached)
 
-    async def _post_approval(self, turn: Turn, ctx: Context, reply: Reply) -> None:
-        """A pending request: a thread on the agent's message, and the approvals channel."""
-        assert reply.approval is not None
-        approval_id = reply.approval.id
+    def shows_publicly(self, ctx: Context, reply: Reply, turn: Turn) -> bool:
+        return super().shows_publicly(ctx, reply, turn) and not turn.private
+
+    def _request_card(self, turn: Turn, reply: Reply) -> DiscordMessage:
+        user = turn.interaction.user.id
+        return reply_message(reply, content=f"Requested by <@{user}>", ping=(str(user),))
+
+    async def post_beside(self, ctx: Context, reply: Reply, turn: Turn) -> Copy | None:
+        """A thread on the agent's message (the deferred answer), the card inside it."""
         interaction = turn.interaction
+        if turn.update or interaction.channel_id is None:
+            return None
+        approval_id = reply.approval.id if reply.approval else ""
         user = interaction.user.id
         title = reply.cards[0].title if reply.cards else approval_id
-        card = reply_message(reply, content=f"Requested by <@{user}>", ping=(str(user),))
-        public = (
-            ctx.channel.kind == ChannelKind.internal and not turn.private and not reply.ephemeral
-        )
-        approvals = self.settings.approvals_channel
-        placed = False
-        if public and not turn.update and interaction.channel_id is not None:
-            head = await interaction.edit_original_response(
-                content=clip(f"<@{user}> asked: {inert(title)}", 2000), embeds=[], view=None,
-                allowed_mentions=pings(user),
+        card = self._request_card(turn, reply)
+        head = await interaction.edit_original_response(
+            content=clip(f"<@{user}> asked: {inert(title)}", 2000), embeds=[], view=None,
+            allowed_mentions=pings(user),
+        )  # fmt: skip
+        try:
+            thread = await self.http.start_thread_with_message(
+                interaction.channel_id, head.id,
+                name=clip(f"Approval {approval_id}", THREAD_NAME), auto_archive_duration=1440,
             )  # fmt: skip
-            try:
-                thread = await self.http.start_thread_with_message(
-                    interaction.channel_id, head.id,
-                    name=clip(f"Approval {approval_id}", THREAD_NAME), auto_archive_duration=1440,
-                )  # fmt: skip
-                posted = await self.get_partial_messageable(int(thread["id"])).send(**_drawn(card))
-                await self._remember(
-                    approval_id, str(thread["id"]), str(posted.id), str(thread["id"])
-                )
-            except discord.HTTPException as exc:
-                # No thread (permissions, archived channel): the request's own message carries the card.
-                log.warning("cannot open an approval thread in %s: %s", interaction.channel_id, exc)
-                await interaction.edit_original_response(**_drawn(card))
-                await self._remember(approval_id, str(interaction.channel_id), str(head.id), None)
-            placed = True
-        if approvals and approvals != interaction.channel_id:
-            try:
-                posted = await self.get_partial_messageable(approvals).send(**_drawn(card))
-                await self._remember(approval_id, str(approvals), str(posted.id), None)
-                placed = True
-            except discord.HTTPException as exc:
-                log.warning("cannot post %s to the approvals channel: %s", approval_id, exc)
-        if not public or not placed:
-            where = f"<#{approvals}>" if approvals and placed else "`/billing approvals`"
-            quiet = reply_message(reply, actions=False, content=f"A manager decides in {where}.")
-            await self._show(turn, quiet, private=True)
+            posted = await self.get_partial_messageable(int(thread["id"])).send(**_drawn(card))
+            return Copy(str(thread["id"]), str(posted.id), str(thread["id"]))
+        except discord.HTTPException as exc:
+            # No thread (permissions, archived channel): the request's own message carries the card.
+            log.warning("cannot open an approval thread in %s: %s", interaction.channel_id, exc)
+            await interaction.edit_original_response(**_drawn(card))
+            return Copy(str(interaction.channel_id), str(head.id))
 
-    async def _remember(
-        self, approval_id: str, channel: str, message: str, thread: str | None
+    async def post_to_approvals(
+        self, ctx: Context, reply: Reply, turn: Turn, channel: str
+    ) -> Copy | None:
+        try:
+            posted = await self.get_partial_messageable(int(channel)).send(
+                **_drawn(self._request_card(turn, reply))
+            )
+        except discord.HTTPException as exc:
+            log.warning("cannot post %s to the approvals channel: %s", channel, exc)
+            return None
+        return Copy(channel, str(posted.id))
+
+    async def say_where_decided(
+        self, ctx: Context, reply: Reply, turn: Turn, channel: str | None
     ) -> None:
-        """Store where a request is shown, so that its decision redraws it there."""
-        await places.remember(self.services, approval_id, PLATFORM, channel, message, thread)
-        # A manager may have decided while this copy was on its way: redraw it then.
-        view = await get(self.services, approval_id)
-        if view.state != State.pending:
-            await self._redraw(self._card(view), [(channel, message)], approval_id)
+        where = f"<#{channel}>" if channel else "`/billing approvals`"
+        quiet = reply_message(reply, actions=False, content=f"A manager decides in {where}.")
+        await self._show(turn, quiet, private=True)
 
     def _card(self, view: ApprovalView) -> DiscordMessage:
         card = approval_card(view, locale=self.services.settings.locale)
-        requester = view.requester_key.removeprefix(f"{PLATFORM}:")
-        mine = requester != view.requester_key
-        who = f"Requested by <@{requester}>" if mine else None
-        return reply_message(Reply(cards=[card]), content=who, ping=(requester,) if mine else ())
+        requester = self.own_user(view.requester_key)
+        who = f"Requested by <@{requester}>" if requester else None
+        return reply_message(
+            Reply(cards=[card]), content=who, ping=(requester,) if requester else ()
+        )
 
-    async def _redraw(
-        self, drawn: DiscordMessage, where: list[tuple[str, str]], approval_id: str
-    ) -> None:
-        for channel, message in where:
-            try:
-                partial = self.get_partial_messageable(int(channel)).get_partial_message(
-                    int(message)
-                )
-                await partial.edit(**_drawn(drawn))
-            except discord.HTTPException as exc:
-                log.warning("cannot update %s in %s: %s", approval_id, channel, exc)
+    async def redraw(self, copy: Copy, view: ApprovalView) -> None:
+        """An edit through the REST API: it needs the token, not the gateway connection."""
+        partial = self.get_partial_messageable(int(copy.channel)).get_partial_message(
+            int(copy.message)
+        )
+        try:
+            await partial.edit(**_drawn(self._card(view)))
+        except discord.HTTPException as exc:
+            raise PostFailed(str(exc)) from exc
 
-    async def refresh(self, approval_id: str) -> None:
-        """Redraw every posted card of a request; once decided, mention the requester."""
-        view = await get(self.services, approval_id)
+    async def tell_requester(self, home: Copy, user: str, view: ApprovalView) -> None:
         drawn = self._card(view)
-        rows = await places.shown(self.services, approval_id, PLATFORM)
-        await self._redraw(drawn, [(r.channel_id, r.message_id) for r in rows], approval_id)
-        requester = view.requester_key.removeprefix(f"{PLATFORM}:")
-        if view.state == State.pending or not rows or requester == view.requester_key:
-            return
-        home = next((r for r in rows if r.thread_id), rows[0])
-        title = drawn.embeds[0].get("title", approval_id) if drawn.embeds else approval_id
+        title = drawn.embeds[0].get("title", view.id) if drawn.embeds else view.id
         who = f" (decided by {view.votes[-1].name})" if view.votes else ""
         try:
-            await self.get_partial_messageable(int(home.channel_id)).send(
-                content=clip(f"<@{requester}> {inert(title)}{escape(who)}", 2000),
-                allowed_mentions=pings(requester),
+            await self.get_partial_messageable(int(home.channel)).send(
+                content=clip(f"<@{user}> {inert(title)}{escape(who)}", 2000),
+                allowed_mentions=pings(user),
             )
         except discord.HTTPException as exc:
-            log.warning("cannot tell the requester of %s: %s", approval_id, exc)
+            raise PostFailed(str(exc)) from exc
 
-    async def _failed(self, turn: Turn, what: str) -> None:
-        log.exception("Discord: %s failed", what)
-        text = f"{what} failed on our side; check `/billing approvals` before trying again"
-        try:
-            await self._show(turn, _error(text), private=True)
-        except discord.HTTPException:
-            log.exception("Discord: cannot even say that %s failed", what)
+    async def send_private(self, turn: Turn, text: str) -> None:
+        await self._show(turn, _error(text), private=True)
 
 
 def _discord_files(files: Sequence[Attachment]) -> list[discord.File]:
@@ -776,17 +730,26 @@ def _pager(query: str, section: int | None) -> Any:
     return ids
 
 
-async def run_discord(settings: Settings) -> None:
-    """`chargedesk discord`: connect to the gateway and serve `/billing` until stopped."""
-    from bot.jobs import background_worker
-    from bot.wiring import open_services
+class DiscordRedraw(DiscordBot):
+    """Discord's approval copies redrawn from a process without the gateway connection.
 
-    assert settings.discord.token is not None
-    services = await open_services(settings)
-    bot = DiscordBot(settings.discord, services)
-    try:
-        async with background_worker(services):
-            await bot.start(settings.discord.token.get_secret_value())
-    finally:
-        await bot.close()
-        await services.close()
+    `chargedesk shell`, a worker's recovery or the web process (Slack) can decide a
+    request shown on Discord while `chargedesk discord` holds the connection. An edit
+    needs only the bot token and the REST API: each decision logs in over REST, redraws
+    every stored copy, tells the requester, and closes the HTTP session again.
+    """
+
+    def __init__(self, settings: DiscordSettings, services: Services) -> None:
+        super().__init__(settings, services, alert_seconds=0)
+        self._rest = asyncio.Lock()
+
+    async def _decided(self, approval_id: str, actor: Actor) -> None:
+        if self.settings.token is None:
+            return
+        async with self._rest:  # one REST session at a time on this client
+            self.http.connector = discord.utils.MISSING  # the last close closed it
+            await self.http.static_login(self.settings.token.get_secret_value())
+            try:
+                await self.refresh(approval_id)
+            finally:
+                await self.http.close()

@@ -1,7 +1,9 @@
 """The terminal shell: the bot in a terminal, or fed one command per line on stdin.
 
-A chat adapter like Slack's or Discord's: it turns a line into (actor,
-channel, command), calls the core, and draws the reply. No billing logic here.
+A door like Slack's or Discord's (`bot.doors.base.Door`): it turns a line into
+(actor, channel, command), calls the core, and draws the reply. No billing logic
+here. A terminal has no approvals channel and no message to edit later: a
+request waiting for a manager is shown once, and `approvals` lists it again.
 Files that come with a reply (PDFs) are saved in a folder and shown by path.
 """
 
@@ -21,9 +23,11 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.actors import Actor, Channel, ChannelKind, Role
+from bot.approvals.workflow import ApprovalView
 from bot.cards.model import Attachment, Card, ErrorInfo, Reply, Section
 from bot.chat.shell.render import render, to_json
-from bot.commands import Context, dispatch
+from bot.commands import Context
+from bot.doors.base import Copy, Door
 from bot.errors import UserError
 from bot.services import Services
 
@@ -96,7 +100,11 @@ def save_file(folder: Path, file: Attachment) -> Path:
     raise UserError("file_exists", f"too many files named like {name} in {folder}")
 
 
-class Shell:
+class Shell(Door[None]):
+    """The terminal door: one person at a time (`/as ROLE:NAME`), one internal channel."""
+
+    platform = "shell"
+
     def __init__(
         self,
         services: Services,
@@ -106,7 +114,7 @@ class Shell:
         out: TextIO | None = None,
         files_dir: Path | None = None,
     ) -> None:
-        self.services = services
+        self.attach(services)
         self.actor = actor
         self.json_lines = json_lines
         self.out = out or sys.stdout
@@ -123,7 +131,44 @@ class Shell:
             return None
         if line.startswith("/"):
             return self._meta(line)
-        return await dispatch(Context(self.services, self.actor, CHANNEL), line)
+        return await self.run_line(self.context(self.actor, CHANNEL.id, CHANNEL.kind), line)
+
+    # What the door base leaves to a door: a terminal has none of it, or draws it as it comes.
+
+    def role_entries(self) -> dict[Role, list[str]]:
+        return {}  # the ROLE:NAME identity names the role itself (`parse_identity`)
+
+    @property
+    def approvals_channel(self) -> str | None:
+        return None
+
+    async def send_private(self, where: None, text: str) -> None:
+        self.show(Reply.fail("refused", text))  # a terminal is private
+
+    async def post_beside(self, ctx: Context, reply: Reply, where: None) -> Copy | None:
+        return None  # the reply itself shows the request, once
+
+    async def post_to_approvals(
+        self, ctx: Context, reply: Reply, where: None, channel: str
+    ) -> Copy | None:
+        return None
+
+    async def say_where_decided(
+        self, ctx: Context, reply: Reply, where: None, channel: str | None
+    ) -> None:
+        pass  # the request's own card says a manager decides
+
+    async def redraw(self, copy: Copy, view: ApprovalView) -> None:
+        pass  # nothing posted, nothing to edit
+
+    async def tell_requester(self, home: Copy, user: str, view: ApprovalView) -> None:
+        pass
+
+    async def alert_place(self, channel: str) -> bool:
+        return False  # alerts wait in `/billing alerts`
+
+    async def post_alert(self, channel: str, card: Card) -> None:
+        pass
 
     def _meta(self, line: str) -> Reply:
         word, _, rest = line.partition(" ")

@@ -27,7 +27,6 @@ and draws the Reply as Block Kit. No billing rule lives here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -48,12 +47,11 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot import deliveries, notify
-from bot.actors import Actor, Channel, ChannelKind, Role
-from bot.approvals.workflow import ApprovalView, State, get
+from bot import deliveries
+from bot.actors import Actor, ChannelKind, Role
+from bot.approvals.workflow import ApprovalView
 from bot.cards.billing import approval_card
-from bot.cards.model import Attachment, Reply
-from bot.chat import alerts, places
+from bot.cards.model import Attachment, Card, Reply
 from bot.chat.slack.render import (
     FORM_CALLBACK,
     LINK,
@@ -72,7 +70,7 @@ from bot.chat.slack.render import (
     reply_messages,
     section,
 )
-from bot.commands import Context, dispatch, run
+from bot.commands import Context
 from bot.commands.forms import (
     Form,
     asks_first,
@@ -81,9 +79,10 @@ from bot.commands.forms import (
 )
 from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
+from bot.doors.base import ALERT_SECONDS, DECISIONS, Copy, Door, PostFailed, Refused, decided_in
 from bot.errors import UserError
 from bot.services import Services
-from bot.settings import Settings, SlackSettings
+from bot.settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,6 @@ GROUP_TTL = 300
 USER_TTL = 600
 COMPACT_ROWS = 3
 MAX_CANDIDATES = 3
-DECISIONS = ("approve", "deny")
 
 # What a helpdesk message may name. Bare `#1234` is left out on purpose: Zendesk,
 # Freshdesk and Help Scout number their tickets that way, and a ticket number
@@ -119,13 +117,7 @@ _FIELD_OF = {
     "empty_question": "question",
     "question_too_long": "question",
 }
-# Alerts queued by other processes (webhooks, questions asked on another platform) wait at most this.
-ALERT_SECONDS = 10.0
 ALERT_NOTE = "Discuss it in this message's thread."
-
-
-class Refused(Exception):
-    """The bot cannot tell who reads this conversation, so it answers nothing there."""
 
 
 @dataclass(frozen=True)
@@ -187,8 +179,10 @@ def field_errors(form: Form, reply: Reply) -> dict[str, str]:
     return {}
 
 
-class SlackBot:
-    """The Slack app: one AsyncApp whose listeners call the core; bind the services before use."""
+class SlackBot(Door[Place]):
+    """The Slack door: one AsyncApp whose listeners call the core; bind the services before use."""
+
+    platform = PLATFORM
 
     def __init__(
         self,
@@ -216,27 +210,40 @@ class SlackBot:
         self._register()
 
     def bind(self, services: Services) -> None:
-        self._services = services
-        services.decision_hooks.append(self._decided_elsewhere)
+        """Serve these services: redraw after every decision, and poll for alerts."""
+        self.attach(services)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return  # bound outside an event loop: alerts are posted after webhooks and commands
-        if self.alert_seconds > 0:
-            self._poller = asyncio.create_task(
-                alerts.poll(self.deliver_alerts, self.alert_seconds), name="slack-alerts"
-            )
+        self._poller = self.start_alerts(self.alert_seconds)
 
-    async def _decided_elsewhere(self, approval_id: str, actor: Actor) -> None:
-        """A request decided in the shell, Discord or by expiry: redraw its Slack cards too."""
-        if actor.platform != PLATFORM:  # decisions made in Slack redraw themselves
-            await self.refresh(approval_id)
-
-    @property
+    @property  # type: ignore[override]
     def services(self) -> Services:
         if self._services is None:
             raise RuntimeError("SlackBot.bind(services) must come before the first request")
         return self._services
+
+    @services.setter
+    def services(self, services: Services) -> None:
+        self._services = services
+
+    def role_entries(self) -> dict[Role, list[str]]:
+        return {
+            Role.agent: self.settings.agents,
+            Role.manager: self.settings.managers,
+            Role.admin: self.settings.admins,
+        }
+
+    @property
+    def approvals_channel(self) -> str | None:
+        return self.settings.approvals_channel
+
+    def socket_mode(self, app_token: str) -> Any:
+        """The same listeners over Socket Mode's outbound websocket (an AsyncSocketModeHandler)."""
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        return AsyncSocketModeHandler(self.app, app_token)
 
     async def endpoint(self, request: Request) -> Response:
         """POST /slack/events: slash commands, interactivity and the Events API."""
@@ -256,45 +263,25 @@ class SlackBot:
                 raise TimeoutError(f"{len(pending)} Slack task(s) still running")
             await asyncio.wait(pending, timeout=remaining)
 
-    async def deliver_alerts(self) -> int:
-        """Post what is queued for a Slack channel (alerts, customers' questions); how many.
+    async def alert_place(self, channel: str) -> bool:
+        """Not a channel shared with people outside (Refused when Slack cannot tell)."""
+        return await self._channel_kind(channel) != ChannelKind.shared
 
-        Each card is a message of its own, the root of the thread where agents
-        discuss it. A channel shared with people outside gets none of them: its
-        cards stay in `/billing alerts` for agents.
-        """
-        delivered = 0
-        for notification_id, channel, card in await notify.claim(self.services.db, PLATFORM):
-            try:
-                if await self._channel_kind(channel) == ChannelKind.shared:
-                    log.error(
-                        "alert %s not posted: %s is shared with people outside (fix the "
-                        "alerts or questions channel); it stays in `/billing alerts`",
-                        notification_id, channel,
-                    )  # fmt: skip
-                    continue
-                for message in reply_messages(Reply(cards=[card])):
-                    await self.client.chat_postMessage(
-                        channel=channel, text=message.text,
-                        blocks=_noted(message.blocks, context(ALERT_NOTE)),
-                    )  # fmt: skip
-            except (SlackApiError, Refused) as exc:
-                why = exc.response.get("error") if isinstance(exc, SlackApiError) else str(exc)
-                log.warning("cannot post alert %s to %s: %s", notification_id, channel, why)
-                await notify.release(self.services.db, notification_id)
-                continue
-            delivered += 1
-        return delivered
-
-    async def _alerts_now(self) -> None:
-        await alerts.deliver_now(self.deliver_alerts)
+    async def post_alert(self, channel: str, card: Card) -> None:
+        """A message of its own: the root of the thread where agents discuss it."""
+        try:
+            for message in reply_messages(Reply(cards=[card])):
+                await self.client.chat_postMessage(
+                    channel=channel, text=message.text,
+                    blocks=_noted(message.blocks, context(ALERT_NOTE)),
+                )  # fmt: skip
+        except SlackApiError as exc:
+            raise PostFailed(exc.response.get("error")) from exc
 
     async def aclose(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await self.stop_alerts(self._poller)
+        self._poller = None
+        self.detach()
         try:
             await self.idle(10)
         except TimeoutError as exc:
@@ -383,13 +370,13 @@ class SlackBot:
                 user=place.user, name=body.get("user_name"), team=body.get("team_id"),
                 channel=place.channel, home=_home(context),
             )  # fmt: skip
-            reply = await dispatch(ctx, text)
-            await self._deliver(ctx, reply, place, line=text, decided=_decided(text))
+            reply = await self.run_line(ctx, text)
+            await self._deliver(ctx, reply, place, line=text, decided=decided_in(text))
         except Refused as exc:
-            await self._refuse(place, str(exc))
+            await self.refuse(place, str(exc))
         except Exception:
-            await self._failed(place, "/billing")
-        await self._alerts_now()
+            await self.failed(place, "/billing")
+        await self.alerts_now()
 
     async def _on_button(
         self,
@@ -425,9 +412,9 @@ class SlackBot:
             )  # fmt: skip
             await self._button(ctx, place, action, body.get("trigger_id"))
         except Refused as exc:
-            await self._refuse(place, str(exc))
+            await self.refuse(place, str(exc))
         except Exception:
-            await self._failed(place, "that button")
+            await self.failed(place, "that button")
 
     async def _button(
         self, ctx: Context, place: Place, action: dict[str, Any], trigger_id: str | None
@@ -442,7 +429,7 @@ class SlackBot:
             await self._deliver(ctx, Reply.fail(exc.code, exc.message), place)
             return
         if spec.name == "approve":
-            reply = await run(ctx, spec, raw)
+            reply = await self.run_command(ctx, spec, raw)
             # Success shows as the card updated in place; only a refusal needs its own answer.
             await self._deliver(
                 ctx, reply, place, decided=raw.get("id"), show=reply.error is not None
@@ -452,7 +439,7 @@ class SlackBot:
             label = (action.get("text") or {}).get("text") or spec.name.capitalize()
             await self._open_form(ctx, place, spec, raw, trigger_id, label)
             return
-        reply = await run(ctx, spec, raw)
+        reply = await self.run_command(ctx, spec, raw)
         await self._deliver(ctx, reply, place, line=value)
 
     async def _open_form(
@@ -562,8 +549,8 @@ class SlackBot:
             reply = await task
             await self._deliver(ctx, reply, place, decided=decided, show=_shown(reply, decided))
         except Exception:
-            await self._failed(place, "that form")
-        await self._alerts_now()
+            await self.failed(place, "that form")
+        await self.alerts_now()
 
     async def _more(self, ctx: Context, place: Place, value: str) -> None:
         """The next page of a list, behind the same roles as `lookup` (through `run`)."""
@@ -577,7 +564,7 @@ class SlackBot:
         if lookup.name != "lookup":
             await self._deliver(ctx, Reply.fail("usage", "only lookups have more pages"), place)
             return
-        reply = await run(
+        reply = await self.run_command(
             ctx, LOOKUP_PAGE, {"query": raw.get("query"), "section": base[0], "offset": base[1]}
         )
         await self._deliver(ctx, reply, place, line=data["line"], page=base)
@@ -613,10 +600,10 @@ class SlackBot:
                 name="ChargeDesk helpdesk lookup",
                 roles=frozenset({Role.agent}),
             )
-            ctx = Context(self.services, auto, Channel(platform=PLATFORM, id=channel, kind=kind))
+            ctx = self.context(auto, channel, kind)
             for candidate in candidates:
                 line = f"lookup {candidate}"
-                reply = await dispatch(ctx, line)
+                reply = await self.run_line(ctx, line)
                 if reply.error is None and reply.cards:
                     # The router marks agent answers outside internal channels ephemeral; a
                     # helpdesk channel is the team's own ticket feed (checked not shared above),
@@ -652,7 +639,7 @@ class SlackBot:
         actor, external = await self._actor(user, name=name, team=team, home=home)
         if external:
             kind = ChannelKind.shared  # someone from outside is in this conversation
-        return Context(self.services, actor, Channel(platform=PLATFORM, id=channel, kind=kind))
+        return self.context(actor, channel, kind)
 
     async def _actor(
         self, user: str, *, name: str | None, team: str | None, home: str | None
@@ -660,21 +647,12 @@ class SlackBot:
         """The user with the roles config gives them; an external user is a customer at most."""
         info = await self._user_info(user)
         external = bool(team and home and team != home) or bool(info and info.get("stranger"))
-        roles: set[Role] = set()
-        if not external:
-            for role, entries in (
-                (Role.agent, self.settings.agents),
-                (Role.manager, self.settings.managers),
-                (Role.admin, self.settings.admins),
-            ):
-                for entry in entries:
-                    if entry == user or (
-                        entry.startswith("S") and user in await self._group(entry)
-                    ):
-                        roles.add(role)
-                        break
+
+        async def holds(entry: str) -> bool:  # a user ID (U…), or a user group (S…) they are in
+            return entry == user or (entry.startswith("S") and user in await self._group(entry))
+
         shown = (info or {}).get("name") or name or user
-        return Actor(platform=PLATFORM, id=user, name=shown, roles=frozenset(roles)), external
+        return await self.person(user, shown, holds, external=external), external
 
     async def _cached(self, key: str) -> Any:
         try:
@@ -783,17 +761,13 @@ class SlackBot:
         show: bool = True,
     ) -> None:
         """Post a reply where it belongs: publicly, privately, or as an approval thread."""
-        if decided and (reply.error is None or reply.error.code == "expired"):
-            await self.refresh(decided)
+        await self.settle_decision(ctx, decided, reply)
         if not show:
             return
-        pending = reply.approval is not None and reply.approval.state == State.pending.value
-        if pending and reply.error is None and not decided:
-            await self._post_approval(ctx, reply, place)
+        if self.pending(reply) and not decided:
+            await self.post_approval(ctx, reply, place)
             return
-        private = (
-            reply.ephemeral or reply.error is not None or ctx.channel.kind == ChannelKind.shared
-        )
+        private = self.private(ctx, reply)
         messages = reply_messages(reply, link=self._link, pager=_pager(line, page))
         public_files = (
             bool(reply.files) and not private and ctx.channel.kind == ChannelKind.internal
@@ -810,90 +784,66 @@ class SlackBot:
         if public_files:
             await self._share(place, reply.files)
 
-    async def _post_approval(self, ctx: Context, reply: Reply, place: Place) -> None:
-        """A pending request: a thread reply under the agent's message, and the approvals channel."""
-        assert reply.approval is not None
-        approval_id = reply.approval.id
+    async def post_beside(self, ctx: Context, reply: Reply, place: Place) -> Copy | None:
+        """A thread reply under the agent's message (a slash command gets a line to stand for it)."""
+        title = reply.cards[0].title if reply.cards else ""
+        root = place.thread_ts
+        if root is None:
+            # A slash command leaves no message of its own: this line stands for it.
+            asked = SlackMessage(
+                text=f"<@{place.user}> asked: {escape(title)}",
+                blocks=[section(f"<@{place.user}> asked: {escape(title)}")],
+            )
+            root = await self._post(place, asked, private=False)
+        if root is None:
+            return None
         card = reply_messages(reply, link=self._link)[0]
-        title = reply.cards[0].title if reply.cards else approval_id
-        private = reply.ephemeral or ctx.channel.kind != ChannelKind.internal
-        if not private:
-            root = place.thread_ts
-            if root is None:
-                # A slash command leaves no message of its own: this line stands for it.
-                asked = SlackMessage(
-                    text=f"<@{place.user}> asked: {escape(title)}",
-                    blocks=[section(f"<@{place.user}> asked: {escape(title)}")],
-                )
-                root = await self._post(place, asked, private=False)
-            ts = (
-                await self._post(replace(place, thread_ts=root), card, private=False)
-                if root
-                else None
-            )
-            if ts:
-                await self._remember(approval_id, place.channel, ts, root)
-            else:
-                private = True
-        approvals = self.settings.approvals_channel
-        if approvals and approvals != place.channel:
-            note = context(f"Requested by <@{place.user}> in <#{place.channel}>")
-            ts = await self._post(
-                Place(approvals, place.user),
-                SlackMessage(text=card.text, blocks=_noted(card.blocks, note)),
-                private=False,
-            )
-            if ts:
-                await self._remember(approval_id, approvals, ts, None)
-        if private:
-            where = f"<#{approvals}>" if approvals else "`/billing approvals`"
-            quiet = reply.model_copy(
-                update={"cards": [c.model_copy(update={"actions": []}) for c in reply.cards]}
-            )
-            for message in reply_messages(quiet, link=self._link):
-                blocks = _noted(message.blocks, context(f"A manager decides in {where}."))
-                await self._post(place, SlackMessage(message.text, blocks), private=True)
+        ts = await self._post(replace(place, thread_ts=root), card, private=False)
+        return Copy(place.channel, ts, root) if ts else None
 
-    async def _remember(self, approval_id: str, channel: str, ts: str, thread: str | None) -> None:
-        """Store where a request is shown, so that its decision redraws it there."""
-        await places.remember(self.services, approval_id, PLATFORM, channel, ts, thread)
-        # A manager may have decided while this copy was on its way (from the thread card),
-        # and the redraw then missed it: the decision is committed before the redraw reads
-        # the stored messages, so checking after storing catches every such case.
-        view = await get(self.services, approval_id)
-        if view.state != State.pending:
-            await self._redraw(self._drawn(view), [(channel, ts)], approval_id)
+    async def post_to_approvals(
+        self, ctx: Context, reply: Reply, place: Place, channel: str
+    ) -> Copy | None:
+        card = reply_messages(reply, link=self._link)[0]
+        note = context(f"Requested by <@{place.user}> in <#{place.channel}>")
+        ts = await self._post(
+            Place(channel, place.user),
+            SlackMessage(text=card.text, blocks=_noted(card.blocks, note)),
+            private=False,
+        )
+        return Copy(channel, ts) if ts else None
+
+    async def say_where_decided(
+        self, ctx: Context, reply: Reply, place: Place, channel: str | None
+    ) -> None:
+        where = f"<#{channel}>" if channel else "`/billing approvals`"
+        quiet = reply.model_copy(
+            update={"cards": [c.model_copy(update={"actions": []}) for c in reply.cards]}
+        )
+        for message in reply_messages(quiet, link=self._link):
+            blocks = _noted(message.blocks, context(f"A manager decides in {where}."))
+            await self._post(place, SlackMessage(message.text, blocks), private=True)
 
     def _drawn(self, view: ApprovalView) -> SlackMessage:
         card = approval_card(view, locale=self.services.settings.locale)
         return reply_messages(Reply(cards=[card]), link=self._link)[0]
 
-    async def _redraw(
-        self, drawn: SlackMessage, where: list[tuple[str, str]], approval_id: str
-    ) -> None:
-        for channel, ts in where:
-            try:
-                await self.client.chat_update(
-                    channel=channel, ts=ts, text=drawn.text, blocks=drawn.blocks
-                )
-            except SlackApiError as exc:
-                log.warning("cannot update %s in %s: %s", approval_id, channel, exc)
-
-    async def refresh(self, approval_id: str) -> None:
-        """Redraw every posted card of a request where it is shown; tell the requester once decided."""
-        view = await get(self.services, approval_id)
+    async def redraw(self, copy: Copy, view: ApprovalView) -> None:
         drawn = self._drawn(view)
-        rows = await places.shown(self.services, approval_id, PLATFORM)
-        await self._redraw(drawn, [(r.channel_id, r.message_id) for r in rows], approval_id)
-        requester = view.requester_key.removeprefix(f"{PLATFORM}:")
-        if view.state == State.pending or not rows or requester == view.requester_key:
-            return
-        home = next((r for r in rows if r.thread_id), rows[0])
+        try:
+            await self.client.chat_update(
+                channel=copy.channel, ts=copy.message, text=drawn.text, blocks=drawn.blocks
+            )
+        except SlackApiError as exc:
+            raise PostFailed(exc.response.get("error")) from exc
+
+    async def tell_requester(self, home: Copy, user: str, view: ApprovalView) -> None:
+        drawn = self._drawn(view)
         who = f" (decided by {view.votes[-1].name})" if view.votes else ""
         said = f"{drawn.text}{escape(who)}"  # drawn.text is escaped mrkdwn already
         await self._post(
-            Place(home.channel_id, requester, home.thread_id or home.message_id),
-            SlackMessage(text=f"<@{requester}> {said}", blocks=[section(f"<@{requester}> {said}")]),
+            Place(home.channel, user, home.thread or home.message),
+            SlackMessage(text=f"<@{user}> {said}", blocks=[section(f"<@{user}> {said}")]),
             private=False,
         )
 
@@ -981,18 +931,12 @@ class SlackBot:
         except Exception as exc:
             log.warning("response_url failed: %s", exc)
 
-    async def _refuse(self, place: Place, why: str) -> None:
+    async def send_private(self, place: Place, text: str) -> None:
         # The response_url first: it works where the bot cannot read the conversation.
         if place.response_url:
-            await self._respond(place, error_message(why))
+            await self._respond(place, error_message(text))
         else:
-            await self._post(place, error_message(why), private=True)
-
-    async def _failed(self, place: Place, what: str) -> None:
-        log.exception("Slack: %s failed", what)
-        await self._refuse(
-            place, f"{what} failed on our side; check `/billing approvals` before trying again"
-        )
+            await self._post(place, error_message(text), private=True)
 
 
 def _slack_error(exc: SlackClientError) -> str:
@@ -1012,14 +956,6 @@ def _home(context: AsyncBoltContext) -> str | None:
     return getattr(result, "team_id", None) if result is not None else None
 
 
-def _decided(line: str) -> str | None:
-    """The approval an `approve` / `deny` line decides on."""
-    words = line.split()
-    if len(words) >= 2 and words[0].lower() in DECISIONS:
-        return words[1]
-    return None
-
-
 def _shown(reply: Reply, decided: str | None) -> bool:
     """A decision shows as its card updated in place: only a refusal needs its own message."""
     return decided is None or reply.error is not None
@@ -1037,24 +973,3 @@ def _pager(line: str | None, base: tuple[int, int] | None) -> Pager | None:
         return json.dumps({"line": line, "s": where[0], "o": where[1]}, separators=(",", ":"))
 
     return value
-
-
-async def run_socket_mode(settings: Settings) -> None:
-    """`chargedesk slack --socket`: the same app over an outbound websocket, no public URL."""
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-    from bot.jobs import background_worker
-    from bot.wiring import open_services
-
-    assert settings.slack.app_token is not None
-    services = await open_services(settings)
-    bot = SlackBot(settings.slack)
-    bot.bind(services)
-    handler = AsyncSocketModeHandler(bot.app, settings.slack.app_token.get_secret_value())
-    try:
-        async with background_worker(services):
-            await handler.start_async()
-    finally:
-        await handler.close_async()
-        await bot.aclose()
-        await services.close()

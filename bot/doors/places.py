@@ -1,6 +1,6 @@
 """Where each chat platform shows an approval request, so a decision redraws every copy.
 
-Shared by the adapters; nothing here knows a chat SDK.
+Used by the door base (`bot/doors/base.py`); nothing here knows a chat SDK.
 """
 
 from __future__ import annotations

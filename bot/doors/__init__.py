@@ -1,0 +1,1 @@
+"""Doors: the ways into the bot (chat platforms, the shell, helpdesks), each a subclass of `Door`."""

@@ -1,0 +1,376 @@
+"""Door harnesses: each drives one real door against its platform's emulator.
+
+Slack through signed requests into the ASGI app and the fake Slack Web API,
+Discord through raw interactions into discord.py and the fake Discord REST API,
+the shell through lines typed into `Shell`. Each follows `DoorHarness`
+(tests/doors/door_contract.py); a new door adds one here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, ClassVar
+
+import discord
+
+from bot import notify
+from bot.actors import Actor
+from bot.cards.model import Card
+from bot.chat.shell.adapter import Shell, parse_identity
+from bot.services import Services
+from chargedesk_emulators.discord import CALLBACK, discord_api
+from chargedesk_emulators.slack import TEAM_ID, slack_api
+from tests.chat import test_discord as dc
+from tests.chat import test_slack as sl
+from tests.doors.door_contract import Shown
+
+# --- Slack ----------------------------------------------------------------------------------
+
+
+class SlackDoor:
+    name = "slack"
+    keeps_copies = True
+    # Jane is a customer from a Slack Connect partner; Nora is in the workspace, in no list.
+    PEOPLE: ClassVar[dict[str, str]] = {
+        "agent": sl.AGENT,
+        "manager": sl.MANAGER,
+        "other_manager": sl.OTHER_MANAGER,
+        "customer": sl.CUSTOMER,
+        "stranger": sl.NOBODY,
+    }
+
+    def __init__(self, slack: sl.Slack) -> None:
+        self.slack = slack
+        self.services = slack.services
+
+    @staticmethod
+    def _shown(call: Any) -> Shown:
+        blocks = call.params.get("blocks") or []
+        return Shown(
+            f"{call.params.get('text', '')}\n{sl.texts(blocks)}",
+            [b.get("value", "") for b in sl.buttons(blocks)],
+        )
+
+    async def say(self, who: str, line: str) -> None:
+        await self.slack.command(self.PEOPLE[who], line)
+        await self.slack.settle()
+
+    def public(self) -> list[Shown]:
+        return [self._shown(c) for c in self.slack.api.of("chat.postMessage")]
+
+    def private(self, who: str) -> list[Shown]:
+        user = self.PEOPLE[who]
+        return [
+            self._shown(c)
+            for c in self.slack.api.of("chat.postEphemeral")
+            if c.params["user"] == user
+        ]
+
+    def _copies(self, approval_id: str) -> list[Any]:
+        return [
+            c
+            for c in self.slack.api.of("chat.postMessage")
+            if any(v == f"approve {approval_id}" for v in self._shown(c).buttons)
+        ]
+
+    async def request(self, who: str, line: str) -> str:
+        await self.say(who, line)
+        card = next(
+            c
+            for c in self.slack.api.of("chat.postMessage")
+            if sl.buttons(c.params.get("blocks") or [])
+        )
+        return sl.button(card, "approve ")["value"].split()[1]
+
+    async def copies(self, approval_id: str) -> list[Shown]:
+        return [self._shown(c) for c in self._copies(approval_id)]
+
+    async def click_approve(self, who: str, approval_id: str) -> None:
+        copy = next(c for c in self._copies(approval_id) if c.params["channel"] == sl.APPROVALS)
+        await self.slack.click(self.PEOPLE[who], copy, sl.button(copy, "approve "))
+        await self.slack.settle()
+
+    async def redrawn(self, approval_id: str) -> list[Shown]:
+        where = {c.answer["ts"] for c in self._copies(approval_id)}
+        match: Callable[[Any], bool] = lambda c: c.params["ts"] in where  # noqa: E731
+        updates = await self.slack.api.wait_for("chat.update", len(where), match=match)
+        latest = {c.params["ts"]: c for c in updates}
+        return [self._shown(c) for c in latest.values()]
+
+    async def deliver_alert(self, card: Card) -> list[Shown]:
+        async with self.services.db.write() as session:
+            await notify.queue(session, kind="alert", card=card, channel=f"slack:{sl.APPROVALS}")
+        await self.slack.bot.deliver_alerts()
+        return [
+            self._shown(c)
+            for c in self.slack.api.of("chat.postMessage")
+            if c.params["channel"] == sl.APPROVALS
+        ]
+
+    async def actor(self, who: str) -> Actor:
+        actor, _ = await self.slack.bot._actor(
+            self.PEOPLE[who], name=None, team=TEAM_ID, home=TEAM_ID
+        )
+        return actor
+
+
+@asynccontextmanager
+async def slack_door(services: Services) -> AsyncIterator[SlackDoor]:
+    with slack_api() as fake:
+        sl.populate(fake)
+        async with sl.running_slack(services, fake) as slack:
+            yield SlackDoor(slack)
+        assert fake.problems == []
+
+
+# --- Discord --------------------------------------------------------------------------------
+
+DISCORD_APPROVALS = "1500000000000000009"
+MESSAGES = "/channels/{channel_id}/messages"
+EDIT = "/channels/{channel_id}/messages/{message_id}"
+WEBHOOK = "/webhooks/{webhook_id}/{webhook_token}"
+
+
+class DiscordDoor:
+    name = "discord"
+    keeps_copies = True
+    # Jane is a guild member without any billing role: a customer, and nobody configured her.
+    PEOPLE: ClassVar[dict[str, str]] = {
+        "agent": dc.AGENT,
+        "manager": dc.MANAGER,
+        "other_manager": dc.OTHER_MANAGER,
+        "customer": dc.CUSTOMER,
+        "stranger": dc.CUSTOMER,
+    }
+
+    def __init__(self, harness: dc.Harness) -> None:
+        self.d = harness
+        self.services = harness.services
+        self.tokens: dict[str, list[str]] = {}
+
+    async def settle(self) -> None:
+        """Wait for discord.py's interaction tasks (bounded)."""
+        for _ in range(400):
+            await asyncio.sleep(0.01)
+            busy = [
+                t
+                for t in asyncio.all_tasks()
+                if not t.done()
+                and (
+                    t.get_name() == "CommandTree-invoker"
+                    or t.get_name().startswith("discord.py: on_interaction")
+                )
+            ]
+            if not busy:
+                return
+            await asyncio.wait(busy, timeout=5)
+
+    @staticmethod
+    def _shown(body: dict[str, Any]) -> Shown:
+        return Shown(dc.shown(body), dc.custom_ids(body))
+
+    def _track(self, who: str, payload: dict[str, Any]) -> None:
+        self.tokens.setdefault(who, []).append(payload["token"])
+
+    async def say(self, who: str, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        if word == "lookup":
+            options = {"query": rest}
+        elif word == "refund":
+            charge, amount, reason = rest.split(" ", 2)
+            options = {
+                "charge": charge,
+                "amount": amount,
+                "reason": reason.removeprefix("reason: "),
+            }
+        else:
+            raise AssertionError(f"the Discord harness cannot type {line!r}")
+        self._track(who, await self.d.command(self.PEOPLE[who], word, **options))
+        await self.settle()
+
+    def _calls(self) -> list[Any]:
+        return list(self.d.api.calls)
+
+    def _ephemeral(self, token: str) -> bool:
+        """Whether the interaction with this token was deferred privately."""
+        for c in self._calls():
+            if c.template == CALLBACK and token in c.path:
+                return bool(((c.body or {}).get("data") or {}).get("flags", 0) & 64)
+        return False
+
+    def public(self) -> list[Shown]:
+        out = []
+        for c in self._calls():
+            if c.method == "POST" and c.template == MESSAGES:
+                out.append(self._shown(c.body))
+            elif c.method == "PATCH" and c.path.endswith("/messages/@original"):
+                token = c.path.split("/")[3]
+                if not self._ephemeral(token):
+                    out.append(self._shown(c.body))
+            elif c.method == "POST" and c.template == WEBHOOK and not (c.body.get("flags", 0) & 64):
+                out.append(self._shown(c.body))
+        return out
+
+    def private(self, who: str) -> list[Shown]:
+        mine = self.tokens.get(who, [])
+        out = []
+        for c in self._calls():
+            token = next((t for t in mine if t in c.path), None)
+            if token is None:
+                continue
+            if (c.method == "POST" and c.template == WEBHOOK and c.body.get("flags", 0) & 64) or (
+                c.method == "PATCH" and self._ephemeral(token)
+            ):
+                out.append(self._shown(c.body))
+            elif c.template == CALLBACK and (c.body.get("data") or {}).get("flags", 0) & 64:
+                out.append(self._shown(c.body["data"]))
+        return out
+
+    def _copies(self, approval_id: str) -> list[Any]:
+        return [
+            c
+            for c in self.d.api.of("POST", MESSAGES)
+            if f"cd:approve:{approval_id}" in dc.custom_ids(c.body)
+        ]
+
+    async def request(self, who: str, line: str) -> str:
+        await self.say(who, line)
+        await self.d.api.wait_for("POST", MESSAGES, 2)  # the thread's card, the approvals channel's
+        posted = self.d.api.of("POST", MESSAGES)[0]
+        approve = next(c for c in dc.custom_ids(posted.body) if c.startswith("cd:approve:"))
+        approval_id = approve.split(":")[2]
+        await dc.stored_places(self.services, approval_id, 2)
+        return approval_id
+
+    async def copies(self, approval_id: str) -> list[Shown]:
+        return [self._shown(c.body) for c in self._copies(approval_id)]
+
+    async def click_approve(self, who: str, approval_id: str) -> None:
+        copy = next(
+            c for c in self._copies(approval_id) if c.answer["channel_id"] == DISCORD_APPROVALS
+        )
+        payload = await self.d.click(
+            self.PEOPLE[who], copy.answer, f"cd:approve:{approval_id}", DISCORD_APPROVALS
+        )
+        self._track(who, payload)
+        await self.settle()
+
+    async def redrawn(self, approval_id: str) -> list[Shown]:
+        paths = {
+            f"/channels/{c.answer['channel_id']}/messages/{c.answer['id']}"
+            for c in self._copies(approval_id)
+        }
+        edits = await self.d.api.wait_for(
+            "PATCH", EDIT, len(paths), match=lambda c: c.path in paths
+        )
+        latest = {c.path: c for c in edits}
+        return [self._shown(c.body) for c in latest.values()]
+
+    async def deliver_alert(self, card: Card) -> list[Shown]:
+        async with self.services.db.write() as session:
+            await notify.queue(
+                session, kind="alert", card=card, channel=f"discord:{DISCORD_APPROVALS}"
+            )
+        await self.d.bot.deliver_alerts()
+        return [
+            self._shown(c.body)
+            for c in self.d.api.of("POST", MESSAGES)
+            if c.answer["channel_id"] == DISCORD_APPROVALS
+        ]
+
+    async def actor(self, who: str) -> Actor:
+        payload = dc.interaction(
+            2, self.PEOPLE[who], dc.INTERNAL, {"id": "1", "name": "billing", "type": 1}
+        )
+        interaction = discord.Interaction(data=payload, state=self.d.bot._connection)  # type: ignore[arg-type]
+        return await self.d.bot._actor(interaction)
+
+
+@asynccontextmanager
+async def discord_door(services: Services) -> AsyncIterator[DiscordDoor]:
+    with discord_api() as fake:
+        dc.populate(fake)
+        async with dc.running_bot(
+            services, fake, approvals_channel=int(DISCORD_APPROVALS)
+        ) as harness:
+            yield DiscordDoor(harness)
+        assert fake.problems == []
+
+
+# --- the terminal shell ---------------------------------------------------------------------
+
+
+class ShellDoor:
+    """A terminal is one person's: every answer is private to whoever types, and nothing is
+    posted anywhere else. Answers count as `public` (the terminal is the internal channel),
+    errors as `private`, so the scenarios read the same as for chat."""
+
+    name = "shell"
+    keeps_copies = False
+    PEOPLE: ClassVar[dict[str, str]] = {
+        "agent": "agent:alex",
+        "manager": "manager:maria",
+        "other_manager": "manager:mark",
+        "customer": "customer:jane",
+        "stranger": "customer:nobody",
+    }
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.shell = Shell(
+            services, parse_identity("agent:alex"), json_lines=True, out=io.StringIO()
+        )
+        self.said: list[tuple[str, Shown, bool]] = []
+        self.last: Any = None
+
+    async def say(self, who: str, line: str) -> None:
+        self.shell.actor = parse_identity(self.PEOPLE[who])
+        reply = await self.shell.handle(line)
+        assert reply is not None
+        self.last = reply
+        text = reply.model_dump_json()  # everything the terminal draws, and more
+        self.said.append((who, Shown(text), reply.error is not None))
+
+    def public(self) -> list[Shown]:
+        return [s for _, s, error in self.said if not error]
+
+    def private(self, who: str) -> list[Shown]:
+        return [s for w, s, error in self.said if error and w == who]
+
+    async def request(self, who: str, line: str) -> str:
+        await self.say(who, line)
+        assert self.last.approval is not None and self.last.approval.state == "pending"
+        return str(self.last.approval.id)
+
+    async def copies(self, approval_id: str) -> list[Shown]:
+        return []  # the terminal posts no copy: `approvals` lists the request
+
+    async def click_approve(self, who: str, approval_id: str) -> None:
+        await self.say(who, f"approve {approval_id}")
+
+    async def redrawn(self, approval_id: str) -> list[Shown]:
+        return []
+
+    async def deliver_alert(self, card: Card) -> list[Shown]:
+        async with self.services.db.write() as session:
+            await notify.queue(session, kind="alert", card=card, channel="shell:terminal")
+        assert await self.shell.deliver_alerts() == 0
+        return []
+
+    async def actor(self, who: str) -> Actor:
+        return parse_identity(self.PEOPLE[who])
+
+
+@asynccontextmanager
+async def shell_door(services: Services) -> AsyncIterator[ShellDoor]:
+    yield ShellDoor(services)
+
+
+DOORS: dict[str, Callable[[Services], AbstractAsyncContextManager[Any]]] = {
+    "slack": slack_door,
+    "discord": discord_door,
+    "shell": shell_door,
+}
