@@ -111,7 +111,12 @@ async def recover_approvals(ctx: dict[str, Any]) -> int:
 
 
 # Modules that register jobs: a worker imports them all, whatever else its process loaded.
-JOB_MODULES = ("bot.documents.automatic", "bot.identity", "bot.audit.checkpoint")
+JOB_MODULES = (
+    "bot.documents.automatic",
+    "bot.identity",
+    "bot.audit.checkpoint",
+    "bot.helpdesk.ticket_notes",
+)
 
 
 def worker_settings(services: Services) -> dict[str, Any]:

@@ -249,6 +249,78 @@ class DiscordSettings(_Section):
     api_base: HttpUrl | None = Field(None, description="REST base override, for a test server")
 
 
+class _HelpdeskSection(_Section):
+    """Shared by every helpdesk: where its API is, how long a delivery's signature stays valid."""
+
+    base_url: HttpUrl | None = Field(None, description="API base override, for a local emulator")
+    webhook_tolerance: int = Field(
+        300, ge=1, le=3600, description="seconds a signed delivery stays valid"
+    )
+    timeout: float = Field(10.0, gt=0, le=60)
+
+
+class ZendeskSettings(_HelpdeskSection):
+    """Zendesk is enabled when `subdomain`, `email` and `api_token` are set."""
+
+    subdomain: str | None = Field(None, description="yourcompany of yourcompany.zendesk.com")
+    email: str | None = Field(None, description="the agent the API token belongs to")
+    api_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        None, description="the webhook's signing secret (Admin Center → Webhooks)"
+    )
+
+
+class FreshdeskSettings(_HelpdeskSection):
+    """Freshdesk is enabled when `domain` and `api_key` are set."""
+
+    domain: str | None = Field(None, description="yourcompany.freshdesk.com")
+    api_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        None, description="the value the automation rule sends in `webhook_header`"
+    )
+    webhook_header: str = "X-ChargeDesk-Secret"
+
+
+class HelpScoutSettings(_HelpdeskSection):
+    """Help Scout is enabled when `app_id` and `app_secret` (OAuth client credentials) are set."""
+
+    app_id: SecretStr | None = None
+    app_secret: SecretStr | None = None
+    secret_key: SecretStr | None = Field(
+        None, description="the webhook's / dynamic app's secret key (X-HelpScout-Signature)"
+    )
+
+
+class IntercomSettings(_HelpdeskSection):
+    """Intercom is enabled when `access_token` is set."""
+
+    access_token: SecretStr | None = None
+    client_secret: SecretStr | None = Field(
+        None, description="the app's client secret: X-Hub-Signature and X-Body-Signature"
+    )
+    admin_id: str | None = Field(None, description="the admin our notes are written as")
+
+
+class FrontSettings(_HelpdeskSection):
+    """Front is enabled when `api_token` is set."""
+
+    api_token: SecretStr | None = None
+    app_secret: SecretStr | None = Field(
+        None, description="the application's secret: X-Front-Signature and the challenge"
+    )
+    author_id: str | None = Field(None, description="the teammate our comments are written as")
+
+
+class HelpdeskSettings(_Section):
+    """One section per helpdesk: `[helpdesk.zendesk]`, `CHARGEDESK_HELPDESK__ZENDESK__API_TOKEN`."""
+
+    zendesk: ZendeskSettings = ZendeskSettings()
+    freshdesk: FreshdeskSettings = FreshdeskSettings()
+    helpscout: HelpScoutSettings = HelpScoutSettings()
+    intercom: IntercomSettings = IntercomSettings()
+    front: FrontSettings = FrontSettings()
+
+
 class LookupSettings(_Section):
     timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds each gateway gets before its section says so"
@@ -395,6 +467,7 @@ class Settings(BaseSettings):
     paypal: PayPalSettings = PayPalSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
+    helpdesk: HelpdeskSettings = HelpdeskSettings()
     lookup: LookupSettings = LookupSettings()
     audit: AuditSettings = AuditSettings()
 

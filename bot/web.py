@@ -16,6 +16,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.gateways.base import GatewayError, WebhookRejected
+from bot.helpdesk.helpscout import sidebar as helpscout_sidebar
+from bot.helpdesk.registry import open_helpdesks
+from bot.helpdesk.webhook import HelpdeskWebhooks
 from bot.jobs import background_worker
 from bot.portal import redact
 from bot.portal.app import mount as portal_pages
@@ -79,6 +82,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         from bot.chat.slack.adapter import SlackBot  # slack-bolt is only imported when Slack is on
 
         slack = SlackBot(settings.slack)
+    # New-ticket webhooks of every configured helpdesk (bot/helpdesk/webhook.py).
+    helpdesks = HelpdeskWebhooks(open_helpdesks(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -94,6 +99,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         finally:
             if slack is not None:
                 await slack.aclose()  # answers already under way still reach Slack
+            await helpdesks.aclose()
             if services is None:
                 await app.state.services.close()
 
@@ -137,6 +143,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes = [
         Route("/healthz", healthz),
         Route("/webhooks/{gateway}", webhook, methods=["POST"]),
+        Route("/helpdesk/{name}/webhook", helpdesks.endpoint, methods=["POST"]),
+        *helpscout_sidebar.routes(settings.helpdesk.helpscout),  # Help Scout dynamic app
         portal_pages(settings),
     ]
     if slack is not None:

@@ -496,3 +496,36 @@ class PortalSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_why: Mapped[str | None] = mapped_column(String(40))  # signed_out, revoked, replaced
+
+
+# --- helpdesk notes: one billing note per new ticket ---------------------------------------
+
+
+class HelpdeskNote(Base):
+    """The billing note of one new ticket: recorded once per (helpdesk, ticket), posted once.
+
+    pending → posting → posted | failed, and posting → pending after an attempt that failed.
+    A row found in `posting` past its lease had an outcome nobody knows (a crash, a timeout):
+    its recovery looks for `marker` on the ticket before it posts (bot/helpdesk/ticket_notes.py).
+    """
+
+    __tablename__ = "helpdesk_notes"
+    __table_args__ = (UniqueConstraint("helpdesk", "ticket_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # cdn_...
+    helpdesk: Mapped[str] = mapped_column(String(20))
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    marker: Mapped[str] = mapped_column(String(80))
+    # What the delivery said, kept until the note is out (then the text is dropped).
+    requester_email: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    delivery_id: Mapped[str | None] = mapped_column(String(128))
+    matched: Mapped[str | None] = mapped_column(String(20))  # email, reference, document, none
+    note_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -91,7 +91,13 @@ def test_smtp_server_accepts_a_message() -> None:
     assert refused == {}
 
 
-@pytest.mark.parametrize("name", ["stripe", "paypal", "slack", "discord", "smtp"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("stripe", "paypal", "slack", "discord", "smtp"),
+        *("helpscout", "intercom", "front", "zendesk", "freshdesk"),
+    ],
+)
 def test_every_emulator_explains_its_options(name: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", f"chargedesk_emulators.{name}", "--help"],
@@ -100,3 +106,57 @@ def test_every_emulator_explains_its_options(name: str) -> None:
         timeout=30,
     )
     assert done.returncode == 0 and "--port" in done.stdout
+
+
+def test_helpscout_emulator_issues_tokens_for_the_credentials_it_prints() -> None:
+    with running("helpscout") as (url, banner):
+        app_id, secret = re.search(r"app id (\S+), app secret (\S+),", banner).groups()
+        good = httpx.post(
+            f"{url}/v2/oauth2/token",
+            json={"grant_type": "client_credentials", "client_id": app_id, "client_secret": secret},
+        )
+        bad = httpx.post(
+            f"{url}/v2/oauth2/token",
+            json={"grant_type": "client_credentials", "client_id": app_id, "client_secret": "x"},
+        )
+    assert good.status_code == 200 and good.json()["token_type"] == "bearer"
+    assert bad.status_code == 401
+
+
+def test_intercom_emulator_answers_me_for_the_token_it_prints() -> None:
+    with running("intercom") as (url, banner):
+        token = re.search(r"access token (\S+),", banner).group(1)
+        me = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {token}"})
+        forged = httpx.get(f"{url}/me", headers={"Authorization": "Bearer forged"})
+    assert me.status_code == 200 and me.json()["type"] == "admin"
+    assert forged.status_code == 401 and forged.json()["type"] == "error.list"
+
+
+def test_front_emulator_checks_the_token_it_prints() -> None:
+    with running("front") as (url, banner):
+        token = re.search(r"api token (\S+),", banner).group(1)
+        missing = httpx.get(
+            f"{url}/conversations/cnv_1/comments", headers={"Authorization": f"Bearer {token}"}
+        )
+        forged = httpx.get(
+            f"{url}/conversations/cnv_1/comments", headers={"Authorization": "Bearer forged"}
+        )
+    assert missing.status_code == 404 and forged.status_code == 401
+
+
+def test_zendesk_emulator_checks_the_api_token_it_prints() -> None:
+    with running("zendesk") as (url, banner):
+        email, token = re.search(r"agent (\S+), API token (\S+),", banner).groups()
+        known = httpx.get(f"{url}/api/v2/tickets/1/comments", auth=(f"{email}/token", token))
+        forged = httpx.get(f"{url}/api/v2/tickets/1/comments", auth=(f"{email}/token", "x"))
+    assert known.status_code == 404 and known.json()["error"] == "RecordNotFound"
+    assert forged.status_code == 401
+
+
+def test_freshdesk_emulator_checks_the_api_key_it_prints() -> None:
+    with running("freshdesk") as (url, banner):
+        key = re.search(r"API key (\S+),", banner).group(1)
+        known = httpx.get(f"{url}/api/v2/tickets/1/conversations", auth=(key, "X"))
+        forged = httpx.get(f"{url}/api/v2/tickets/1/conversations", auth=("guessed", "X"))
+    assert known.status_code == 404
+    assert forged.status_code == 401 and forged.json()["code"] == "invalid_credentials"

@@ -1,0 +1,1 @@
+"""Helpdesk doors: a package per helpdesk (webhooks, notes API client, app endpoints)."""

@@ -1,0 +1,117 @@
+"""Help Scout's dynamic app: the customer's billing beside the conversation, as sidebar HTML.
+
+When an agent opens a conversation, Help Scout POSTs JSON (`ticket`, `customer` with
+`email` and `emails`, `user`, `mailbox`) to our callback URL, signed like its webhooks:
+`X-HelpScout-Signature` is the base64 HMAC-SHA1 of the raw body with the app's secret key
+(developer.helpscout.com/custom-apps/dynamic/). We answer `{"html": "..."}`.
+
+- The customer's `email` (the address the conversation came from) is looked up as
+  **verified**; their profile's other addresses (`emails`, at most MAX_EMAILS) are looked
+  up too and marked **not verified**. Lookups go through the lookup command's own path
+  (`bot/lookup_cache.py` → every gateway), all at once.
+- The card is the lookup command's card (`bot/cards/billing.py`), written out by the
+  helpdesk renderer (`bot/helpdesk/render.py`): every datum escaped, a customer named
+  `<img onerror=…>` shows as text. At most ROWS rows a list, so the sidebar stays small.
+- The app is display-only: an action is shown as the chat command that does it
+  (`/billing refund ledger:ch_1 reason: …`), to copy into Slack, Discord or the shell,
+  until the signed agent panel exists. Running it there checks the agent's roles.
+- A request without our signature gets 401 and nothing is looked up. No secret, token or
+  billing-page link is ever in the HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot import lookup_cache
+from bot.cards.billing import profile_card
+from bot.helpdesk.base import Forged
+from bot.helpdesk.helpscout.webhooks import check_signature
+from bot.helpdesk.payloads import email, json_object
+from bot.helpdesk.render import as_html, clean
+from bot.models import BillingProfile
+from bot.services import Services
+from bot.settings import HelpScoutSettings
+
+log = logging.getLogger(__name__)
+
+PATH = "/helpdesk/helpscout/sidebar"
+MAX_EMAILS = 3  # the requester and at most two more of the profile's addresses
+ROWS = 5
+COMMAND = "/billing"
+
+
+def emails_of(customer: Any) -> list[tuple[str, bool]]:
+    """(address, verified) for the customer: their conversation email first, verified."""
+    if not isinstance(customer, dict):
+        return []
+    found: list[tuple[str, bool]] = []
+    primary = email(customer.get("email"))
+    if primary:
+        found.append((primary, True))
+    for other in customer.get("emails") or []:
+        address = email(other.get("value") if isinstance(other, dict) else other)
+        if address and address.lower() not in {a.lower() for a, _ in found}:
+            found.append((address, False))
+    return found[:MAX_EMAILS]
+
+
+def section(profile: BillingProfile, address: str, verified: bool, locale: str) -> str:
+    """One address's part of the sidebar: how sure we are, the card, the commands to copy."""
+    confidence = (
+        "verified (the conversation's email)"
+        if verified
+        else "not verified (another email of this Help Scout customer): check who you are talking to"
+    )
+    head = f"<p><b>{html.escape(clean(address))}</b><br><i>{confidence}</i></p>"
+    if not profile.found:
+        down = "; ".join(f"{f.gateway}: {f.message}" for f in profile.failures)
+        said = "No billing customer found" + (f" (not asked: {down})" if down else "")
+        return head + f"<p>{html.escape(clean(said))}</p>"
+    card = profile_card(profile, locale=locale, max_rows=ROWS)
+    commands = [b.command for b in card.actions if b.command]
+    card = card.model_copy(update={"actions": []})
+    body = head + as_html(card)
+    if commands:
+        body += "<p><b>Actions</b> (copy into chat):</p><ul>" + "".join(
+            f"<li><code>{html.escape(clean(f'{COMMAND} {c}…'))}</code></li>" for c in commands
+        ) + "</ul>"  # fmt: skip
+    return body
+
+
+async def sidebar_html(services: Services, payload: dict[str, Any]) -> str:
+    addresses = emails_of(payload.get("customer"))
+    if not addresses:
+        return "<p>ChargeDesk: this customer has no email to look up.</p>"
+    profiles = await asyncio.gather(*(lookup_cache.lookup(services, a) for a, _ in addresses))
+    locale = services.settings.locale
+    return "<hr>".join(
+        section(profile, address, verified, locale)
+        for (address, verified), profile in zip(addresses, profiles, strict=True)
+    )
+
+
+def routes(settings: HelpScoutSettings) -> list[Route]:
+    """The sidebar's route, when a secret key is configured to check its requests."""
+    if settings.secret_key is None:
+        return []
+    secret_key = settings.secret_key.get_secret_value()
+
+    async def endpoint(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            check_signature(body, request.headers, secret_key)
+        except Forged as exc:
+            log.warning("Help Scout sidebar request refused: %s", exc)
+            return JSONResponse({"error": "not a genuine Help Scout request"}, status_code=401)
+        services: Services = request.app.state.services
+        return JSONResponse({"html": await sidebar_html(services, json_object(body))})
+
+    return [Route(PATH, endpoint, methods=["POST"])]

@@ -1,0 +1,64 @@
+"""Regenerate the pruned Intercom OpenAPI description beside this file.
+
+It keeps only the operations the emulator serves (`GET /me`, `GET /conversations/{id}`,
+`POST /conversations/{id}/reply`) and the components they reference, from Intercom's
+published 2.16 description (MIT, see LICENSE and SOURCE).
+Run: `python emulators/chargedesk_emulators/data/intercom/extract.py /path/to/api.intercom.io_2.16.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+USED = {
+    "/me": ["get"],
+    "/conversations/{conversation_id}": ["get"],
+    "/conversations/{conversation_id}/reply": ["post"],
+}
+
+
+def refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(refs(v) for v in node))
+    return set()
+
+
+def main(source: str) -> None:
+    spec = yaml.safe_load(Path(source).read_text())
+    paths = {p: {m: spec["paths"][p][m] for m in methods} for p, methods in USED.items()}
+    keep: dict[str, dict[str, Any]] = {}
+    todo = refs(paths)
+    while todo:
+        ref = todo.pop()
+        _, _, kind, name = ref.split("/")
+        if name in keep.setdefault(kind, {}):
+            continue
+        keep[kind][name] = spec["components"][kind][name]
+        todo |= refs(keep[kind][name])
+    pruned = {
+        "openapi": spec["openapi"],
+        "info": {
+            **spec["info"],
+            "description": "Pruned by ChargeDesk (extract.py) to the "
+            "operations its emulator serves; original: Intercom-OpenAPI (see SOURCE), MIT.",
+        },
+        "servers": spec.get("servers", [{"url": "https://api.intercom.io"}]),
+        "paths": paths,
+        "components": {k: dict(sorted(v.items())) for k, v in sorted(keep.items())}
+        | {"securitySchemes": spec["components"].get("securitySchemes", {})},
+        "security": spec.get("security", []),
+    }
+    (HERE / "conversations_notes.json").write_text(json.dumps(pruned, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
