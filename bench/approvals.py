@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from bot.actors import Actor, Role
 from bot.approvals.policy import Policy
-from bot.approvals.service import decide, submit
+from bot.approvals.requests import decide, submit
 from bot.approvals.workflow import ActionRequest, ApprovalView, State
 from bot.audit.log import verify
 from bot.errors import UserError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from bot.actors import SYSTEM, Role
-from bot.approvals.service import decide
+from bot.approvals.requests import decide
 from bot.approvals.workflow import State, expire_due, get, listing
 from bot.cards.billing import approvals_card
 from bot.cards.model import Reply

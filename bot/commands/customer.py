@@ -23,7 +23,7 @@ from bot.cards.customer import billing_card, document_card, self_service
 from bot.cards.model import Attachment, Button, Card, Reply, Section
 from bot.commands.args import NOT_ASKED, Args, Asked, ObjectRef, echo
 from bot.commands.router import Context, command
-from bot.documents import service
+from bot.documents import on_demand
 from bot.documents.issue import IssuedDocument
 from bot.errors import UserError
 from bot.models import BillingProfile
@@ -214,15 +214,15 @@ async def _document(ctx: Context, email: str, ref: str) -> Reply:
 
     document: IssuedDocument | None = None
     if invoice := next((i for i in profile.invoices() if named(i)), None):
-        document = await service.invoice(
+        document = await on_demand.invoice(
             ctx.services, f"{invoice.gateway}:{invoice.id}", actor=ctx.actor
         )
     elif charge := next((c for c in profile.charges() if named(c)), None):
-        document = await service.receipt(
+        document = await on_demand.receipt(
             ctx.services, f"{charge.gateway}:{charge.id}", actor=ctx.actor
         )
     elif refund := next((r for p in profile.profiles for r in p.refunds if named(r)), None):
-        document = await service.credit_note(
+        document = await on_demand.credit_note(
             ctx.services, f"{refund.gateway}:{refund.charge_id}", refund.id, actor=ctx.actor
         )
     if document is not None and (document.customer_email or email).strip().lower() != email:

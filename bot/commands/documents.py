@@ -1,6 +1,6 @@
 """`invoice` and `receipt`: our PDF documents for gateway invoices and paid charges.
 
-A document is issued once per source object (`bot/documents/service.py`):
+A document is issued once per source object (`bot/documents/on_demand.py`):
 asking again shows the same number and the same PDF. The PDF travels as a file
 of the reply; each chat platform delivers it its own way (and never publicly
 where customers read).
@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from bot.cards.model import Attachment, Button, Card, Fact, Reply, Section
 from bot.commands.args import Args, Asked, ChargeRef, ObjectRef, echo
 from bot.commands.router import Context, command
-from bot.documents import service
+from bot.documents import on_demand
 from bot.documents.issue import IssuedDocument
 from bot.documents.mailing import send_document
 from bot.documents.model import DocumentKind, TaxTreatment
@@ -78,7 +78,7 @@ async def invoice(ctx: Context, args: InvoiceArgs) -> Reply:
     every time after. `invoice send in_123` emails it to the customer's address
     on file, at most once a day. Draft and void invoices are not issued.
     """
-    document = await service.invoice(ctx.services, args.invoice, actor=ctx.actor)
+    document = await on_demand.invoice(ctx.services, args.invoice, actor=ctx.actor)
     return await _answer(ctx, document, args.action)
 
 
@@ -90,7 +90,7 @@ async def receipt(ctx: Context, args: ReceiptArgs) -> Reply:
     one every time after; `receipt ch_123 send` emails it to the customer's
     address on file, at most once a day. Charges that took no money have none.
     """
-    document = await service.receipt(ctx.services, args.charge, actor=ctx.actor)
+    document = await on_demand.receipt(ctx.services, args.charge, actor=ctx.actor)
     return await _answer(ctx, document, args.action)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from bot.approvals.duplicates import DuplicateRequest
-from bot.approvals.service import submit
+from bot.approvals.requests import submit
 from bot.approvals.workflow import ActionRequest, ApprovalView, State, get
 from bot.cards.billing import approval_card
 from bot.cards.model import ApprovalRef, Button, ErrorInfo, Reply

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import jobs
 from bot.actors import SYSTEM
 from bot.approvals.workflow import ApprovalView
-from bot.documents import service
+from bot.documents import on_demand
 from bot.documents.config import Branding, SellerMissing, require_seller
 from bot.documents.issue import IssuedDocument
 from bot.documents.mailing import deliver_soon, queue_document_email
@@ -220,8 +220,10 @@ async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id
 async def _issue(services: Services, row: DocumentRequest) -> IssuedDocument:
     ref = f"{row.gateway}:{row.charge_id}"
     if row.kind == DocumentKind.receipt.value:
-        return await service.receipt(services, ref, actor=SYSTEM)
-    return await service.credit_note(services, ref, row.source_id, actor=SYSTEM, reason=row.reason)
+        return await on_demand.receipt(services, ref, actor=SYSTEM)
+    return await on_demand.credit_note(
+        services, ref, row.source_id, actor=SYSTEM, reason=row.reason
+    )
 
 
 async def _skip(services: Services, row: DocumentRequest, exc: UserError) -> str:

@@ -28,7 +28,7 @@ from bot.money import Money
 from bot.services import Services
 from bot.store.tables import DocumentRow
 
-# Charges that took no money have no receipt (as in bot/documents/service.py).
+# Charges that took no money have no receipt (as in bot/documents/on_demand.py).
 _NO_RECEIPT = (ChargeStatus.authorized, ChargeStatus.failed, ChargeStatus.voided)
 DOCUMENTS_SHOWN = 50
 

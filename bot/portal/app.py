@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 
 from bot import identity, lookup_cache, questions
 from bot.billing_links import LinkRefused, open_link
-from bot.documents import service as documents
+from bot.documents import on_demand as documents
 from bot.documents.issue import IssuedDocument, find
 from bot.errors import UserError
 from bot.gateways.base import ErrorCode, GatewayError

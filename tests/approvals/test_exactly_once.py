@@ -49,7 +49,7 @@ async def test_double_click_executes_once(services, agent, manager):
 
 
 async def test_concurrent_approvals_by_many_managers_execute_once(services, agent):
-    from bot.approvals.service import decide
+    from bot.approvals.requests import decide
 
     approval = await pending_refund(services, agent)
     managers = [person(f"m{i}", Role.manager) for i in range(20)]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot import jobs
 from bot.approvals.executor import execute, recover
-from bot.approvals.service import decide
+from bot.approvals.requests import decide
 from bot.approvals.workflow import ActionRequest, State, create, get, vote
 from bot.money import Money
 from bot.services import Services

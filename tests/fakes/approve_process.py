@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.actors import Actor, Role
 from bot.approvals.policy import Policy
-from bot.approvals.service import decide
+from bot.approvals.requests import decide
 from bot.errors import UserError
 from bot.settings import load_settings
 from bot.wiring import open_services

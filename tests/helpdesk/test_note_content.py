@@ -9,7 +9,7 @@ import pytest
 
 from bot.actors import SYSTEM
 from bot.cards.model import Card, Fact, Section
-from bot.documents import service
+from bot.documents import on_demand
 from bot.helpdesk.render import as_html, as_text
 from bot.store.tables import LedgerCharge, LedgerCustomer
 
@@ -95,7 +95,7 @@ def test_text_notes_escape_markup_and_keep_data_on_one_line() -> None:
 
 
 async def test_a_reply_to_our_receipt_email_names_the_receipt(bot, zendesk):
-    receipt = await service.receipt(bot.services, "ledger:ch_jane_1", actor=SYSTEM)
+    receipt = await on_demand.receipt(bot.services, "ledger:ch_jane_1", actor=SYSTEM)
     subject = f"Re: Receipt {receipt.number} from Test Seller Ltd"
     body = await note_for(bot, zendesk, subject, "Why was I charged?", "jane.doe@example.com")
     assert f"Reply to our receipt {receipt.number}" in body
@@ -105,7 +105,7 @@ async def test_a_reply_to_our_receipt_email_names_the_receipt(bot, zendesk):
 
 
 async def test_a_reply_naming_our_receipt_from_another_address_is_not_verified(bot, zendesk):
-    receipt = await service.receipt(bot.services, "ledger:ch_jane_1", actor=SYSTEM)
+    receipt = await on_demand.receipt(bot.services, "ledger:ch_jane_1", actor=SYSTEM)
     body = await note_for(
         bot, zendesk, f"Fwd: Receipt {receipt.number}", "See below", "stranger@example.net"
     )

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.actors import Actor, Role
-from bot.documents import service as documents
+from bot.documents import on_demand as documents
 from bot.store.tables import AuditEntry, DocumentRow, Notification
 from tests.portal.conftest import JANE, form_page, open_as, post
 

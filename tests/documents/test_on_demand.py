@@ -7,7 +7,7 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from bot.actors import SYSTEM
-from bot.documents import service
+from bot.documents import on_demand
 from bot.documents.model import DocumentKind, TaxTreatment
 from bot.errors import UserError
 from bot.store.tables import DocumentRow
@@ -28,7 +28,7 @@ async def documents(services) -> int:  # type: ignore[no-untyped-def]
 
 
 async def test_irish_consumer_pays_irish_vat_through_the_one_stop_shop(services):
-    receipt = await service.receipt(services, "ch_jane_1", actor=SYSTEM)
+    receipt = await on_demand.receipt(services, "ch_jane_1", actor=SYSTEM)
     content = receipt.content
     assert (content.kind, content.treatment, content.language) == (
         DocumentKind.receipt,
@@ -42,7 +42,7 @@ async def test_irish_consumer_pays_irish_vat_through_the_one_stop_shop(services)
 
 
 async def test_polish_business_gets_a_reverse_charge_invoice_in_polish(services):
-    invoice = await service.invoice(services, "in_kowalski_paid", actor=SYSTEM)
+    invoice = await on_demand.invoice(services, "in_kowalski_paid", actor=SYSTEM)
     content = invoice.content
     assert (content.treatment, content.language, content.locale) == (
         TaxTreatment.reverse_charge,
@@ -59,7 +59,7 @@ async def test_polish_business_gets_a_reverse_charge_invoice_in_polish(services)
 
 
 async def test_japanese_customer_gets_consumption_tax_in_japanese(services):
-    receipt = await service.receipt(services, "ch_yuki_1", actor=SYSTEM)
+    receipt = await on_demand.receipt(services, "ch_yuki_1", actor=SYSTEM)
     content = receipt.content
     assert (content.language, content.currency, content.gross, content.tax) == (
         "ja",
@@ -71,25 +71,25 @@ async def test_japanese_customer_gets_consumption_tax_in_japanese(services):
 
 
 async def test_customer_outside_any_taxed_country_pays_no_tax(services):
-    receipt = await service.receipt(services, "ch_john_2", actor=SYSTEM)
+    receipt = await on_demand.receipt(services, "ch_john_2", actor=SYSTEM)
     assert (receipt.content.treatment, receipt.content.tax) == (TaxTreatment.outside_scope, 0)
 
 
 async def test_a_charge_that_took_no_money_gets_no_receipt_and_no_number(services):
     with pytest.raises(UserError) as refused:
-        await service.receipt(services, "ch_jane_failed", actor=SYSTEM)
+        await on_demand.receipt(services, "ch_jane_failed", actor=SYSTEM)
     assert refused.value.code == "not_paid"
     assert await documents(services) == 0
 
 
 async def test_unknown_invoice_is_named_in_the_error(services):
     with pytest.raises(UserError) as refused:
-        await service.invoice(services, "in_nope", actor=SYSTEM)
+        await on_demand.invoice(services, "in_nope", actor=SYSTEM)
     assert "in_nope" in refused.value.message
 
 
 async def test_open_invoice_carries_its_due_date_and_is_not_marked_paid(services):
-    invoice = await service.invoice(services, "in_jane_open", actor=SYSTEM)
+    invoice = await on_demand.invoice(services, "in_jane_open", actor=SYSTEM)
     assert invoice.content.due_date is not None and invoice.content.paid_at is None
 
 
@@ -102,8 +102,8 @@ async def test_credit_note_corrects_the_invoice_at_its_rates(services):
         "ch_kowalski_1", Money(minor=14400, currency="EUR"), reason="Two seats unused",
         idempotency_key="test-refund-1",
     )  # fmt: skip
-    note = await service.credit_note(services, "ch_kowalski_1", refund.id, actor=SYSTEM)
-    invoice = await service.invoice(services, "in_kowalski_paid", actor=SYSTEM)
+    note = await on_demand.credit_note(services, "ch_kowalski_1", refund.id, actor=SYSTEM)
+    invoice = await on_demand.invoice(services, "in_kowalski_paid", actor=SYSTEM)
     assert not invoice.new  # issued first, for the credit note to name it
     content = note.content
     assert (content.kind, content.related_number, content.treatment) == (
@@ -117,8 +117,8 @@ async def test_credit_note_corrects_the_invoice_at_its_rates(services):
 
 
 async def test_credit_note_for_a_charge_without_invoice_corrects_its_receipt(services):
-    note = await service.credit_note(services, "ch_jane_2", "re_jane_2", actor=SYSTEM)
-    receipt = await service.receipt(services, "ch_jane_2", actor=SYSTEM)
+    note = await on_demand.credit_note(services, "ch_jane_2", "re_jane_2", actor=SYSTEM)
+    receipt = await on_demand.receipt(services, "ch_jane_2", actor=SYSTEM)
     assert (note.content.related_kind, note.content.related_number) == (
         DocumentKind.receipt,
         receipt.number,
