@@ -257,6 +257,11 @@ class _HelpdeskSection(_Section):
         300, ge=1, le=3600, description="seconds a signed delivery stays valid"
     )
     timeout: float = Field(10.0, gt=0, le=60)
+    # The helpdesk's own agents, by the email it sends for them. Anyone else it sends
+    # sees read-only cards and can do nothing that moves money.
+    agents: list[str] = Field(default_factory=list, description="agent emails")
+    managers: list[str] = Field(default_factory=list, description="manager emails")
+    admins: list[str] = Field(default_factory=list, description="admin emails")
 
 
 class ZendeskSettings(_HelpdeskSection):
