@@ -14,11 +14,16 @@ class Role(StrEnum):
     agent = "agent"
     manager = "manager"
     admin = "admin"
+    # Staff who may see billing cards and nothing more (a helpdesk agent whose email is in
+    # no role list): not a customer, never an agent; the router lets them only look up.
+    viewer = "viewer"
 
 
 # A role carries the ones below it: a manager can do what an agent can.
+# `viewer` implies nothing and nothing implies it: it adds no power to any other role.
 _IMPLIED: dict[Role, frozenset[Role]] = {
     Role.customer: frozenset({Role.customer}),
+    Role.viewer: frozenset({Role.viewer}),
     Role.agent: frozenset({Role.agent}),
     Role.manager: frozenset({Role.manager, Role.agent}),
     Role.admin: frozenset({Role.admin, Role.manager, Role.agent}),

@@ -88,6 +88,13 @@ class ActionPolicy(BaseModel):
             raise ValueError("approver_role must be manager or admin")
         return self
 
+    @model_validator(mode="after")
+    def _viewers_move_no_money(self) -> ActionPolicy:
+        named = {*self.requesters, *self.alone_roles, *self.limits, *self.daily_budget}
+        if Role.viewer in named:
+            raise ValueError("viewer is read-only: it cannot request, act alone or have a limit")
+        return self
+
     def may_request(self, actor: Actor) -> bool:
         return any(actor.has(role) for role in self.requesters)
 

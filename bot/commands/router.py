@@ -32,6 +32,9 @@ _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 _NUMBER = re.compile(r"^[^A-Za-z]*\d[^A-Za-z]*$")
 # An error is one line of at most this many characters, whatever it quotes.
 ERROR_CHARS = 300
+# What read-only staff (`Role.viewer`) may run besides help: showing billing, nothing that
+# moves money or changes anything.
+VIEWER_COMMANDS = frozenset({"lookup"})
 A = TypeVar("A", bound=BaseModel)
 
 
@@ -67,7 +70,9 @@ class Command:
         return self.help.splitlines()[0] if self.help else ""
 
     def allowed(self, actor: Actor) -> bool:
-        return any(actor.has(role) for role in self.roles)
+        if any(actor.has(role) for role in self.roles):
+            return True
+        return self.name in VIEWER_COMMANDS and actor.has(Role.viewer)
 
 
 COMMANDS: dict[str, Command] = {}
@@ -165,7 +170,10 @@ async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> R
     if not spec.allowed(ctx.actor):
         needed = " or ".join(sorted(r.value for r in spec.roles))
         log.warning("%s may not run %s", ctx.actor.key, spec.name)
-        return Reply.fail("forbidden", f"{spec.name} needs the {needed} role")
+        why = f"{spec.name} needs the {needed} role"
+        if ctx.actor.has(Role.viewer):
+            why += ": you are read-only staff and may only look up billing"
+        return Reply.fail("forbidden", why)
     try:
         args = raw if isinstance(raw, spec.args) else spec.args.model_validate(raw)
     except ValidationError as exc:

@@ -1,8 +1,13 @@
-"""Help Scout's dynamic app: signed requests in, an escaped billing sidebar out (demo ledger)."""
+"""Help Scout's dynamic app: signed requests in, an escaped billing sidebar out (demo ledger).
+
+The agent viewing (`user`) is a person with roles: listed agents see the commands to copy,
+anyone else the card only, with a line saying what to configure.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -19,6 +24,10 @@ pytestmark = pytest.mark.storage
 JANE = "jane.doe@example.com"
 JOHN = "john.smith@example.com"
 PATH = "/helpdesk/helpscout/sidebar"
+ALEX = "alex.agent@example.com"  # listed in [helpdesk.helpscout] agents below
+MARIA = "maria.manager@example.com"  # listed in managers
+NOBODY = "new.hire@example.com"  # listed nowhere
+ACTION_LINE = re.compile(r"<code>/billing (refund|cancel|capture|void) ")
 
 
 @pytest.fixture
@@ -34,6 +43,8 @@ def settings(settings: Settings, helpscout: HelpScoutEmulator) -> Settings:
         app_secret=SecretStr(helpscout.app_secret),
         secret_key=SecretStr(helpscout.secret_key),
         base_url=helpscout.base_url,
+        agents=[ALEX],
+        managers=[MARIA],
     )
     return settings.model_copy(
         update={"helpdesk": settings.helpdesk.model_copy(update={"helpscout": section})}
@@ -50,9 +61,21 @@ async def web(services: Services) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def sidebar(
-    web: httpx.AsyncClient, helpscout: HelpScoutEmulator, customer: dict, **signing: str
+    web: httpx.AsyncClient,
+    helpscout: HelpScoutEmulator,
+    customer: dict,
+    *,
+    agent: str | None = ALEX,
+    **user: object,
 ) -> httpx.Response:
-    body, headers = helpscout.sidebar_request(customer, **signing)
+    """The emulator's signed sidebar request, its `user` carrying `agent` as their email
+    (None: the emulator's user, who has none) and any other `user` members given."""
+    body, headers = helpscout.sidebar_request(customer)
+    if agent is not None or user:
+        payload = json.loads(body)
+        payload["user"].update({"email": agent, **user} if agent is not None else user)
+        body = json.dumps(payload).encode()
+        headers = helpscout.headers(body)
     return await web.post(PATH, content=body, headers=headers)
 
 
@@ -134,3 +157,77 @@ async def test_the_sidebar_is_small(web, helpscout) -> None:
     answer = await sidebar(web, helpscout, customer)
     assert len(json.loads(answer.text)["html"]) < 12_000
     assert answer.json()["html"].count("<hr>") == 2  # at most three addresses are looked up
+
+
+# --- the agent's roles decide what the sidebar offers ----------------------------------------
+
+
+async def test_a_listed_agent_sees_every_money_moving_command(web, helpscout) -> None:
+    page = (await sidebar(web, helpscout, {"id": 1, "email": JANE})).json()["html"]
+    assert {m.group(1) for m in ACTION_LINE.finditer(page)} == {
+        "refund", "cancel", "capture", "void",
+    }  # fmt: skip
+    assert "Read-only" not in page
+
+
+@pytest.mark.parametrize(
+    "spelling", ["MARIA.Manager@Example.com", "ｍａｒｉａ.manager@example.com"]
+)
+async def test_a_manager_in_any_spelling_of_their_email_sees_them_too(
+    web, helpscout, spelling
+) -> None:
+    page = (await sidebar(web, helpscout, {"id": 1, "email": JANE}, agent=spelling)).json()["html"]
+    assert "<code>/billing refund ledger:ch_jane_1 reason: …</code>" in page
+    assert "Read-only" not in page
+
+
+@pytest.mark.parametrize("agent", [NOBODY, None], ids=["unlisted email", "no email"])
+async def test_an_unknown_agent_sees_the_card_only(web, helpscout, agent) -> None:
+    page = (await sidebar(web, helpscout, {"id": 1, "email": JANE}, agent=agent)).json()["html"]
+    for shown in ("ch_jane_1", "€120.00", "sub_jane_pro", "dp_jane_1"):
+        assert shown in page, shown  # the same card
+    assert not ACTION_LINE.search(page) and "/billing" not in page
+    assert page.count("Read-only") == 1
+    assert "<code>[helpdesk.helpscout] agents</code>" in page
+    assert (NOBODY in page) == (agent is not None)  # the email we saw, so they can ask for it
+
+
+async def test_a_request_without_a_user_gets_the_card_only(web, helpscout) -> None:
+    body, _ = helpscout.sidebar_request({"id": 1, "email": JANE})
+    payload = json.loads(body)
+    del payload["user"]
+    body = json.dumps(payload).encode()
+    page = (await web.post(PATH, content=body, headers=helpscout.headers(body))).json()["html"]
+    assert "ch_jane_1" in page and not ACTION_LINE.search(page) and "Read-only" in page
+
+
+async def test_markup_in_the_agents_email_and_name_comes_out_as_text(web, helpscout) -> None:
+    evil = "<img src=x onerror=alert(1)>@example.com"
+    answer = await sidebar(
+        web, helpscout, {"id": 1, "email": JANE}, agent=evil, fname="<script>x()</script>"
+    )
+    page = answer.json()["html"]
+    assert "<img" not in page and "<script" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;@example.com" in page
+    assert not ACTION_LINE.search(page)
+
+
+@pytest.mark.parametrize("tamper", ["unsigned", "wrong secret", "body changed"])
+async def test_a_forged_request_names_no_agent(web, helpscout, monkeypatch, tamper) -> None:
+    from bot.helpdesk.helpscout import sidebar as module
+
+    named: list[tuple] = []
+    monkeypatch.setattr(module, "helpdesk_actor", lambda *a, **k: named.append(a))
+    body, _ = helpscout.sidebar_request({"id": 1, "email": JANE})
+    payload = json.loads(body)
+    payload["user"]["email"] = ALEX
+    body = json.dumps(payload).encode()
+    headers = helpscout.headers(body)
+    if tamper == "unsigned":
+        del headers["X-HelpScout-Signature"]
+    elif tamper == "wrong secret":
+        headers = helpscout.headers(body, secret_key="not-ours")
+    else:
+        body = body.replace(ALEX.encode(), MARIA.encode())
+    answer = await web.post(PATH, content=body, headers=headers)
+    assert answer.status_code == 401 and named == []

@@ -15,8 +15,13 @@ When an agent opens a conversation, Help Scout POSTs JSON (`ticket`, `customer` 
 - The app is display-only: an action is shown as the chat command that does it
   (`/billing refund ledger:ch_1 reason: …`), to copy into Slack, Discord or the shell,
   until the signed agent panel exists. Running it there checks the agent's roles.
-- A request without our signature gets 401 and nothing is looked up. No secret, token or
-  billing-page link is ever in the HTML.
+- The agent viewing (`user`: id, email, name) is a person with roles
+  (`bot/helpdesk/agents.py`, from `[helpdesk.helpscout]` agents/managers/admins). Only
+  those the router lets run refund, cancel, capture or void see those command lines;
+  anyone else (read-only staff, an agent without an email) sees the card and one line
+  saying what to configure.
+- A request without our signature gets 401: no agent is named, nothing is looked up. No
+  secret, token or billing-page link is ever in the HTML.
 """
 
 from __future__ import annotations
@@ -31,10 +36,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot import lookup_cache
+from bot.actors import Actor
+from bot.approvals.policy import ACTIONS
 from bot.cards.billing import profile_card
+from bot.commands import COMMANDS
+from bot.helpdesk.agents import helpdesk_actor
 from bot.helpdesk.base import Forged
 from bot.helpdesk.helpscout.webhooks import check_signature
-from bot.helpdesk.payloads import email, json_object
+from bot.helpdesk.payloads import email, json_object, member, text
 from bot.helpdesk.render import as_html, clean
 from bot.models import BillingProfile
 from bot.services import Services
@@ -46,6 +55,55 @@ PATH = "/helpdesk/helpscout/sidebar"
 MAX_EMAILS = 3  # the requester and at most two more of the profile's addresses
 ROWS = 5
 COMMAND = "/billing"
+HELPDESK = "helpscout"
+READ_ONLY = (
+    "<p><i>Read-only: actions need your Help Scout email{who} in"
+    " <code>[helpdesk.helpscout] agents</code> of ChargeDesk's settings.</i></p>"
+)
+
+
+def agent_of(payload: dict[str, Any], settings: HelpScoutSettings) -> Actor | None:
+    """The agent viewing (the request's `user`), with their roles; None if it names nobody.
+
+    Only for a request whose signature was checked (`read_request`)."""
+    user = member(payload, "user")
+    if not isinstance(user, dict):
+        return None
+    name = " ".join(text(user.get(part)) for part in ("fname", "lname"))
+    ident = user.get("id")
+    try:
+        return helpdesk_actor(
+            HELPDESK,
+            settings,
+            email(user.get("email")),
+            name,
+            ident if isinstance(ident, (int, str)) else None,
+        )
+    except ValueError:
+        return None
+
+
+def read_request(
+    body: bytes, headers: Any, secret_key: str, settings: HelpScoutSettings
+) -> tuple[dict[str, Any], Actor | None]:
+    """The payload and the agent of a genuine sidebar request; Forged before anything is read."""
+    check_signature(body, headers, secret_key)
+    payload = json_object(body)
+    return payload, agent_of(payload, settings)
+
+
+def actions_for(agent: Actor | None) -> frozenset[str]:
+    """The money-moving commands (refund, cancel, capture, void) the agent may run, by the
+    router's own role check: the only command lines the sidebar offers."""
+    if agent is None:
+        return frozenset()
+    return frozenset(name for name in ACTIONS if COMMANDS[name].allowed(agent))
+
+
+def read_only_line(agent: Actor | None) -> str:
+    """What someone who may run none of them reads instead of the command lines."""
+    who = f" ({html.escape(clean(agent.email))})" if agent is not None and agent.email else ""
+    return READ_ONLY.format(who=who)
 
 
 def emails_of(customer: Any) -> list[tuple[str, bool]]:
@@ -63,8 +121,15 @@ def emails_of(customer: Any) -> list[tuple[str, bool]]:
     return found[:MAX_EMAILS]
 
 
-def section(profile: BillingProfile, address: str, verified: bool, locale: str) -> str:
-    """One address's part of the sidebar: how sure we are, the card, the commands to copy."""
+def section(
+    profile: BillingProfile,
+    address: str,
+    verified: bool,
+    locale: str,
+    actions: frozenset[str] = frozenset(),
+) -> str:
+    """One address's part of the sidebar: how sure we are, the card, and the command lines
+    of the `actions` the agent may run."""
     confidence = (
         "verified (the conversation's email)"
         if verified
@@ -76,7 +141,7 @@ def section(profile: BillingProfile, address: str, verified: bool, locale: str) 
         said = "No billing customer found" + (f" (not asked: {down})" if down else "")
         return head + f"<p>{html.escape(clean(said))}</p>"
     card = profile_card(profile, locale=locale, max_rows=ROWS)
-    commands = [b.command for b in card.actions if b.command]
+    commands = [b.command for b in card.actions if b.command and b.command.split()[0] in actions]
     card = card.model_copy(update={"actions": []})
     body = head + as_html(card)
     if commands:
@@ -86,16 +151,20 @@ def section(profile: BillingProfile, address: str, verified: bool, locale: str) 
     return body
 
 
-async def sidebar_html(services: Services, payload: dict[str, Any]) -> str:
+async def sidebar_html(
+    services: Services, payload: dict[str, Any], agent: Actor | None = None
+) -> str:
     addresses = emails_of(payload.get("customer"))
     if not addresses:
         return "<p>ChargeDesk: this customer has no email to look up.</p>"
     profiles = await asyncio.gather(*(lookup_cache.lookup(services, a) for a, _ in addresses))
     locale = services.settings.locale
-    return "<hr>".join(
-        section(profile, address, verified, locale)
+    actions = actions_for(agent)
+    page = "<hr>".join(
+        section(profile, address, verified, locale, actions)
         for (address, verified), profile in zip(addresses, profiles, strict=True)
     )
+    return page if actions else read_only_line(agent) + page
 
 
 def routes(settings: HelpScoutSettings) -> list[Route]:
@@ -107,11 +176,11 @@ def routes(settings: HelpScoutSettings) -> list[Route]:
     async def endpoint(request: Request) -> JSONResponse:
         body = await request.body()
         try:
-            check_signature(body, request.headers, secret_key)
+            payload, agent = read_request(body, request.headers, secret_key, settings)
         except Forged as exc:
             log.warning("Help Scout sidebar request refused: %s", exc)
             return JSONResponse({"error": "not a genuine Help Scout request"}, status_code=401)
         services: Services = request.app.state.services
-        return JSONResponse({"html": await sidebar_html(services, json_object(body))})
+        return JSONResponse({"html": await sidebar_html(services, payload, agent)})
 
     return [Route(PATH, endpoint, methods=["POST"])]
