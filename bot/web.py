@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.gateways.base import GatewayError, WebhookRejected
 from bot.helpdesk.helpscout import sidebar as helpscout_sidebar
+from bot.helpdesk.intercom import inbox as intercom_inbox
 from bot.helpdesk.registry import open_helpdesks
 from bot.helpdesk.webhook import HelpdeskWebhooks
 from bot.jobs import background_worker
@@ -145,6 +146,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/webhooks/{gateway}", webhook, methods=["POST"]),
         Route("/helpdesk/{name}/webhook", helpdesks.endpoint, methods=["POST"]),
         *helpscout_sidebar.routes(settings.helpdesk.helpscout),  # Help Scout dynamic app
+        *intercom_inbox.routes(settings.helpdesk.intercom),  # Intercom inbox app (Canvas Kit)
         portal_pages(settings),
     ]
     if slack is not None:

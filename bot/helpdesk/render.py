@@ -45,7 +45,8 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _text(value: str) -> str:
+def markdown_inert(value: str) -> str:
+    """Customer text for a Markdown body: one line, its markup characters backslashed."""
     return _MARKUP.sub(r"\\\1", clean(value))
 
 
@@ -59,28 +60,29 @@ def link(url: str | None) -> str | None:
 
 
 def as_text(card: Card) -> str:
-    lines = [_text(card.title)]
+    lines = [markdown_inert(card.title)]
     if card.subtitle:
-        lines.append(_text(card.subtitle))
+        lines.append(markdown_inert(card.subtitle))
     for section in card.sections:
         lines.append("")
         lines.extend(_text_section(section))
     for button in card.actions:
         if link(button.url):
-            lines.append(f"{_text(button.label)}: {button.url}")
+            lines.append(f"{markdown_inert(button.label)}: {button.url}")
     if card.footer:
-        lines += ["", f"-- {_text(card.footer)}"]
+        lines += ["", f"-- {markdown_inert(card.footer)}"]
     return "\n".join(lines) + "\n"
 
 
 def _text_section(section: Section) -> list[str]:
-    lines = [_text(section.title)] if section.title else []
+    lines = [markdown_inert(section.title)] if section.title else []
     if section.text:
-        lines.append(_text(section.text))
-    lines += [f"{_text(f.label)}: {_text(f.value)}" for f in section.facts]
+        lines.append(markdown_inert(section.text))
+    lines += [f"{markdown_inert(f.label)}: {markdown_inert(f.value)}" for f in section.facts]
     if section.table is not None:
         lines += [
-            "- " + " · ".join(_text(cell) for cell in row if cell) for row in section.table.rows
+            "- " + " · ".join(markdown_inert(cell) for cell in row if cell)
+            for row in section.table.rows
         ]
         if section.table.more:
             lines.append(f"  and {section.table.more:,} more")

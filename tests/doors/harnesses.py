@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from chargedesk_emulators.slack import TEAM_ID, slack_api
 from tests.chat import test_discord as dc
 from tests.chat import test_slack as sl
 from tests.doors.door_contract import Shown
+from tests.helpdesk import test_intercom_canvas as ic
 
 # --- Slack ----------------------------------------------------------------------------------
 
@@ -369,8 +371,145 @@ async def shell_door(services: Services) -> AsyncIterator[ShellDoor]:
     yield ShellDoor(services)
 
 
+# --- Intercom's inbox app (Canvas Kit) -------------------------------------------------------
+
+
+class IntercomDoor:
+    """A canvas is drawn for one teammate at a time and never edited from our side: what a
+    teammate sees is the canvas Intercom asks for. Canvases count as `public` (the inbox is
+    internal), the refusals drawn on them as `private` to that teammate; "posted where
+    managers work" is the request on the conversation's canvas as a manager sees it, with
+    Approve, and its copy queued for the chat approvals channel; "redrawn" is the canvas
+    drawn again after the decision. People are Intercom teammates by email."""
+
+    name = "intercom"
+    keeps_copies = True
+    PEOPLE: ClassVar[dict[str, str]] = {
+        "agent": ic.AGENT,
+        "manager": ic.MANAGER,
+        "other_manager": ic.OTHER_MANAGER,
+        "customer": ic.STRANGER,
+        "stranger": ic.STRANGER,
+    }
+    skips: ClassVar[dict[str, str]] = {
+        "a_customer_is_refused_privately_and_nothing_is_posted": "no customer reaches the "
+        "Intercom inbox: every teammate of the workspace sees the card read-only, and an "
+        "unlisted teammate's actions are refused (tests/helpdesk/test_intercom_canvas.py)",
+        "an_alert_reaches_the_alerts_channel": "a canvas has no channel to post alerts in: "
+        "alerts go to the chat doors' channels (IntercomDoor.alert_place is False)",
+    }
+    APPROVALS = "C0APPROVALS"
+
+    def __init__(self, inbox: ic.Inbox) -> None:
+        self.inbox = inbox
+        self.services = inbox.services
+        self.said: list[tuple[str, Shown]] = []
+        self.refused: list[tuple[str, Shown]] = []
+        self.seen: dict[str, dict[str, Any]] = {}  # each manager's copy of the canvas
+
+    def _shown(self, canvas: dict[str, Any]) -> Shown:
+        actions = json.loads(canvas["stored_data"]["state"])["b"].values()
+        return Shown(ic.shown(canvas), [str(a.get("run", "")) for a in actions])
+
+    def _record(self, who: str, canvas: dict[str, Any]) -> dict[str, Any]:
+        errors = ic.refusals(canvas)
+        if errors:
+            self.refused.append((who, Shown("\n".join(errors))))
+        else:
+            self.said.append((who, self._shown(canvas)))
+        return canvas
+
+    async def say(self, who: str, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        person = self.PEOPLE[who]
+        if word == "lookup":
+            self._record(who, await self.inbox.open(person, contact=rest))
+            return
+        if word != "refund":
+            raise AssertionError(f"the Intercom harness cannot type {line!r}")
+        charge, amount, reason = rest.split(" ", 2)
+        code, _, text = reason.removeprefix("reason: ").partition(" ")
+        form = await self.inbox.click(person, await self.inbox.open(person), f"Refund {charge}")
+        values = {"f_amount": amount, "f_reason_code": code, "f_reason_text": text}
+        self._record(who, await self.inbox.click(person, form, "Request refund", values))
+
+    def public(self) -> list[Shown]:
+        return [s for _, s in self.said]
+
+    def private(self, who: str) -> list[Shown]:
+        return [s for w, s in self.refused if w == who]
+
+    async def request(self, who: str, line: str) -> str:
+        await self.say(who, line)
+        text = self.said[-1][1].text
+        # Managers working in Intercom have the conversation open: each click comes from
+        # the copy they have, however stale.
+        for manager in ("manager", "other_manager"):
+            self.seen[manager] = await self.inbox.open(self.PEOPLE[manager])
+        return text.split("Waiting for approval ", 1)[1].split(":", 1)[0]
+
+    async def copies(self, approval_id: str) -> list[Shown]:
+        canvas = await self.inbox.open(self.PEOPLE["other_manager"])
+        queued = [
+            Shown(c.title, [b.command for b in c.actions])
+            for _, kind, c in await notify.pending(self.services.db)
+            if kind == "approval" and any(b.command == f"approve {approval_id}" for b in c.actions)
+        ]
+        return [self._shown(canvas), *queued]
+
+    async def click_approve(self, who: str, approval_id: str) -> None:
+        person = self.PEOPLE[who]
+        if who not in self.seen:  # later clicks come from the copy the manager still has open
+            self.seen[who] = await self.inbox.open(person)
+        canvas = self.seen[who]
+        state = json.loads(canvas["stored_data"]["state"])
+        component = next(
+            k for k, a in state["b"].items() if a.get("run") == f"approve {approval_id}"
+        )
+        payload = self.inbox.request(person, ic.JANE) | {
+            "component_id": component, "input_values": {}, "current_canvas": canvas,
+        }  # fmt: skip
+        self._record(who, await self.inbox.send(payload))
+
+    async def redrawn(self, approval_id: str) -> list[Shown]:
+        canvas = await self.inbox.open(self.PEOPLE["agent"])
+        return [self._shown(canvas)]
+
+    async def deliver_alert(self, card: Card) -> list[Shown]:
+        raise AssertionError("skipped: see `skips`")
+
+    async def actor(self, who: str) -> Actor:
+        from bot.helpdesk.intercom.door import IntercomDoor as Door
+
+        door = Door(ic.intercom_settings(), self.services)
+        try:
+            return await door.actor({"id": "1", "email": self.PEOPLE[who]})
+        finally:
+            door.detach()
+
+
+@asynccontextmanager
+async def intercom_door(services: Services) -> AsyncIterator[IntercomDoor]:
+    import httpx
+
+    from bot.settings import HelpdeskSettings
+    from bot.web import create_app
+
+    settings = services.settings
+    services.settings = settings.model_copy(update={
+        "helpdesk": HelpdeskSettings(intercom=ic.intercom_settings()),
+        "slack": settings.slack.model_copy(update={"approvals_channel": IntercomDoor.APPROVALS}),
+    })  # fmt: skip
+    app = create_app(services.settings, services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bot") as web:
+            yield IntercomDoor(ic.Inbox(services, web))
+
+
 DOORS: dict[str, Callable[[Services], AbstractAsyncContextManager[Any]]] = {
     "slack": slack_door,
     "discord": discord_door,
     "shell": shell_door,
+    "intercom": intercom_door,
 }
