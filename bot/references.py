@@ -1,8 +1,7 @@
 """What a customer's message names: gateway IDs, order numbers, emails, our document numbers.
 
-Core, for every door that reads free text (helpdesk tickets today). The Slack adapter
-(`bot/chat/slack/adapter.py: find_references`) still holds its own copy of the first
-three patterns, over the parts of a Slack message; it can call `find_references` here.
+Core, for every door that reads free text: helpdesk tickets, and the messages helpdesks
+post into Slack's helpdesk channels (`bot/chat/slack/adapter.py` collects their text).
 
 Bare `#1234` is left out on purpose: Zendesk, Freshdesk and Help Scout number their
 tickets that way, and a ticket number must never pull up the customer whose order

@@ -47,7 +47,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot import deliveries
+from bot import deliveries, references
 from bot.actors import Actor, ChannelKind, Role
 from bot.approvals.workflow import ApprovalView
 from bot.cards.billing import approval_card
@@ -99,13 +99,6 @@ USER_TTL = 600
 COMPACT_ROWS = 3
 MAX_CANDIDATES = 3
 
-# What a helpdesk message may name. Bare `#1234` is left out on purpose: Zendesk,
-# Freshdesk and Help Scout number their tickets that way, and a ticket number
-# must never pull up the customer whose order happens to share it.
-_OBJECT_ID = re.compile(r"\b(?:ch|py|pi|in|cus|sub)_[A-Za-z0-9_]{3,}\b")
-_PAYPAL_ID = re.compile(r"\b(?:I-[0-9A-Z]{12}|(?=[0-9A-Z]*\d)(?=[0-9A-Z]*[A-Z])[0-9A-Z]{17})\b")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-_ORDER = re.compile(r"\border\s*(?:no\.?|number|num\.?)?\s*[:#]?\s*#?(\d{3,12})\b", re.IGNORECASE)
 _ARGUMENT = re.compile(r"^[a-z]+: (?P<field>[a-z_]+)\b")
 # Refusals that belong to one field of a form, by error code.
 _FIELD_OF = {
@@ -136,17 +129,7 @@ def find_references(event: dict[str, Any]) -> list[str]:
     _collect_text(event.get("text"), texts)
     _collect_text(event.get("attachments"), texts)
     _collect_text(event.get("blocks"), texts)
-    joined = "\n".join(texts)
-    found: list[str] = []
-    for candidate in (
-        *_OBJECT_ID.findall(joined),
-        *_PAYPAL_ID.findall(joined),
-        *(e.lower() for e in _EMAIL.findall(joined)),
-        *_ORDER.findall(joined),
-    ):
-        if candidate not in found:
-            found.append(candidate)
-    return found
+    return references.find_references("\n".join(texts))
 
 
 def _collect_text(node: Any, out: list[str]) -> None:
