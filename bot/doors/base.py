@@ -69,6 +69,11 @@ class Copy:
     thread: str | None = None
 
 
+def _decided_by(card: Card) -> str | None:
+    """The request a card's Approve / Deny buttons decide, if it has them."""
+    return next((found for b in card.actions if (found := decided_in(b.command))), None)
+
+
 def decided_in(line: str) -> str | None:
     """The request an `approve` / `deny` line decides on."""
     words = line.split()
@@ -291,8 +296,11 @@ class Door(ABC, Generic[Where]):
         """Whether alerts may be posted in `channel` (never where people outside read)."""
 
     @abstractmethod
-    async def post_alert(self, channel: str, card: Card) -> None:
-        """Post one alert card as the root of its discussion; raise PostFailed when refused."""
+    async def post_alert(self, channel: str, card: Card) -> Copy | None:
+        """Post one alert card as the root of its discussion; raise PostFailed when refused.
+
+        Returns the posted message (None where the door keeps nothing to edit later).
+        """
 
     async def deliver_alerts(self) -> int:
         """Post what is queued for this door's channels (alerts, customers' questions); how many.
@@ -310,12 +318,16 @@ class Door(ABC, Generic[Where]):
                         notification_id, channel, self.platform,
                     )  # fmt: skip
                     continue
-                await self.post_alert(channel, card)
+                copy = await self.post_alert(channel, card)
             except (PostFailed, Refused) as exc:
                 log.warning("cannot post alert %s to %s: %s", notification_id, channel, exc)
                 await notify.release(self.services.db, notification_id)
                 continue
             delivered += 1
+            # A request another door queued here (Intercom's): this copy is redrawn too.
+            approval_id = _decided_by(card)
+            if copy is not None and approval_id is not None:
+                await self.remember(approval_id, copy)
         return delivered
 
     async def alerts_now(self) -> None:

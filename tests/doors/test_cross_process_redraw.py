@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from bot.actors import Role
-from bot.approvals.workflow import State
+from bot.approvals.workflow import State, get
+from bot.cards.billing import approval_card
 from bot.services import Services
 from bot.settings import DiscordSettings, Settings, SlackSettings
 from bot.wiring import open_services
@@ -101,3 +102,25 @@ async def test_a_live_door_takes_over_from_the_rest_only_door_of_its_platform(se
         assert slack_doors() == [live]  # one Slack door redraws: each copy is edited once
         assert rest_only is not live
         await live.aclose()
+
+
+@pytest.mark.parametrize("door_of", [slack_door, discord_door], ids=["slack", "discord"])
+async def test_a_request_another_door_queued_here_is_redrawn_after_its_decision(services, door_of):
+    # Intercom's inbox has no approvals channel of its own: it queues the request card
+    # for the chat approvals channels, where that platform's bot posts it.
+    async with door_of(services) as door:
+        asked = await say(services, person("sam", Role.agent, platform="intercom"), BIG_REFUND)
+        assert asked.approval is not None and asked.approval.state == State.pending.value
+        view = await get(services, asked.approval.id)
+        posted = await door.deliver_alert(approval_card(view, locale=services.settings.locale))
+        assert any(view.id in b for shown in posted for b in shown.buttons)  # Approve / Deny
+
+        decided = await say(
+            services, person("maria", Role.manager, platform="shell"), f"approve {view.id}"
+        )
+        assert decided.error is None and decided.approval.state == State.succeeded.value
+
+        copies = await door.redrawn(view.id)
+        assert len(copies) == 1
+        assert ": done" in copies[0].text and not copies[0].buttons
+    assert await refunded(services, "ch_jane_1") == 8000

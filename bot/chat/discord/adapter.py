@@ -228,7 +228,7 @@ class DiscordBot(Door[Turn], discord.Client):
         """An internal channel: never a support channel (customers read it)."""
         return channel.isdigit() and int(channel) not in self.settings.support_channels
 
-    async def post_alert(self, channel: str, card: Card) -> None:
+    async def post_alert(self, channel: str, card: Card) -> Copy | None:
         """A message with a thread of its own, where agents discuss it."""
         try:
             posted = await self.get_partial_messageable(int(channel)).send(
@@ -243,6 +243,7 @@ class DiscordBot(Door[Turn], discord.Client):
             )  # fmt: skip
         except discord.HTTPException as exc:
             log.info("alert in %s has no thread (agents can open one): %s", channel, exc)
+        return Copy(channel, str(posted.id))
 
     # --- slash commands -------------------------------------------------------------------
 

@@ -167,8 +167,8 @@ class Shell(Door[None]):
     async def alert_place(self, channel: str) -> bool:
         return False  # alerts wait in `/billing alerts`
 
-    async def post_alert(self, channel: str, card: Card) -> None:
-        pass
+    async def post_alert(self, channel: str, card: Card) -> Copy | None:
+        return None
 
     def _meta(self, line: str) -> Reply:
         word, _, rest = line.partition(" ")

@@ -250,16 +250,21 @@ class SlackBot(Door[Place]):
         """Not a channel shared with people outside (Refused when Slack cannot tell)."""
         return await self._channel_kind(channel) != ChannelKind.shared
 
-    async def post_alert(self, channel: str, card: Card) -> None:
+    async def post_alert(self, channel: str, card: Card) -> Copy | None:
         """A message of its own: the root of the thread where agents discuss it."""
+        first: Copy | None = None
         try:
             for message in reply_messages(Reply(cards=[card])):
-                await self.client.chat_postMessage(
+                answer = await self.client.chat_postMessage(
                     channel=channel, text=message.text,
                     blocks=_noted(message.blocks, context(ALERT_NOTE)),
                 )  # fmt: skip
+                ts = answer.get("ts")
+                if first is None and isinstance(ts, str):
+                    first = Copy(channel, ts)
         except SlackApiError as exc:
             raise PostFailed(exc.response.get("error")) from exc
+        return first
 
     async def aclose(self) -> None:
         await self.stop_alerts(self._poller)

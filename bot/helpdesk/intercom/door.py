@@ -454,8 +454,8 @@ class IntercomDoor(Door[Screen]):
     async def alert_place(self, channel: str) -> bool:
         return False  # alerts go to chat channels; a canvas has no channel of its own
 
-    async def post_alert(self, channel: str, card: Card) -> None:
-        pass
+    async def post_alert(self, channel: str, card: Card) -> Copy | None:
+        return None
 
 
 def _with_documents(card: Card) -> Card:
