@@ -1,12 +1,18 @@
-"""One billing note on every new ticket, in every helpdesk: recorded once, posted once.
+"""Internal notes on helpdesk tickets, in every helpdesk: each recorded once, posted once.
+
+A ticket carries one note per topic: `billing`, the billing summary every new ticket gets,
+and the traces of actions taken from the agent panel (`ticket_trace.py`: `reply:<id>`,
+`decided:<approval id>`). Every topic goes the same way; only what the note says differs.
 
 1. A verified delivery (`bot/helpdesk/webhook.py`) records the ticket in `helpdesk_notes`,
-   unique by (helpdesk, ticket): a redelivery or a concurrent twin inserts nothing and
-   queues nothing. The first one enqueues `post_ticket_note` and the helpdesk hears 200.
+   unique by (helpdesk, ticket, topic): a redelivery or a concurrent twin inserts nothing
+   and queues nothing. The first one enqueues `post_ticket_note` and the helpdesk hears 200.
+   A trace is recorded the same way (`add`), its note already written, marker and all.
 2. The job claims the row with a Redis lock and a conditional UPDATE (pending → posting,
-   or posting past its lease); only the winner goes on. It matches the customer
-   (`matching.py`), writes the note (`summary.py`, `render.py`) with a marker unique to
-   the row (`ChargeDesk note cdn_…`) and posts it; then posting → posted.
+   or posting past its lease); only the winner goes on. For the billing note it matches
+   the customer (`matching.py`) and writes the note (`summary.py`, `render.py`); a trace
+   posts the body it was recorded with. Each carries a marker unique to the row
+   (`ChargeDesk note cdn_…`); then posting → posted, and the body is dropped.
 3. A failed attempt goes back to pending and comes back through arq after a doubling
    delay, up to MAX_ATTEMPTS (then failed, the error kept). A refusal that cannot change
    (bad credentials, no such ticket) fails at once.
@@ -45,6 +51,7 @@ from bot.store.tables import HelpdeskNote
 log = logging.getLogger(__name__)
 
 PENDING, POSTING, POSTED, FAILED = "pending", "posting", "posted", "failed"
+BILLING = "billing"  # the topic of a new ticket's billing note
 MAX_ATTEMPTS = 8
 # Lookups that found nobody while a gateway was down are tried again this many times
 # before the note goes out saying which gateway could not be asked.
@@ -68,48 +75,85 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-def job_id(helpdesk: str, ticket_id: str) -> str:
-    return f"helpdesk-note:{helpdesk}:{ticket_id}"
+class _Waiting(Exception):
+    """The note cannot be written well yet (a gateway did not answer): try again later."""
 
 
-# --- 1. the delivery ------------------------------------------------------------------------
+def job_id(helpdesk: str, ticket_id: str, topic: str = BILLING) -> str:
+    # Ticket IDs never hold `:` (`errors.segment`), so the topic after them keeps ids apart.
+    base = f"helpdesk-note:{helpdesk}:{ticket_id}"
+    return base if topic == BILLING else f"{base}:{topic}"
+
+
+def _job_args(helpdesk: str, ticket_id: str, topic: str) -> tuple[str, ...]:
+    # The billing note's job keeps its two arguments: jobs queued before topics still run.
+    return (helpdesk, ticket_id) if topic == BILLING else (helpdesk, ticket_id, topic)
+
+
+def _where(helpdesk: str, ticket_id: str, topic: str) -> str:
+    return f"{helpdesk} ticket {ticket_id}" + ("" if topic == BILLING else f" ({topic})")
+
+
+# --- 1. recording ---------------------------------------------------------------------------
+
+
+def draft(helpdesk: str, ticket_id: str, topic: str, **written: str | None) -> HelpdeskNote:
+    """A new, unrecorded row for `topic` on a ticket, with its own ID and marker."""
+    now = datetime.now(UTC)
+    note_id = f"cdn_{secrets.token_hex(10)}"
+    return HelpdeskNote(
+        id=note_id, helpdesk=helpdesk, ticket_id=ticket_id, topic=topic, state=PENDING,
+        attempts=0, marker=marker(note_id), created=now, updated=now, **written,
+    )  # fmt: skip
+
+
+def _billing(ticket: NewTicket) -> HelpdeskNote:
+    """A new ticket's billing note: what the delivery said, kept for matching until posted."""
+    return draft(
+        ticket.helpdesk, ticket.ticket_id, BILLING,
+        requester_email=_cut(ticket.requester_email, 320),
+        subject=ticket.subject[:SUBJECT_CHARS], text=ticket.text[:TEXT_CHARS],
+        delivery_id=_cut(ticket.delivery_id, 128),
+    )  # fmt: skip
 
 
 async def receive(services: Services, ticket: NewTicket) -> bool:
     """Record a new ticket and queue its note; False (nothing recorded or queued) if known."""
-    if not await record(services, ticket):
-        log.info("%s ticket %s: already recorded", ticket.helpdesk, ticket.ticket_id)
+    return await add(services, _billing(ticket))
+
+
+async def add(services: Services, row: HelpdeskNote) -> bool:
+    """Record a drafted note and queue it; False (nothing recorded or queued) if its topic is known."""
+    if not await _record(services, row):
+        log.info("%s: already recorded", _where(row.helpdesk, row.ticket_id, row.topic))
         return False
-    await start(services, ticket.helpdesk, ticket.ticket_id)
+    await start(services, row.helpdesk, row.ticket_id, row.topic)
     return True
 
 
 async def record(services: Services, ticket: NewTicket) -> bool:
-    """Insert the ticket's row once: True if this call inserted it."""
+    """Insert the ticket's billing row once (not queued): True if this call inserted it."""
+    return await _record(services, _billing(ticket))
+
+
+async def _record(services: Services, row: HelpdeskNote) -> bool:
     async with services.db.write() as session:
-        return await _insert(session, ticket)
+        return await _insert(session, row)
 
 
-async def _insert(session: AsyncSession, ticket: NewTicket) -> bool:
+async def _insert(session: AsyncSession, row: HelpdeskNote) -> bool:
     known = await session.scalar(
         select(HelpdeskNote.id).where(
-            HelpdeskNote.helpdesk == ticket.helpdesk, HelpdeskNote.ticket_id == ticket.ticket_id
+            HelpdeskNote.helpdesk == row.helpdesk,
+            HelpdeskNote.ticket_id == row.ticket_id,
+            HelpdeskNote.topic == row.topic,
         )
     )
     if known is not None:
         return False
-    now = datetime.now(UTC)
-    note_id = f"cdn_{secrets.token_hex(10)}"
     try:
         async with session.begin_nested():  # a concurrent twin loses only this insert
-            session.add(HelpdeskNote(
-                id=note_id, helpdesk=ticket.helpdesk, ticket_id=ticket.ticket_id, state=PENDING,
-                attempts=0, marker=marker(note_id),
-                requester_email=_cut(ticket.requester_email, 320),
-                subject=ticket.subject[:SUBJECT_CHARS], text=ticket.text[:TEXT_CHARS],
-                delivery_id=_cut(ticket.delivery_id, 128),
-                created=now, updated=now,
-            ))  # fmt: skip
+            session.add(row)
     except IntegrityError:
         return False
     return True
@@ -119,16 +163,17 @@ def _cut(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else None
 
 
-async def start(services: Services, helpdesk: str, ticket_id: str) -> None:
+async def start(services: Services, helpdesk: str, ticket_id: str, topic: str = BILLING) -> None:
     """Enqueue the note's job; a Redis failure only delays it until the sweep."""
     try:
         await jobs.enqueue(
-            services, "post_ticket_note", helpdesk, ticket_id, job_id=job_id(helpdesk, ticket_id)
-        )
+            services, "post_ticket_note", *_job_args(helpdesk, ticket_id, topic),
+            job_id=job_id(helpdesk, ticket_id, topic),
+        )  # fmt: skip
     except Exception:
         log.warning(
-            "could not enqueue the note for %s ticket %s now; the sweep will",
-            helpdesk, ticket_id, exc_info=True,
+            "could not enqueue the note for %s now; the sweep will",
+            _where(helpdesk, ticket_id, topic), exc_info=True,
         )  # fmt: skip
 
 
@@ -136,25 +181,27 @@ async def start(services: Services, helpdesk: str, ticket_id: str) -> None:
 
 
 @job(max_tries=1000, timeout=JOB_SECONDS)
-async def post_ticket_note(ctx: dict[str, Any], helpdesk: str, ticket_id: str) -> str:
-    """Post the ticket's note once; a failed attempt comes back through arq after its delay."""
+async def post_ticket_note(
+    ctx: dict[str, Any], helpdesk: str, ticket_id: str, topic: str = BILLING
+) -> str:
+    """Post the ticket's note on `topic` once; a failed attempt comes back after its delay."""
     try:
-        return await deliver(ctx["services"], helpdesk, ticket_id)
+        return await deliver(ctx["services"], helpdesk, ticket_id, topic)
     except RetryLater as later:
         raise Retry(defer=later.delay) from None
 
 
-async def deliver(services: Services, helpdesk: str, ticket_id: str) -> str:
-    """Claim, match, post, record; returns the row's state (or `busy`, `missing`)."""
-    row = await _row(services, helpdesk, ticket_id)
+async def deliver(services: Services, helpdesk: str, ticket_id: str, topic: str = BILLING) -> str:
+    """Claim, write, post, record; returns the row's state (or `busy`, `missing`)."""
+    row = await _row(services, helpdesk, ticket_id, topic)
     if row is None:
         # Enqueued before its transaction committed, or rolled back: the sweep finds it if it exists.
         return "missing"
     if row.state in (POSTED, FAILED):
         return row.state
+    # One lock per note: the billing note and a trace on one ticket do not wait for each other.
     lock = services.redis.lock(
-        services.key("lock", "helpdesk-note", helpdesk, ticket_id),
-        timeout=LEASE.total_seconds(),
+        services.key("lock", "helpdesk-note", row.id), timeout=LEASE.total_seconds()
     )
     if not await lock.acquire(blocking=False):
         return "busy"
@@ -173,11 +220,13 @@ async def deliver(services: Services, helpdesk: str, ticket_id: str) -> str:
         try:
             await lock.release()
         except Exception:  # expired (a slow attempt) or Redis gone: the SQL claim still holds
-            log.debug("note lock on %s ticket %s not released", helpdesk, ticket_id)
+            log.debug("note lock on %s not released", _where(helpdesk, ticket_id, topic))
 
 
 async def _attempt(services: Services, desk: Helpdesk, row: HelpdeskNote, attempt: int) -> str:
-    where = f"{row.helpdesk} ticket {row.ticket_id}"
+    where = _where(row.helpdesk, row.ticket_id, row.topic)
+    if row.topic != BILLING and not row.body:
+        return await _finish(services, row.id, FAILED, error="the note has no body to post")
     try:
         if attempt > 1:
             # An earlier attempt may have posted before it failed, timed out or died.
@@ -185,45 +234,60 @@ async def _attempt(services: Services, desk: Helpdesk, row: HelpdeskNote, attemp
             if found is not None:
                 log.info("%s: note %s was posted by an earlier attempt", where, found)
                 return await _finish(services, row.id, POSTED, note_id=found)
-        match = await match_ticket(
-            services,
-            requester_email=row.requester_email,
-            subject=row.subject or "",
-            text=row.text or "",
-        )
-        if match.profile is None and match.failures and attempt < LOOKUP_ATTEMPTS:
-            down = ", ".join(sorted({f.gateway for f in match.failures}))
-            return await _again(services, row, attempt, f"gateways not answering: {down}")
-        card = note_card(services, match, requester_email=row.requester_email, mark=row.marker)
-        body = as_html(card) if desk.note_format == "html" else as_text(card)
+        body, matched = await _write(services, desk, row, attempt)
         note_id = await desk.post_note(row.ticket_id, body)
     except HelpdeskRefused as exc:
         log.warning("%s: no note: %s", where, exc.message)
         return await _finish(services, row.id, FAILED, error=exc.message)
-    except RetryLater:
-        raise
+    except _Waiting as wait:
+        return await _again(services, row, attempt, str(wait))
     except Exception as exc:
         message = getattr(exc, "message", None) or type(exc).__name__
         log.warning("%s: note attempt %d failed: %s", where, attempt, message)
         return await _again(services, row, attempt, message)
-    log.info("%s: note %s posted (%s)", where, note_id, match.how)
-    return await _finish(services, row.id, POSTED, note_id=note_id, matched=match.how)
+    log.info("%s: note %s posted%s", where, note_id, f" ({matched})" if matched else "")
+    return await _finish(services, row.id, POSTED, note_id=note_id, matched=matched)
+
+
+async def _write(
+    services: Services, desk: Helpdesk, row: HelpdeskNote, attempt: int
+) -> tuple[str, str | None]:
+    """The note's body, and how the customer was matched (billing) or None (a trace)."""
+    if row.topic != BILLING:
+        assert row.body is not None  # `_attempt` fails a trace without one
+        return row.body, None
+    match = await match_ticket(
+        services,
+        requester_email=row.requester_email,
+        subject=row.subject or "",
+        text=row.text or "",
+    )
+    if match.profile is None and match.failures and attempt < LOOKUP_ATTEMPTS:
+        down = ", ".join(sorted({f.gateway for f in match.failures}))
+        raise _Waiting(f"gateways not answering: {down}")
+    card = note_card(services, match, requester_email=row.requester_email, mark=row.marker)
+    return (as_html(card) if desk.note_format == "html" else as_text(card)), match.how
 
 
 async def _again(services: Services, row: HelpdeskNote, attempt: int, error: str) -> str:
     """Back to pending to be tried again later, or failed after MAX_ATTEMPTS."""
     if attempt >= MAX_ATTEMPTS:
-        log.warning("%s ticket %s: no note after %d attempts", row.helpdesk, row.ticket_id, attempt)
+        where = _where(row.helpdesk, row.ticket_id, row.topic)
+        log.warning("%s: no note after %d attempts", where, attempt)
         return await _finish(services, row.id, FAILED, error=error)
     await _finish(services, row.id, PENDING, error=error)
     raise RetryLater(min(RETRY_SECONDS * 2 ** (attempt - 1), RETRY_MAX_SECONDS))
 
 
-async def _row(services: Services, helpdesk: str, ticket_id: str) -> HelpdeskNote | None:
+async def _row(
+    services: Services, helpdesk: str, ticket_id: str, topic: str
+) -> HelpdeskNote | None:
     async with services.db.read() as session:
         return await session.scalar(
             select(HelpdeskNote).where(
-                HelpdeskNote.helpdesk == helpdesk, HelpdeskNote.ticket_id == ticket_id
+                HelpdeskNote.helpdesk == helpdesk,
+                HelpdeskNote.ticket_id == ticket_id,
+                HelpdeskNote.topic == topic,
             )
         )
 
@@ -257,7 +321,7 @@ async def _finish(
     matched: str | None = None,
     error: str | None = None,
 ) -> str:
-    """Leave `posting` for `state`; the ticket's text goes once the note is out for good."""
+    """Leave `posting` for `state`; the ticket's text and the body go once it is over for good."""
     now = datetime.now(UTC)
     values: dict[str, Any] = {"state": state, "updated": now, "last_error": error}
     if state == POSTED:
@@ -265,7 +329,7 @@ async def _finish(
         if matched is not None:
             values["matched"] = matched
     if state in (POSTED, FAILED):
-        values["text"] = None
+        values.update(text=None, body=None)
     async with services.db.write() as session:
         await session.execute(
             update(HelpdeskNote)
@@ -278,12 +342,13 @@ async def _finish(
 # --- 5. the sweep ---------------------------------------------------------------------------
 
 
-async def waiting(services: Services, *, now: datetime | None = None) -> list[tuple[str, str]]:
-    """(helpdesk, ticket) of rows whose job may be lost: pending past the grace, posting past the lease."""
+async def waiting(services: Services, *, now: datetime | None = None) -> list[tuple[str, str, str]]:
+    """(helpdesk, ticket, topic) of notes whose job may be lost: pending past the grace,
+    posting past the lease."""
     now = now or datetime.now(UTC)
     async with services.db.read() as session:
         rows = await session.execute(
-            select(HelpdeskNote.helpdesk, HelpdeskNote.ticket_id)
+            select(HelpdeskNote.helpdesk, HelpdeskNote.ticket_id, HelpdeskNote.topic)
             .where(
                 or_(
                     and_(HelpdeskNote.state == PENDING, HelpdeskNote.updated < now - SWEEP_GRACE),
@@ -293,7 +358,7 @@ async def waiting(services: Services, *, now: datetime | None = None) -> list[tu
             .order_by(HelpdeskNote.updated)
             .limit(SWEEP_BATCH)
         )
-        return [(h, t) for h, t in rows]
+        return [(h, t, topic) for h, t, topic in rows]
 
 
 @periodic(second=30, run_at_startup=True)
@@ -301,10 +366,11 @@ async def sweep_ticket_notes(ctx: dict[str, Any]) -> int:
     """Re-enqueue every note still waiting, whatever happened to its job; how many were queued."""
     services: Services = ctx["services"]
     queued = 0
-    for helpdesk, ticket_id in await waiting(services):
+    for helpdesk, ticket_id, topic in await waiting(services):
         if await jobs.enqueue(
-            services, "post_ticket_note", helpdesk, ticket_id, job_id=job_id(helpdesk, ticket_id)
-        ):
+            services, "post_ticket_note", *_job_args(helpdesk, ticket_id, topic),
+            job_id=job_id(helpdesk, ticket_id, topic),
+        ):  # fmt: skip
             queued += 1
     if queued:
         log.info("sweep: re-enqueued %d ticket note(s)", queued)

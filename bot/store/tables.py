@@ -502,26 +502,31 @@ class PortalSession(Base):
 
 
 class HelpdeskNote(Base):
-    """The billing note of one new ticket: recorded once per (helpdesk, ticket), posted once.
+    """One internal note on a ticket: recorded once per (helpdesk, ticket, topic), posted once.
 
+    Topic `billing` is the billing note of a new ticket; others (`reply:<id>`,
+    `decided:<approval id>`) are traces of actions taken from the agent panel.
     pending → posting → posted | failed, and posting → pending after an attempt that failed.
     A row found in `posting` past its lease had an outcome nobody knows (a crash, a timeout):
     its recovery looks for `marker` on the ticket before it posts (bot/helpdesk/ticket_notes.py).
     """
 
     __tablename__ = "helpdesk_notes"
-    __table_args__ = (UniqueConstraint("helpdesk", "ticket_id"),)
+    __table_args__ = (UniqueConstraint("helpdesk", "ticket_id", "topic"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # cdn_...
     helpdesk: Mapped[str] = mapped_column(String(20))
     ticket_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(120))
     state: Mapped[str] = mapped_column(String(12), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     marker: Mapped[str] = mapped_column(String(80))
-    # What the delivery said, kept until the note is out (then the text is dropped).
+    # What the delivery said (billing), or the note as written (a trace), kept until the
+    # note is out; then the text and the body are dropped.
     requester_email: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
     delivery_id: Mapped[str | None] = mapped_column(String(128))
     matched: Mapped[str | None] = mapped_column(String(20))  # email, reference, document, none
     note_id: Mapped[str | None] = mapped_column(String(64))
@@ -529,3 +534,4 @@ class HelpdeskNote(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+

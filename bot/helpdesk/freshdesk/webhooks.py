@@ -4,7 +4,7 @@ Freshdesk signs nothing: the rule's "Trigger webhook" action sends a custom head
 choose (`webhook_header`, `X-ChargeDesk-Secret` by default) holding `webhook_secret`,
 compared in constant time. Nothing in the request is stamped by Freshdesk, so a replay
 cannot be told by its age: it names a ticket already recorded and changes nothing
-(`helpdesk_notes` is unique by ticket). The rule's JSON content (README: Freshdesk):
+(the billing note is unique by ticket: topic `billing` of `helpdesk_notes`). The rule's JSON content (README: Freshdesk):
 
     {"event": "ticket.created",
      "ticket": {"id": "{{ticket.id}}", "subject": "{{ticket.subject}}",

@@ -7,7 +7,7 @@ is named in `X-HelpScout-Event`; for `convo.created` the body is the conversatio
 
 Help Scout signs no timestamp and sends no delivery ID, so a captured delivery could be
 sent again at any time. That is harmless here: a replayed `convo.created` names a
-conversation that already has its note, and the pipeline keys notes once per ticket
+conversation that already has its note, and the pipeline keys billing notes once per ticket
 (`helpscout`, conversation ID), so it posts nothing. The event header is not signed
 either: a signed body replayed under another event name still only describes its own
 conversation, and gets at most that conversation's one note.

@@ -5,7 +5,7 @@ HMAC-SHA256 of `X-Zendesk-Webhook-Signature-Timestamp` (ISO 8601, `2026-12-07T12
 followed by the raw body, keyed with the webhook's signing secret. A delivery without
 both headers, with another signature, or stamped more than `webhook_tolerance` seconds
 from now is `Forged`. A replay inside the tolerance names a ticket already recorded and
-changes nothing (`helpdesk_notes` is unique by ticket).
+changes nothing (the billing note is unique by ticket: topic `billing` of `helpdesk_notes`).
 
 The body is what our trigger's JSON body says (README: Zendesk):
 
