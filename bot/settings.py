@@ -212,6 +212,93 @@ class PayPalSettings(_Section):
     max_retries: int = Field(2, ge=0, le=10)
 
 
+class WooCommerceSettings(_Section):
+    """WooCommerce is enabled when `store_url`, `consumer_key` and `consumer_secret` are set."""
+
+    store_url: HttpUrl | None = Field(
+        None, description="the store's Site Address as WordPress knows it: https://shop.example.com"
+    )
+    consumer_key: str | None = Field(None, description="ck_... of a REST API key (Read/Write)")
+    consumer_secret: SecretStr | None = Field(None, description="cs_... of that key")
+    webhook_secret: SecretStr | None = Field(
+        None, description="the secret of the store's webhooks to /webhooks/woocommerce"
+    )
+    webhook_tolerance: int = Field(
+        2 * 24 * 3600,
+        ge=300,
+        le=30 * 24 * 3600,
+        description="seconds since its resource changed after which a delivery is stale "
+        "(WooCommerce signs no timestamp)",
+    )
+    ca_file: Path | None = Field(
+        None, description="CA bundle to trust for the store's certificate (a private CA)"
+    )
+    timeout: float = Field(10.0, gt=0, le=120)
+    write_timeout: float = Field(
+        60.0, gt=0, le=300, description="seconds a refund may take: the payment plugin is asked"
+    )
+    max_retries: int = Field(2, ge=0, le=10, description="retries of reads; writes are read back")
+
+    @field_validator("store_url")
+    @classmethod
+    def _site_address(cls, value: HttpUrl | None) -> HttpUrl | None:
+        if value is not None and ("wp-json" in (value.path or "") or value.query):
+            raise ValueError("the store's address only (https://shop.example.com), not an API URL")
+        return value
+
+
+class RecurlySettings(_Section):
+    """Recurly is enabled when `api_key` is set."""
+
+    api_key: SecretStr | None = Field(
+        None, description="a private API key of the site (the key picks the site)"
+    )
+    region: Literal["us", "eu"] = Field(
+        "us", description="where the site lives: us (v3.recurly.com) or eu (v3.eu.recurly.com)"
+    )
+    subdomain: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="yourcompany of yourcompany.recurly.com: dashboard links, card update page",
+    )
+    site_url: HttpUrl | None = Field(
+        None, description="the site's own address, if not https://<subdomain>.recurly.com"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="the webhook endpoint's signing secret (recurly-signature)"
+    )
+    webhook_tolerance: int = Field(
+        300, ge=1, le=3600, description="seconds a signature stays valid"
+    )
+    cancel_timeframe: Literal["term_end", "bill_date"] = Field(
+        "term_end",
+        description="when a cancel at period end ends it: the term's end, or the next bill date",
+    )
+    base_url: HttpUrl | None = Field(None, description="API base override, for a local emulator")
+    timeout: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(2, ge=0, le=10, description="retries of reads; writes are read back")
+
+
+class BraintreeSettings(_Section):
+    """Braintree is enabled when `merchant_id`, `public_key` and `private_key` are set."""
+
+    merchant_id: str | None = None
+    public_key: str | None = None
+    private_key: SecretStr | None = None
+    environment: Literal["sandbox", "production"] = "sandbox"
+    base_url: HttpUrl | None = Field(
+        None, description="gateway base override, for a local emulator over plain HTTP"
+    )
+    webhook_tolerance: int = Field(
+        25 * 3600,
+        ge=300,
+        le=7 * 24 * 3600,
+        description="seconds a notification stays valid: Braintree retries hourly for 24 hours",
+    )
+    timeout: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(2, ge=0, le=10, description="retries of reads; writes are read back")
+
+
 class SlackSettings(_Section):
     """Slack is enabled when `bot_token` and `signing_secret` are set."""
 
@@ -470,6 +557,9 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     stripe: StripeSettings = StripeSettings()
     paypal: PayPalSettings = PayPalSettings()
+    woocommerce: WooCommerceSettings = WooCommerceSettings()
+    recurly: RecurlySettings = RecurlySettings()
+    braintree: BraintreeSettings = BraintreeSettings()
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     helpdesk: HelpdeskSettings = HelpdeskSettings()

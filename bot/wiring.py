@@ -45,6 +45,20 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
         from bot.gateways.paypal.gateway import PayPalGateway
 
         gateways.append(PayPalGateway(settings.paypal))
+    braintree = settings.braintree
+    if braintree.merchant_id and braintree.public_key and braintree.private_key is not None:
+        from bot.gateways.braintree.gateway import BraintreeGateway
+
+        gateways.append(BraintreeGateway(braintree, max_charges=settings.lookup.max_charges))
+    if settings.recurly.api_key is not None:
+        from bot.gateways.recurly.gateway import RecurlyGateway
+
+        gateways.append(RecurlyGateway(settings.recurly, max_charges=settings.lookup.max_charges))
+    woo = settings.woocommerce
+    if woo.store_url is not None and woo.consumer_key and woo.consumer_secret is not None:
+        from bot.gateways.woocommerce.gateway import WooCommerceGateway
+
+        gateways.append(WooCommerceGateway(woo, max_charges=settings.lookup.max_charges))
     for name, factory in plugin_factories().items():
         log.info("loading gateway plugin %s", name)
         gateways.append(factory(settings=settings, db=db))

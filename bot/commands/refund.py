@@ -36,11 +36,14 @@ async def refund(ctx: Context, args: RefundArgs) -> Reply:
     `refund ch_123 reason: duplicate charged twice` refunds what remains;
     `refund ch_123 12.50 reason: goodwill late delivery` refunds part of it.
     Within your limit it runs at once; above it a manager must approve.
-    A refund larger than what remains refundable is refused, naming what remains.
+    A refund larger than what remains refundable is refused, naming what remains, and so
+    is one the gateway would refuse (a part of an unsettled Braintree payment, a WooCommerce
+    order whose payment method cannot refund) before anyone is asked to approve it.
     """
     gateway, charge = await ctx.services.gateways.locate_charge(args.charge)
     amount = amount_in(args.amount, charge.amount.currency) or charge.refundable
     check_refund(charge, amount)
+    await gateway.precheck_refund(charge, amount)
     return await request_action(ctx, ActionRequest(
         action="refund", gateway=gateway.name, target_id=charge.id, customer_id=charge.customer_id,
         amount=amount, refundable=charge.refundable, reason=args.reason,

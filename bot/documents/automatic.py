@@ -89,15 +89,22 @@ class DocumentListener(Listener):
     async def record_action(
         self, services: Services, session: AsyncSession, view: ApprovalView
     ) -> None:
-        if view.action == "refund" and view.result_id:
+        if _refunded(view):
             await request(
                 services, session, DocumentKind.credit_note, view.gateway,
                 charge_id=view.target_id, source_id=view.result_id, reason=view.reason,
             )  # fmt: skip
 
     async def after_action(self, services: Services, view: ApprovalView) -> None:
-        if view.action == "refund" and view.result_id:
+        if _refunded(view):
             await start(services, DocumentKind.credit_note, view.gateway, view.result_id)
+
+
+def _refunded(view: ApprovalView) -> bool:
+    """A refund that gave money back: not one a gateway carried out as a void of the whole
+    payment (Braintree before settlement), whose result is the payment itself and moved no
+    money, so it has no credit note."""
+    return view.action == "refund" and bool(view.result_id) and view.result_id != view.target_id
 
 
 def import_recorder(services: Services) -> OnWrite:

@@ -6,6 +6,7 @@ fails the same way: `Unsupported`, naming the gateway and the capability.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -105,13 +106,23 @@ class WebhookRejected(GatewayError):
 
 
 class Unsupported(GatewayError):
-    def __init__(self, gateway: str, capability: Capability) -> None:
+    """A capability the gateway lacks; `reason` says why, where it depends on the account."""
+
+    def __init__(self, gateway: str, capability: Capability, reason: str | None = None) -> None:
+        message = f"the {gateway} gateway does not support {capability.value.replace('_', ' ')}"
         super().__init__(
-            ErrorCode.unsupported,
-            f"the {gateway} gateway does not support {capability.value.replace('_', ' ')}",
-            gateway=gateway,
+            ErrorCode.unsupported, f"{message}: {reason}" if reason else message, gateway=gateway
         )
         self.capability = capability
+        self.reason = reason
+
+
+# What people call an order: `order #1234`, `Order no. 1234`, `order#1234`, `#1234`. Typed
+# after `lookup` it is an order number (bot/references.py leaves a bare `#1234` in free text
+# alone: helpdesks number their tickets that way).
+_ORDER_NUMBER = re.compile(
+    r"(?:order\s*(?:no\.?|number|num\.?)?\s*[:#]?\s*#?|#)\s*(\d{1,20})", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -123,9 +134,13 @@ class LookupQuery:
 
     @classmethod
     def parse(cls, text: str) -> LookupQuery:
+        """An email, an order number (`order #1234`, `#1234` -> `1234`), or any other ID as typed."""
         text = text.strip()
         if "@" in text:
             return cls("email", text.lower())
+        number = _ORDER_NUMBER.fullmatch(text)
+        if number:
+            return cls("id", number.group(1))
         return cls("id", text)
 
 
@@ -153,6 +168,11 @@ class Gateway:
     ) -> Refund:
         """Refund `amount` of a charge. The same key twice gives the same refund."""
         raise Unsupported(self.name, Capability.refund)
+
+    async def precheck_refund(self, charge: Charge, amount: Money) -> None:
+        """Refuse now, before anyone is asked to approve it, a refund this gateway would refuse
+        whatever a manager decides (a rule only this gateway has: the shared ones are in
+        `bot/gateways/checks.py`). Raise GatewayError; the default has no rule of its own."""
 
     async def capture(
         self, charge_id: str, amount: Money | None, *, idempotency_key: str

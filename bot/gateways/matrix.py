@@ -15,11 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.gateways.base import Capability, Gateway
+from bot.gateways.braintree.gateway import BraintreeGateway
 from bot.gateways.ledger.gateway import LedgerGateway
 from bot.gateways.paypal.gateway import PayPalGateway
+from bot.gateways.recurly.gateway import RecurlyGateway
 from bot.gateways.stripe.gateway import StripeGateway
+from bot.gateways.woocommerce.gateway import WooCommerceGateway
 
-BUILT_IN: tuple[type[Gateway], ...] = (LedgerGateway, StripeGateway, PayPalGateway)
+BUILT_IN: tuple[type[Gateway], ...] = (
+    LedgerGateway, StripeGateway, PayPalGateway, BraintreeGateway, RecurlyGateway, WooCommerceGateway,
+)  # fmt: skip
 START = "<!-- capability-matrix:start"
 END = "<!-- capability-matrix:end -->"
 _BETWEEN = re.compile(rf"({re.escape(START)}[^\n]*-->\n)(.*?)({re.escape(END)})", re.S)

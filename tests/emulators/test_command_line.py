@@ -94,7 +94,7 @@ def test_smtp_server_accepts_a_message() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        *("stripe", "paypal", "slack", "discord", "smtp"),
+        *("stripe", "paypal", "braintree", "recurly", "woocommerce", "slack", "discord", "smtp"),
         *("helpscout", "intercom", "front", "zendesk", "freshdesk"),
     ],
 )

@@ -61,6 +61,9 @@ BACKENDS = {
     "stripe-emulator": _backend("tests.fakes.stripe_env", "stripe_fake_env"),
     "stripe-localstripe": _backend("tests.fakes.stripe_env", "stripe_localstripe_env"),
     "paypal-emulator": _backend("tests.fakes.paypal_env", "paypal_env"),
+    "recurly-emulator": _backend("tests.fakes.recurly_env", "recurly_env"),
+    "braintree-emulator": _backend("tests.fakes.braintree_env", "braintree_env"),
+    "woocommerce-emulator": _backend("tests.fakes.woocommerce_env", "woocommerce_env"),
 }
 
 

@@ -1,0 +1,88 @@
+"""The Braintree backend of the gateway contract suite: the real SDK against the emulator.
+
+The customer's two subscriptions come with their payments (one per billed
+cycle, as Braintree keeps them), listed beside the contract's charges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from bot.gateways.base import Capability
+from bot.gateways.braintree.gateway import BraintreeGateway
+from bot.settings import BraintreeSettings
+from chargedesk_emulators.braintree import BraintreeEmulator, braintree_api
+from tests.gateways.contract import ContractEnv
+
+EMAIL = "jane.doe@example.com"
+CURRENCY = "USD"
+
+
+def braintree_settings(api: BraintreeEmulator, **overrides: object) -> BraintreeSettings:
+    """Settings pointing the gateway at the emulator, fast enough for tests."""
+    values: dict[str, object] = {
+        "merchant_id": api.merchant_id,
+        "public_key": api.public_key,
+        "private_key": SecretStr(api.private_key),
+        "base_url": api.base_url,
+        "timeout": 5.0,
+        "max_retries": 2,
+    }
+    values.update(overrides)
+    return BraintreeSettings.model_validate(values)
+
+
+@dataclass
+class Seeded:
+    customer_id: str
+    charge_id: str
+    authorized_ids: tuple[str, str]
+    subscription_ids: tuple[str, str]
+
+
+def seed_contract_customer(api: BraintreeEmulator) -> Seeded:
+    """The contract's customer: a settled 100.00 sale, two 50.00 authorizations, two subscriptions."""
+    customer = api.add_customer(EMAIL, "Jane", "Doe")
+    api.add_plan("pro-monthly", "Pro monthly", "20.00", CURRENCY)
+    api.add_plan("extra-seats", "Extra seats", "5.00", CURRENCY)
+    return Seeded(
+        customer_id=customer,
+        charge_id=api.add_sale(customer, "100.00", CURRENCY, status="settled", days_ago=3),
+        authorized_ids=(
+            api.add_sale(customer, "50.00", CURRENCY, status="authorized", days_ago=2),
+            api.add_sale(customer, "50.00", CURRENCY, status="authorized", days_ago=1),
+        ),
+        subscription_ids=(
+            api.add_subscription(customer, "pro-monthly", cycle=2, days_ago=45),
+            api.add_subscription(customer, "extra-seats", cycle=1, days_ago=10),
+        ),
+    )
+
+
+@contextmanager
+def seeded_api(**options: object) -> Iterator[tuple[BraintreeEmulator, Seeded]]:
+    with braintree_api(**options) as api:
+        yield api, seed_contract_customer(api)
+
+
+@asynccontextmanager
+async def braintree_env() -> AsyncIterator[ContractEnv]:
+    with seeded_api() as (api, seeded):
+        gateway = BraintreeGateway(braintree_settings(api), backoff=0.01)
+        try:
+            yield ContractEnv(
+                gateway=gateway,
+                email=EMAIL,
+                customer_id=seeded.customer_id,
+                currency=CURRENCY,
+                charge_id=seeded.charge_id,
+                authorized_ids=seeded.authorized_ids,
+                subscription_ids=seeded.subscription_ids,
+                unsupported=Capability.create_subscription,
+            )
+        finally:
+            await gateway.close()
