@@ -24,17 +24,15 @@ over HTTP, as are what only Braintree or a person in its Control Panel does:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import re
 import secrets
 import string
-import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -47,7 +45,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chargedesk_emulators.serve import command_line, serving
+from chargedesk_emulators.serve import command, running
+from chargedesk_emulators.traffic import EmulatedAPI
 
 # ISO 4217 minor units of the currencies the emulator is asked for (Braintree follows ISO).
 ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG"})
@@ -312,35 +311,6 @@ class Plan:
     billing_frequency: int
 
 
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    after: bool
-    method: str | None
-    path_contains: str
-
-
-@dataclass(frozen=True)
-class _Delay:
-    seconds: float
-    apply_first: bool
-    method: str | None
-    path_contains: str
-
-
-@dataclass
-class Exchange:
-    """One request the emulator answered, kept for assertions."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-    response: bytes = b""
-
-
 Handler = Callable[[Request, Json], tuple[int, bytes]]
 
 
@@ -351,12 +321,17 @@ def _add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, last))
 
 
-class BraintreeEmulator:
+class BraintreeEmulator(EmulatedAPI):
     """Braintree's gateway API for one merchant, stateful, in memory.
 
     With `settling_refunds` the merchant account refunds settling transactions
-    (some processors allow it); without, they are refused with 91574.
+    (some processors allow it); without, they are refused with 91574. Paths given to
+    the switches and `requests_to` may stand anywhere in a request's path (all of them
+    start with `/merchants/{merchant_id}`).
     """
+
+    name = "Braintree"
+    paths_anywhere = True
 
     def __init__(
         self,
@@ -366,12 +341,11 @@ class BraintreeEmulator:
         private_key: str = "chargedesk_private_key",
         settling_refunds: bool = False,
     ) -> None:
+        super().__init__()
         self.merchant_id = merchant_id
         self.public_key = public_key
         self.private_key = private_key
         self.settling_refunds = settling_refunds
-        self.base_url = ""
-        self.exchanges: list[Exchange] = []
         self.customers: dict[str, CustomerRecord] = {}
         self.cards: dict[str, Card] = {}
         self.transactions: dict[str, TransactionRecord] = {}
@@ -379,9 +353,6 @@ class BraintreeEmulator:
         self.disputes: dict[str, DisputeRecord] = {}
         self.plans: dict[str, Plan] = {}
         self.merchant_accounts: dict[str, tuple[str, bool]] = {}  # id -> (currency, default)
-        self._failures: list[_Failure] = []
-        self._delays: list[_Delay] = []
-        self._lock = threading.RLock()
         self.add_merchant_account("chargedesk_usd", "USD", default=True)
 
     # --- test switches -------------------------------------------------------------------
@@ -399,8 +370,7 @@ class BraintreeEmulator:
 
         With `after`, each is carried out first and only its answer is lost.
         """
-        with self._lock:
-            self._failures.extend([_Failure(status, after, method, path_contains)] * count)
+        self._fail(count, status, after=after, method=method, path=path_contains)
 
     def slow_next(
         self,
@@ -416,12 +386,7 @@ class BraintreeEmulator:
         With `apply_first` the request takes effect at once and only its answer is late
         (a client that gave up can read the effect back); without, it takes effect late.
         """
-        with self._lock:
-            self._delays.extend([_Delay(seconds, apply_first, method, path_contains)] * count)
-
-    def requests_to(self, method: str, path_contains: str) -> list[Exchange]:
-        with self._lock:
-            return [e for e in self.exchanges if e.method == method and path_contains in e.path]
+        self._hold(count, seconds, after=apply_first, method=method, path=path_contains)
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -1247,40 +1212,14 @@ class BraintreeEmulator:
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            body = await request.body()
-            exchange = Exchange(
-                method=request.method,
-                path=request.url.path,
-                query=dict(request.query_params),
-                headers=dict(request.headers),
-                body=body,
+            return await self._exchange(
+                request,
+                lambda request, body: self._answer(request, body, handler),
+                lambda status: (status, b""),
+                _xml_response,
             )
-            with self._lock:
-                self.exchanges.append(exchange)
-                delay = self._take(self._delays, request)
-                failure = self._take(self._failures, request)
-            if delay is not None and not delay.apply_first:
-                await asyncio.sleep(delay.seconds)
-            with self._lock:
-                if failure is not None and not failure.after:
-                    status, answer = failure.status, b""
-                else:
-                    status, answer = self._answer(request, body, handler)
-                    if failure is not None:
-                        status, answer = failure.status, b""
-            if delay is not None and delay.apply_first:
-                await asyncio.sleep(delay.seconds)
-            exchange.status, exchange.response = status, answer
-            return Response(answer, status_code=status, media_type="application/xml")
 
         return endpoint
-
-    @staticmethod
-    def _take(pending: list[Any], request: Request) -> Any:
-        for index, item in enumerate(pending):
-            if item.method in (None, request.method) and item.path_contains in request.url.path:
-                return pending.pop(index)
-        return None
 
     def _answer(self, request: Request, body: bytes, handler: Handler) -> tuple[int, bytes]:
         if not self._authenticated(request):
@@ -1328,6 +1267,21 @@ class BraintreeEmulator:
             "message": message,
         }
         return document("api_error_response", value)
+
+    def banner(self) -> list[str]:
+        return [
+            f"merchant id {self.merchant_id}, public key {self.public_key}, "
+            f"private key {self.private_key},",
+            f"Try: CHARGEDESK_BRAINTREE__MERCHANT_ID={self.merchant_id} "
+            f"CHARGEDESK_BRAINTREE__PUBLIC_KEY={self.public_key} "
+            f"CHARGEDESK_BRAINTREE__PRIVATE_KEY={self.private_key} "
+            f"CHARGEDESK_BRAINTREE__BASE_URL={self.base_url} chargedesk shell",
+        ]
+
+
+def _xml_response(answer: tuple[int, bytes]) -> Response:
+    status, body = answer
+    return Response(body, status_code=status, media_type="application/xml")
 
 
 def _event_xml(event: Event) -> Json:
@@ -1407,31 +1361,14 @@ def _matches(record: Any, criteria: Json, fields: dict[str, Callable[[Any], Any]
     return True
 
 
-@contextmanager
-def braintree_api(**options: Any) -> Iterator[BraintreeEmulator]:
+def braintree_api(**options: Any) -> AbstractContextManager[BraintreeEmulator]:
     """Run an emulator on 127.0.0.1 with a free port, in a background thread."""
-    emulator = BraintreeEmulator(**options)
-    with serving(emulator.app(), "Braintree emulator") as url:
-        emulator.base_url = url
-        yield emulator
+    return running(BraintreeEmulator(**options))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve an empty Braintree merchant until interrupted; prints the settings for the bot."""
-    emulator = BraintreeEmulator()
-
-    def started(url: str) -> list[str]:
-        emulator.base_url = url
-        return [
-            f"merchant id {emulator.merchant_id}, public key {emulator.public_key}, "
-            f"private key {emulator.private_key},",
-            f"Try: CHARGEDESK_BRAINTREE__MERCHANT_ID={emulator.merchant_id} "
-            f"CHARGEDESK_BRAINTREE__PUBLIC_KEY={emulator.public_key} "
-            f"CHARGEDESK_BRAINTREE__PRIVATE_KEY={emulator.private_key} "
-            f"CHARGEDESK_BRAINTREE__BASE_URL={url} chargedesk shell",
-        ]
-
-    command_line("Braintree", emulator.app(), started, argv)
+    command(BraintreeEmulator(), argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ over HTTP, so the gateway cannot reach anything PayPal itself would not offer.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -24,12 +23,10 @@ import json
 import math
 import secrets
 import string
-import threading
 import time
 import uuid
-import warnings
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -38,13 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chargedesk_emulators.serve import command_line, serving
+from chargedesk_emulators.openapi_check import exchange_problems
+from chargedesk_emulators.serve import command, running
+from chargedesk_emulators.traffic import EmulatedAPI, Exchange, Refused
 
 # PayPal takes these in whole units, whatever ISO 4217 says (HUF and TWD have 2 there).
 ZERO_DECIMAL = frozenset({"HUF", "JPY", "TWD"})
@@ -312,32 +310,13 @@ class Row:
         self.recorded = time.monotonic() - max(0.0, (now() - self.when).total_seconds())
 
 
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    after: bool
-    method: str | None
-    path_prefix: str
-
-
-@dataclass
-class Exchange:
-    """One request the emulator answered, kept for assertions and schema checks."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-    response: bytes = b""
-
-
 Handler = Callable[[Request, bytes], tuple[int, Json | None]]
 
 
-class PayPalEmulator:
-    """PayPal's REST API, stateful, in memory."""
+class PayPalEmulator(EmulatedAPI):
+    """PayPal's REST API, stateful, in memory. The switches leave OAuth token requests alone."""
+
+    name = "PayPal"
 
     def __init__(
         self,
@@ -348,17 +327,16 @@ class PayPalEmulator:
         token_ttl: int = 32400,
         search_lag: timedelta = timedelta(0),
     ) -> None:
+        super().__init__()
         self.client_id = client_id
         self.client_secret = client_secret
         self.webhook_id = webhook_id
         self.token_ttl = token_ttl
         # PayPal: "It takes a maximum of three hours for executed transactions to appear".
         self.search_lag = search_lag
-        self.base_url = ""
         self.cert_url = (
             "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"
         )
-        self.exchanges: list[Exchange] = []
         self.tokens_issued = 0
         self.payers: dict[str, Payer] = {}
         self.orders: dict[str, Order] = {}
@@ -370,46 +348,14 @@ class PayPalEmulator:
         self.rows: list[Row] = []
         self._tokens: dict[str, float] = {}
         self._replays: dict[tuple[str, str], tuple[int, Json | None]] = {}
-        self._failures: list[_Failure] = []
-        self._delays: list[float] = []
         self._signing_key = secrets.token_bytes(32)
-        self._lock = threading.RLock()
 
     # --- test switches -------------------------------------------------------------------
-
-    def fail_next(
-        self,
-        count: int,
-        status: int = 500,
-        *,
-        after: bool = False,
-        method: str | None = None,
-        path_prefix: str = "/",
-    ) -> None:
-        """Answer the next `count` API requests (not token requests) with `status`.
-
-        `method` and `path_prefix` pick which requests fail. With `after`, each is
-        carried out first and only its answer is lost, as when PayPal did the work
-        but the connection dropped.
-        """
-        with self._lock:
-            self._failures.extend([_Failure(status, after, method, path_prefix)] * count)
-
-    def slow_next(self, count: int, seconds: float) -> None:
-        """Hold the answer to the next `count` API requests for `seconds`."""
-        with self._lock:
-            self._delays.extend([seconds] * count)
 
     def revoke_tokens(self) -> None:
         """Forget every issued access token, as if they had expired at PayPal."""
         with self._lock:
             self._tokens.clear()
-
-    def requests_to(self, method: str, path_prefix: str) -> list[Exchange]:
-        with self._lock:
-            return [
-                e for e in self.exchanges if e.method == method and e.path.startswith(path_prefix)
-            ]
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -1365,62 +1311,15 @@ class PayPalEmulator:
         )
 
     def _endpoint(self, handler: Handler, *, api: bool) -> Callable[[Request], Awaitable[Response]]:
+        def work(request: Request, body: bytes) -> tuple[int, Json | None]:
+            if api and not self._authorized(request):
+                raise Refused(_authentication_failure())
+            return self._handle(request, body, handler)
+
         async def endpoint(request: Request) -> Response:
-            body = await request.body()
-            exchange = Exchange(
-                method=request.method,
-                path=request.url.path,
-                query=dict(request.query_params),
-                headers=dict(request.headers),
-                body=body,
-            )
-            with self._lock:
-                self.exchanges.append(exchange)
-                delay = self._delays.pop(0) if api and self._delays else 0.0
-            if delay:
-                await asyncio.sleep(delay)
-            with self._lock:
-                status, answer = self._answer(request, body, handler, api=api)
-            debug_id = secrets.token_hex(7)[:13]
-            if answer is not None and status >= 400 and "name" in answer:
-                answer = {**answer, "debug_id": debug_id}
-            data = b"" if answer is None else json.dumps(answer).encode()
-            exchange.status, exchange.response = status, data
-            headers = {"Paypal-Debug-Id": debug_id}
-            return Response(
-                data,
-                status_code=status,
-                headers=headers,
-                media_type="application/json" if answer is not None else None,
-            )
+            return await self._exchange(request, work, self._failure, _response, switched=api)
 
         return endpoint
-
-    def _answer(
-        self, request: Request, body: bytes, handler: Handler, *, api: bool
-    ) -> tuple[int, Json | None]:
-        failure = self._take_failure(request) if api else None
-        if failure is not None and not failure.after:
-            return self._failure(failure.status)
-        if api and not self._authorized(request):
-            return 401, {
-                "name": "AUTHENTICATION_FAILURE",
-                "message": "Authentication failed due to missing authorization header, or invalid authentication credentials.",
-                "details": [],
-                "links": [_info_link("AUTHENTICATION_FAILURE")],
-            }
-        status, answer = self._handle(request, body, handler)
-        if failure is not None:
-            return self._failure(failure.status)
-        return status, answer
-
-    def _take_failure(self, request: Request) -> _Failure | None:
-        for index, failure in enumerate(self._failures):
-            if failure.method in (None, request.method) and request.url.path.startswith(
-                failure.path_prefix
-            ):
-                return self._failures.pop(index)
-        return None
 
     @staticmethod
     def _failure(status: int) -> tuple[int, Json | None]:
@@ -1461,6 +1360,37 @@ class PayPalEmulator:
             return False
         expires = self._tokens.get(header.removeprefix("Bearer "))
         return expires is not None and expires > time.monotonic()
+
+    def banner(self) -> list[str]:
+        return [
+            f"client id {self.client_id}, secret {self.client_secret}, webhook id {self.webhook_id}",
+            f"Try: CHARGEDESK_PAYPAL__CLIENT_ID={self.client_id} "
+            f"CHARGEDESK_PAYPAL__CLIENT_SECRET={self.client_secret} "
+            f"CHARGEDESK_PAYPAL__BASE_URL={self.base_url} chargedesk shell",
+        ]
+
+
+def _response(answer: tuple[int, Json | None]) -> Response:
+    """PayPal's answer, with the `Paypal-Debug-Id` it puts on every one (and in error bodies)."""
+    status, body = answer
+    debug_id = secrets.token_hex(7)[:13]
+    if body is not None and status >= 400 and "name" in body:
+        body = {**body, "debug_id": debug_id}
+    return Response(
+        b"" if body is None else json.dumps(body).encode(),
+        status_code=status,
+        headers={"Paypal-Debug-Id": debug_id},
+        media_type="application/json" if body is not None else None,
+    )
+
+
+def _authentication_failure() -> tuple[int, Json]:
+    return 401, {
+        "name": "AUTHENTICATION_FAILURE",
+        "message": "Authentication failed due to missing authorization header, or invalid authentication credentials.",
+        "details": [],
+        "links": [_info_link("AUTHENTICATION_FAILURE")],
+    }
 
 
 def _info_link(issue: str) -> Json:
@@ -1520,13 +1450,9 @@ def raw_member(body: bytes, name: str) -> bytes | None:
             return text[start:index].encode()
 
 
-@contextmanager
-def paypal_api(**options: Any) -> Iterator[PayPalEmulator]:
+def paypal_api(**options: Any) -> AbstractContextManager[PayPalEmulator]:
     """Run an emulator on 127.0.0.1 with a free port, in a background thread."""
-    emulator = PayPalEmulator(**options)
-    with serving(emulator.app(), "PayPal emulator") as url:
-        emulator.base_url = url
-        yield emulator
+    return running(PayPalEmulator(**options))
 
 
 @cache
@@ -1546,52 +1472,15 @@ def schema_problems(exchanges: Iterable[Exchange], *, requests: bool = False) ->
         name = next((n for p, n in _DESCRIPTIONS.items() if exchange.path.startswith(p)), None)
         if name is None or exchange.status == 429:
             continue
-        api = description(name)
-        request = MockRequest(
-            _SERVER,
-            exchange.method.lower(),
-            exchange.path,
-            args=exchange.query,
-            headers=exchange.headers,
-            data=exchange.body,
-            content_type="application/json",
-        )
-        response = MockResponse(
-            exchange.response,
-            status_code=exchange.status,
-            content_type="application/json" if exchange.response else None,
-        )
-        label = f"{exchange.method} {exchange.path} -> {exchange.status}"
-        with warnings.catch_warnings():
-            # openapi-core cannot check OAuth2 itself; the emulator does.
-            warnings.simplefilter("ignore", UserWarning)
-            try:
-                api.validate_response(request, response)
-            except Exception as exc:
-                problems.append(f"{label}: {exc.__cause__ or exc}")
-            # PayPal marks the event's fields read-only, yet this call exists to send them back.
-            if requests and exchange.path != "/v1/notifications/verify-webhook-signature":
-                try:
-                    api.validate_request(request)
-                except Exception as exc:
-                    problems.append(f"request {label}: {exc.__cause__ or exc}")
+        # PayPal marks the event's fields read-only, yet this call exists to send them back.
+        check_request = requests and exchange.path != "/v1/notifications/verify-webhook-signature"
+        problems += exchange_problems(description(name), exchange, _SERVER, request=check_request)
     return problems
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve an empty PayPal until interrupted; prints the settings that point the bot at it."""
-    emulator = PayPalEmulator()
-
-    def started(url: str) -> list[str]:
-        emulator.base_url = url
-        return [
-            f"client id {emulator.client_id}, secret {emulator.client_secret}, webhook id {emulator.webhook_id}",
-            f"Try: CHARGEDESK_PAYPAL__CLIENT_ID={emulator.client_id} "
-            f"CHARGEDESK_PAYPAL__CLIENT_SECRET={emulator.client_secret} "
-            f"CHARGEDESK_PAYPAL__BASE_URL={url} chargedesk shell",
-        ]
-
-    command_line("PayPal", emulator.app(), started, argv)
+    command(PayPalEmulator(), argv)
 
 
 if __name__ == "__main__":

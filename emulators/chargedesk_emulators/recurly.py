@@ -29,7 +29,6 @@ come from here too. The gateway can only reach what Recurly itself offers over H
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -38,11 +37,9 @@ import json
 import re
 import secrets
 import string
-import threading
 import time
-import warnings
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
@@ -52,13 +49,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chargedesk_emulators.serve import command_line, serving
+from chargedesk_emulators.openapi_check import exchange_problems
+from chargedesk_emulators.serve import command, running
+from chargedesk_emulators.traffic import EmulatedAPI, Exchange, Refused
 
 API_VERSION = "v2021-02-25"
 MEDIA_TYPES = frozenset(
@@ -323,40 +321,13 @@ class Redemption:
     state: str = "active"
 
 
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    after: bool
-    method: str | None
-    path_prefix: str
-
-
-@dataclass(frozen=True)
-class _Delay:
-    seconds: float
-    after: bool
-    method: str | None
-    path_prefix: str
-
-
-@dataclass
-class Exchange:
-    """One request the emulator answered, kept for assertions and schema checks."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-    response: bytes = b""
-
-
 Handler = Callable[[Request, Json], tuple[int, Any]]
 
 
-class RecurlyEmulator:
+class RecurlyEmulator(EmulatedAPI):
     """One Recurly site's API, stateful, in memory."""
+
+    name = "Recurly"
 
     def __init__(
         self,
@@ -366,6 +337,7 @@ class RecurlyEmulator:
         subdomain: str = "chargedesk-test",
         credit_invoices: bool = True,
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         # Sites without Recurly's Credit Invoices feature (older ones) know no refund method
         # but the default, and no credit invoice notes.
@@ -373,8 +345,6 @@ class RecurlyEmulator:
         self.webhook_secret = webhook_secret
         self.subdomain = subdomain
         self.site_id = new_id()
-        self.base_url = ""
-        self.exchanges: list[Exchange] = []
         self.accounts: dict[str, Account] = {}
         self.plans: dict[str, Plan] = {}
         self.lines: dict[str, Line] = {}
@@ -385,50 +355,6 @@ class RecurlyEmulator:
         self.redemptions: dict[str, Redemption] = {}
         self.credit: dict[tuple[str, str], Decimal] = {}  # (account, currency) -> balance
         self._next_number = 1001
-        self._failures: list[_Failure] = []
-        self._delays: list[_Delay] = []
-        self._lock = threading.RLock()
-
-    # --- test switches -------------------------------------------------------------------
-
-    def fail_next(
-        self,
-        count: int,
-        status: int = 500,
-        *,
-        after: bool = False,
-        method: str | None = None,
-        path_prefix: str = "/",
-    ) -> None:
-        """Answer the next `count` matching requests with `status` (429, 500, 503...).
-
-        With `after`, each is carried out first and only its answer is lost.
-        """
-        with self._lock:
-            self._failures.extend([_Failure(status, after, method, path_prefix)] * count)
-
-    def slow_next(
-        self,
-        count: int,
-        seconds: float,
-        *,
-        after: bool = False,
-        method: str | None = None,
-        path_prefix: str = "/",
-    ) -> None:
-        """Hold the next `count` matching answers for `seconds`.
-
-        With `after`, the request is carried out first and only its answer waits, as when
-        Recurly did the work but the reply came too late for the client.
-        """
-        with self._lock:
-            self._delays.extend([_Delay(seconds, after, method, path_prefix)] * count)
-
-    def requests_to(self, method: str, path_prefix: str) -> list[Exchange]:
-        with self._lock:
-            return [
-                e for e in self.exchanges if e.method == method and e.path.startswith(path_prefix)
-            ]
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -1452,54 +1378,21 @@ class RecurlyEmulator:
 
     def _endpoint(self, handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            raw = await request.body()
-            exchange = Exchange(
-                method=request.method,
-                path=request.url.path,
-                query=dict(request.query_params),
-                headers=dict(request.headers),
-                body=raw,
-            )
-            with self._lock:
-                self.exchanges.append(exchange)
-                delay = _take(self._delays, request)
-            if delay is not None and not delay.after:
-                await asyncio.sleep(delay.seconds)
-            with self._lock:
-                status, answer = self._answer(request, raw, handlers[request.method])
-            if delay is not None and delay.after:
-                await asyncio.sleep(delay.seconds)
-            data = b"" if answer is None else render(answer)
-            exchange.status, exchange.response = status, data
-            headers = {
-                "X-Request-Id": secrets.token_hex(10),
-                "Recurly-Version": f"recurly.{API_VERSION}",
-                "X-RateLimit-Limit": "2000",
-                "X-RateLimit-Remaining": "1999",
-                "X-RateLimit-Reset": str(int(time.time()) + 300),
-            }
-            return Response(
-                data,
-                status_code=status,
-                headers=headers,
-                media_type="application/json; charset=utf-8" if answer is not None else None,
+            return await self._exchange(
+                request,
+                lambda request, raw: self._answer(request, raw, handlers[request.method]),
+                _failure,
+                _response,
             )
 
         return endpoint
 
     def _answer(self, request: Request, raw: bytes, handler: Handler) -> tuple[int, Any]:
-        failure = _take(self._failures, request)
-        if failure is not None and not failure.after:
-            return _failure(failure.status)
         try:
             self._check_headers(request)
-            body = _json_body(raw)
-            status, answer = handler(request, body)
-        except ApiError as exc:
-            return exc.status, exc.body()
-        if failure is not None:
-            return _failure(failure.status)
-        return status, answer
+            return handler(request, _json_body(raw))
+        except ApiError as exc:  # refused: the answer stands, whatever failure is due
+            raise Refused((exc.status, exc.body())) from None
 
     def _check_headers(self, request: Request) -> None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -1521,6 +1414,14 @@ class RecurlyEmulator:
                 f"Please send an Accept header naming a version, e.g. application/vnd.recurly.{API_VERSION}",
             )
 
+    def banner(self) -> list[str]:
+        return [
+            f"api key {self.api_key}, webhook secret {self.webhook_secret}",
+            f"Try: CHARGEDESK_RECURLY__API_KEY={self.api_key} "
+            f"CHARGEDESK_RECURLY__BASE_URL={self.base_url} "
+            f"CHARGEDESK_RECURLY__WEBHOOK_SECRET={self.webhook_secret} chargedesk shell",
+        ]
+
 
 def sign(secret: str, stamp: str, body: bytes) -> str:
     """One `recurly-signature` entry: hex HMAC-SHA256 of `<timestamp>.<body>`."""
@@ -1536,11 +1437,21 @@ def _advance(moment: datetime, plan: Plan) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def _take(queue: list[Any], request: Request) -> Any:
-    for index, item in enumerate(queue):
-        if item.method in (None, request.method) and request.url.path.startswith(item.path_prefix):
-            return queue.pop(index)
-    return None
+def _response(answer: tuple[int, Any]) -> Response:
+    status, body = answer
+    headers = {
+        "X-Request-Id": secrets.token_hex(10),
+        "Recurly-Version": f"recurly.{API_VERSION}",
+        "X-RateLimit-Limit": "2000",
+        "X-RateLimit-Remaining": "1999",
+        "X-RateLimit-Reset": str(int(time.time()) + 300),
+    }
+    return Response(
+        b"" if body is None else render(body),
+        status_code=status,
+        headers=headers,
+        media_type="application/json; charset=utf-8" if body is not None else None,
+    )
 
 
 def _failure(status: int) -> tuple[int, Json]:
@@ -1623,13 +1534,9 @@ def _page(request: Request, records: list[Any], to_json: Callable[[Any], Json]) 
     }
 
 
-@contextmanager
-def recurly_api(**options: Any) -> Iterator[RecurlyEmulator]:
+def recurly_api(**options: Any) -> AbstractContextManager[RecurlyEmulator]:
     """Run an emulator on 127.0.0.1 with a free port, in a background thread."""
-    emulator = RecurlyEmulator(**options)
-    with serving(emulator.app(), "Recurly emulator") as url:
-        emulator.base_url = url
-        yield emulator
+    return running(RecurlyEmulator(**options))
 
 
 @cache
@@ -1645,49 +1552,13 @@ def schema_problems(exchanges: Iterable[Exchange], *, requests: bool = False) ->
     for exchange in exchanges:
         if exchange.status in (429, 500, 502, 503):
             continue  # injected failures
-        request = MockRequest(
-            _SERVER,
-            exchange.method.lower(),
-            exchange.path,
-            args=exchange.query,
-            headers=exchange.headers,
-            data=exchange.body or None,
-            content_type="application/json",
-        )
-        response = MockResponse(
-            exchange.response,
-            status_code=exchange.status,
-            content_type="application/json" if exchange.response else None,
-        )
-        label = f"{exchange.method} {exchange.path} -> {exchange.status}"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            try:
-                api.validate_response(request, response)
-            except Exception as exc:
-                problems.append(f"{label}: {exc.__cause__ or exc}")
-            if requests:
-                try:
-                    api.validate_request(request)
-                except Exception as exc:
-                    problems.append(f"request {label}: {exc.__cause__ or exc}")
+        problems += exchange_problems(api, exchange, _SERVER, request=requests)
     return problems
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve an empty Recurly site until interrupted; prints the settings that point the bot at it."""
-    emulator = RecurlyEmulator()
-
-    def started(url: str) -> list[str]:
-        emulator.base_url = url
-        return [
-            f"api key {emulator.api_key}, webhook secret {emulator.webhook_secret}",
-            f"Try: CHARGEDESK_RECURLY__API_KEY={emulator.api_key} "
-            f"CHARGEDESK_RECURLY__BASE_URL={url} "
-            f"CHARGEDESK_RECURLY__WEBHOOK_SECRET={emulator.webhook_secret} chargedesk shell",
-        ]
-
-    command_line("Recurly", emulator.app(), started, argv)
+    command(RecurlyEmulator(), argv)
 
 
 if __name__ == "__main__":

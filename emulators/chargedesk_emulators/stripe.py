@@ -33,7 +33,6 @@ import itertools
 import json
 import re
 import secrets
-import socket
 import string
 import threading
 import time
@@ -45,12 +44,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from babel.numbers import format_currency
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from chargedesk_emulators.serve import ServerThread, wait_for_interrupt
 
 FIXTURES_PATH = Path(__file__).parent / "data" / "stripe" / "fixtures.json"
 API_VERSION = "2026-10-28.endive"
@@ -367,36 +367,20 @@ class StripeEmulator:
         self._saved: dict[str, _Saved] = {}
         self._faults: list[Fault] = []
         self._context = _Context()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
         self._routes = self._route_table()
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        self.url = f"http://{host}:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Stripe emulator did not start")
-            time.sleep(0.01)
+        self._server = ServerThread(self.app(), "Stripe emulator", host=host, port=port)
+        self.url = self._server.start()
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._server is not None:
+            self._server.stop()
         self._server = None
-        self._thread = None
 
     def __enter__(self) -> StripeEmulator:
         self.start()
@@ -2612,10 +2596,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"Stripe emulator listening on {url}", flush=True)  # last: the banner is complete
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        wait_for_interrupt()
     finally:
         emulator.stop()
 

@@ -34,7 +34,6 @@ State is seeded through Python methods (`add_customer`, `add_order`, `refund_in_
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -42,10 +41,9 @@ import json
 import math
 import re
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -53,13 +51,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus, urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chargedesk_emulators.serve import command_line
+from chargedesk_emulators.serve import command, running
+from chargedesk_emulators.traffic import EmulatedAPI
 
 Json = dict[str, Any]
 PREFIX = "/wp-json/wc/v3"
@@ -316,35 +314,6 @@ class NoteRecord:
     created: datetime
 
 
-@dataclass(frozen=True)
-class _Failure:
-    status: int
-    after: bool
-    method: str | None
-    path_prefix: str
-
-
-@dataclass(frozen=True)
-class _Delay:
-    seconds: float
-    after: bool
-    method: str | None
-    path_prefix: str
-
-
-@dataclass
-class Exchange:
-    """One request the emulator answered, kept for assertions."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    status: int = 0
-    response: bytes = b""
-
-
 @dataclass
 class _Answer:
     status: int
@@ -352,13 +321,17 @@ class _Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class WooCommerceEmulator:
+class WooCommerceEmulator(EmulatedAPI):
     """One WooCommerce store's REST API, stateful, in memory.
 
     `site_offset` is the store's timezone: the non-GMT dates WooCommerce also sends are
     that far from UTC, so a client must read the `_gmt` ones. `decimals` is the store's
-    "Number of decimals" setting, the default `dp` of every amount.
+    "Number of decimals" setting, the default `dp` of every amount. The switches match
+    requests under `PREFIX` unless told another path.
     """
+
+    name = "WooCommerce"
+    path_root = PREFIX
 
     def __init__(
         self,
@@ -372,6 +345,7 @@ class WooCommerceEmulator:
         decimals: int = 2,
         site_offset: timedelta = timedelta(hours=-3),
     ) -> None:
+        super().__init__()  # base_url: the store's home URL, known once served
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.webhook_secret = webhook_secret
@@ -379,9 +353,6 @@ class WooCommerceEmulator:
         self.currency = currency
         self.decimals = decimals
         self.site_offset = site_offset
-        self.base_url = ""  # the store's home URL, known once served
-        self.https = False
-        self._lock = threading.RLock()
         self.keys: dict[str, ApiKey] = {}
         self.add_key(consumer_key, consumer_secret, permissions)
         self.gateways: dict[str, PaymentGateway] = {}
@@ -397,13 +368,10 @@ class WooCommerceEmulator:
         self.orders: dict[int, OrderRecord] = {}  # orders and subscriptions share the IDs
         self.refunds: dict[int, RefundRecord] = {}
         self.notes: dict[int, NoteRecord] = {}
-        self.exchanges: list[Exchange] = []
         self.gateway_refunds: list[tuple[int, Decimal]] = []  # what reached a payment gateway
         self._next_id = 700
         self._next_user = 20
         self._next_meta = 13100
-        self._failures: list[_Failure] = []
-        self._delays: list[_Delay] = []
         self._races: list[Decimal] = []
         self._die_before_meta = 0
 
@@ -428,36 +396,6 @@ class WooCommerceEmulator:
         with self._lock:
             self.subscriptions_enabled = enabled
 
-    def fail_next(
-        self,
-        count: int,
-        status: int = 500,
-        *,
-        after: bool = False,
-        method: str | None = None,
-        path_prefix: str = PREFIX,
-    ) -> None:
-        """Answer the next `count` matching requests with `status` (WordPress's own answers).
-
-        With `after`, each is carried out first and only its answer is lost.
-        """
-        with self._lock:
-            self._failures.extend([_Failure(status, after, method, path_prefix)] * count)
-
-    def slow_next(
-        self,
-        count: int,
-        seconds: float,
-        *,
-        after: bool = False,
-        method: str | None = None,
-        path_prefix: str = PREFIX,
-    ) -> None:
-        """Hold the next `count` matching answers for `seconds`: before the work, or
-        (`after`) once it is done, as when PHP carries on after the client gave up."""
-        with self._lock:
-            self._delays.extend([_Delay(seconds, after, method, path_prefix)] * count)
-
     def race_next_refund(self, amount: str) -> None:
         """Just before the next refund request is handled, a shop manager refunds `amount`
         of the same order in WooCommerce's admin."""
@@ -469,12 +407,6 @@ class WooCommerceEmulator:
         the payment gateway asked, before the request's meta data is saved."""
         with self._lock:
             self._die_before_meta += count
-
-    def requests_to(self, method: str, path_prefix: str) -> list[Exchange]:
-        with self._lock:
-            return [
-                e for e in self.exchanges if e.method == method and e.path.startswith(path_prefix)
-            ]
 
     # --- seeding -------------------------------------------------------------------------
 
@@ -916,39 +848,28 @@ class WooCommerceEmulator:
         )
 
     async def _endpoint(self, request: Request) -> Response:
-        body = await request.body()
-        exchange = Exchange(
-            method=request.method,
-            path=request.url.path,
-            query=request.url.query,
-            headers=dict(request.headers),
-            body=body,
+        return await self._exchange(
+            request,
+            lambda request, body: self._answer(
+                request.method, request.url.path, request.url.query, request.headers, body
+            ),
+            _failure,
+            _response,
         )
-        with self._lock:
-            self.exchanges.append(exchange)
-            failure = _take(self._failures, request)
-            delay = _take(self._delays, request)
-        if delay is not None and not delay.after:
-            await asyncio.sleep(delay.seconds)
-        if failure is not None and not failure.after:
-            answer = _failure(failure.status)
-        else:
-            with self._lock:
-                answer = self._answer(
-                    request.method, request.url.path, request.url.query, request.headers, body
-                )
-            if failure is not None:
-                answer = _failure(failure.status)
-        if delay is not None and delay.after:
-            await asyncio.sleep(delay.seconds)
-        data = answer.body if isinstance(answer.body, bytes) else php_json(answer.body)
-        exchange.status, exchange.response = answer.status, data
-        media = (
-            "text/html; charset=UTF-8"
-            if isinstance(answer.body, bytes)
-            else "application/json; charset=UTF-8"
-        )
-        return Response(data, status_code=answer.status, headers=answer.headers, media_type=media)
+
+    @property
+    def https(self) -> bool:
+        """Whether the store is served over HTTPS (where WooCommerce takes Basic auth)."""
+        return self.base_url.startswith("https://")
+
+    def banner(self) -> list[str]:
+        return [
+            f"consumer key {self.consumer_key}, consumer secret {self.consumer_secret}, "
+            f"webhook secret {self.webhook_secret},",
+            f"Try: CHARGEDESK_WOOCOMMERCE__STORE_URL={self.base_url} "
+            f"CHARGEDESK_WOOCOMMERCE__CONSUMER_KEY={self.consumer_key} "
+            f"CHARGEDESK_WOOCOMMERCE__CONSUMER_SECRET={self.consumer_secret} chargedesk shell",
+        ]
 
     def _answer(self, method: str, path: str, raw_query: str, headers: Any, body: bytes) -> _Answer:
         query = php_query(raw_query)
@@ -1426,12 +1347,14 @@ class WooCommerceEmulator:
         self._note(sub.id, f"Status changed from {_title(before)} to {_title(status)}.")
 
 
-def _take(pending: list[Any], request: Request) -> Any:
-    """The first pending failure or delay that applies to this request, taken off the list."""
-    for index, item in enumerate(pending):
-        if item.method in (None, request.method) and request.url.path.startswith(item.path_prefix):
-            return pending.pop(index)
-    return None
+def _response(answer: _Answer) -> Response:
+    raw = isinstance(answer.body, bytes)
+    return Response(
+        answer.body if raw else php_json(answer.body),
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type="text/html; charset=UTF-8" if raw else "application/json; charset=UTF-8",
+    )
 
 
 def _auth_error(message: str) -> WPError:
@@ -1527,71 +1450,18 @@ def _title(status: str) -> str:
     return status.replace("-", " ").capitalize()
 
 
-@contextmanager
-def serving_store(
-    emulator: WooCommerceEmulator,
-    *,
-    certfile: Path | None = None,
-    keyfile: Path | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-) -> Iterator[str]:
-    """Serve the store on a free loopback port, over HTTPS when given a certificate."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            emulator.app(),
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            ssl_certfile=str(certfile) if certfile else None,
-            ssl_keyfile=str(keyfile) if keyfile else None,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the WooCommerce emulator did not start")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    scheme = "https" if certfile else "http"
-    emulator.base_url, emulator.https = f"{scheme}://{host}:{bound}", certfile is not None
-    try:
-        yield emulator.base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@contextmanager
 def woocommerce_api(
     *, certfile: Path | None = None, keyfile: Path | None = None, **options: Any
-) -> Iterator[WooCommerceEmulator]:
-    """Run an emulated store on 127.0.0.1 with a free port, in a background thread."""
-    emulator = WooCommerceEmulator(**options)
-    with serving_store(emulator, certfile=certfile, keyfile=keyfile):
-        yield emulator
+) -> AbstractContextManager[WooCommerceEmulator]:
+    """Run an emulated store on 127.0.0.1 with a free port, in a background thread (over
+    HTTPS when given a certificate and its key)."""
+    return running(WooCommerceEmulator(**options), certfile=certfile, keyfile=keyfile)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve an empty store over plain HTTP (OAuth 1.0a) until interrupted; prints the
     settings that point the bot at it."""
-    emulator = WooCommerceEmulator()
-
-    def started(url: str) -> list[str]:
-        emulator.base_url = url
-        return [
-            f"consumer key {emulator.consumer_key}, consumer secret {emulator.consumer_secret}, "
-            f"webhook secret {emulator.webhook_secret},",
-            f"Try: CHARGEDESK_WOOCOMMERCE__STORE_URL={url} "
-            f"CHARGEDESK_WOOCOMMERCE__CONSUMER_KEY={emulator.consumer_key} "
-            f"CHARGEDESK_WOOCOMMERCE__CONSUMER_SECRET={emulator.consumer_secret} chargedesk shell",
-        ]
-
-    command_line("WooCommerce", emulator.app(), started, argv)
+    command(WooCommerceEmulator(), argv)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,16 @@ It serves what ChargeDesk calls, as Zendesk answers it:
 - `PUT /api/v2/tickets/{id}` with `{"ticket": {"comment": {...}}}` adds a comment and
   answers `{"ticket", "audit"}` (the audit's `Comment` event carries the comment's ID);
 - `GET /api/v2/tickets/{id}/comments` lists a ticket's comments (`sort_order=asc|desc`,
-  `per_page`, offset `page`; `next_page` links the next page).
+  `per_page`, offset `page`; `next_page` links the next page);
+- `GET /api/v2/tickets/{id}.json` shows a ticket (`{"ticket": {"id", "subject",
+  "requester_id", ...}}`), without its comments;
+- `GET /api/v2/users/{id}.json` shows a user (`{"user": {"id", "name", "email", "role",
+  "locale", ...}}`): the agents tests add (`agent()`), who open the agent panel, and each
+  ticket's requester (an end user; one with no email address has none in the answer).
 Credentials are checked as Zendesk does for API tokens: Basic `{email}/token:{token}`,
-401 otherwise; an unknown ticket is 404 `RecordNotFound`. Every comment and answer is
-validated against Zendesk's published schemas (data/zendesk/ticket_comments.json, see
-SOURCE and LICENSE beside it); anything off lands in `problems`, which tests assert empty.
+401 otherwise; an unknown ticket or user is 404 `RecordNotFound`. Every comment and answer
+is validated against Zendesk's published schemas (data/zendesk/schemas.json, see SOURCE
+and LICENSE beside it); anything off lands in `problems`, which tests assert empty.
 
 Tests open tickets (`ticket()`), then get the webhook our trigger sends for one, signed as
 Zendesk signs it (`delivery()`: base64 HMAC-SHA256 of timestamp + body with the webhook's
@@ -68,7 +73,7 @@ def timestamp(at: datetime | None = None) -> str:
 
 @cache
 def _schemas() -> dict[str, Any]:
-    return json.loads((DATA / "ticket_comments.json").read_text())
+    return json.loads((DATA / "schemas.json").read_text())
 
 
 def schema_problems(name: str, value: Any) -> list[str]:
@@ -80,8 +85,9 @@ def schema_problems(name: str, value: Any) -> list[str]:
 class Ticket:
     id: int
     subject: str
-    requester_email: str
+    requester_email: str | None
     requester_name: str
+    requester_id: int
     comments: list[dict[str, Any]] = field(default_factory=list)
     created_at: str = field(default_factory=timestamp)
 
@@ -103,20 +109,50 @@ class ZendeskEmulator(HelpdeskEmulator):
         self.api_token = api_token or secrets.token_urlsafe(24)
         self.webhook_secret = webhook_secret or base64.b64encode(secrets.token_bytes(32)).decode()
         self.tickets: dict[int, Ticket] = {}
+        self.users: dict[int, dict[str, Any]] = {}
         self.problems: list[str] = []
         self._ids = itertools.count(AGENT_ID + 1000)
 
     # --- what Zendesk holds ------------------------------------------------------------------
 
     def ticket(
-        self, subject: str, text: str, *, requester_email: str, requester_name: str = "Customer"
+        self,
+        subject: str,
+        text: str,
+        *,
+        requester_email: str | None,
+        requester_name: str = "Customer",
     ) -> int:
-        """Open a ticket as a customer's email would: its first comment is public, by the requester."""
+        """Open a ticket as a customer's message would: its requester becomes an end user of
+        the account (with no email address when `requester_email` is None, as a caller's
+        or a social message's would be), its first comment is public, by the requester."""
+        requester = self.agent(requester_email, requester_name, role="end-user")
         with self._lock:
-            ticket = Ticket(next(self._ids), subject, requester_email, requester_name)
-            ticket.comments.append(self._comment(text, markup=None, public=True, author=ticket.id))
+            ticket = Ticket(next(self._ids), subject, requester_email, requester_name, requester)
+            ticket.comments.append(self._comment(text, markup=None, public=True, author=requester))
             self.tickets[ticket.id] = ticket
             return ticket.id
+
+    def agent(
+        self, email: str | None, name: str, *, locale: str = "en-US", role: str = "agent"
+    ) -> int:
+        """Add a user of the account (an agent, by default); their user ID."""
+        with self._lock:
+            user_id = next(self._ids)
+            user = {
+                "id": user_id, "url": f"{self.base_url}/api/v2/users/{user_id}.json",
+                "name": name, "email": email, "role": role, "locale": locale,
+                "active": True, "verified": True, "suspended": False,
+            }  # fmt: skip
+            if email is None:
+                del user["email"]
+            self.users[user_id] = user
+            return user_id
+
+    def forget_user(self, user_id: int) -> None:
+        """Delete a user, as an admin can: their tickets still name them as requester."""
+        with self._lock:
+            self.users.pop(user_id, None)
 
     def notes(self, ticket_id: int) -> list[dict[str, Any]]:
         """The ticket's internal notes (private comments), oldest first."""
@@ -143,7 +179,7 @@ class ZendeskEmulator(HelpdeskEmulator):
                 # Zendesk's description: a rule, the author and date, then the first comment.
                 "{{ticket.description}}": f"{'-' * 46}\n\n{ticket.requester_name}, "
                 f"{ticket.created_at}\n\n{first}",
-                "{{ticket.requester.email}}": ticket.requester_email,
+                "{{ticket.requester.email}}": ticket.requester_email or "",
             }
         body = json.dumps(rules.fill(TRIGGER_BODY, values)).encode()
         stamp = timestamp(at)
@@ -162,7 +198,9 @@ class ZendeskEmulator(HelpdeskEmulator):
     def routes(self) -> list[tuple[str, str, Handler, bool]]:
         return [
             ("/api/v2/tickets/{ticket_id:int}", "PUT", self._update, True),
+            ("/api/v2/tickets/{ticket_id:int}.json", "GET", self._show, True),
             ("/api/v2/tickets/{ticket_id:int}/comments", "GET", self._comments, True),
+            ("/api/v2/users/{user_id:int}.json", "GET", self._user, True),
         ]
 
     def authorized(self, request: Request) -> bool:
@@ -187,6 +225,31 @@ class ZendeskEmulator(HelpdeskEmulator):
         if ticket is None:
             raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
         return ticket
+
+    def _user(self, request: Request, body: bytes) -> Answer:
+        user = self.users.get(request.path_params["user_id"])
+        if user is None:
+            raise ApiError(404, {"error": "RecordNotFound", "description": "Not found"})
+        answer = {"user": dict(user)}
+        self.problems += schema_problems("UserResponse", answer)
+        return Answer(200, answer)
+
+    def _show(self, request: Request, body: bytes) -> Answer:
+        ticket = self._ticket(request)
+        first = ticket.comments[0]
+        # Zendesk's nulls (type, priority, assignee_id...) are left out: the OAS does not
+        # declare them nullable.
+        shown = {
+            "id": ticket.id, "url": f"{self.base_url}/api/v2/tickets/{ticket.id}.json",
+            "subject": ticket.subject, "raw_subject": ticket.subject,
+            "description": first["plain_body"], "status": "new", "tags": [],
+            "requester_id": ticket.requester_id, "submitter_id": ticket.requester_id,
+            "is_public": True, "has_incidents": False, "via": {"channel": "email"},
+            "created_at": ticket.created_at, "updated_at": timestamp(),
+        }  # fmt: skip
+        answer = {"ticket": shown}
+        self.problems += schema_problems("TicketResponse", answer)
+        return Answer(200, answer)
 
     def _update(self, request: Request, body: bytes) -> Answer:
         ticket = self._ticket(request)

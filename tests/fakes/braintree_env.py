@@ -6,16 +6,15 @@ cycle, as Braintree keeps them), listed beside the contract's charges.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from bot.gateways.base import Capability
 from bot.gateways.braintree.gateway import BraintreeGateway
 from bot.settings import BraintreeSettings
 from chargedesk_emulators.braintree import BraintreeEmulator, braintree_api
+from tests.fakes.emulated_gateway import contract_env
 from tests.gateways.contract import ContractEnv
 
 EMAIL = "jane.doe@example.com"
@@ -34,6 +33,11 @@ def braintree_settings(api: BraintreeEmulator, **overrides: object) -> Braintree
     }
     values.update(overrides)
     return BraintreeSettings.model_validate(values)
+
+
+def braintree_gateway(api: BraintreeEmulator, **overrides: object) -> BraintreeGateway:
+    """Our gateway on the emulator, retrying without delay; `overrides` change its settings."""
+    return BraintreeGateway(braintree_settings(api, **overrides), backoff=0.01)
 
 
 @dataclass
@@ -63,26 +67,8 @@ def seed_contract_customer(api: BraintreeEmulator) -> Seeded:
     )
 
 
-@contextmanager
-def seeded_api(**options: object) -> Iterator[tuple[BraintreeEmulator, Seeded]]:
-    with braintree_api(**options) as api:
-        yield api, seed_contract_customer(api)
-
-
-@asynccontextmanager
-async def braintree_env() -> AsyncIterator[ContractEnv]:
-    with seeded_api() as (api, seeded):
-        gateway = BraintreeGateway(braintree_settings(api), backoff=0.01)
-        try:
-            yield ContractEnv(
-                gateway=gateway,
-                email=EMAIL,
-                customer_id=seeded.customer_id,
-                currency=CURRENCY,
-                charge_id=seeded.charge_id,
-                authorized_ids=seeded.authorized_ids,
-                subscription_ids=seeded.subscription_ids,
-                unsupported=Capability.create_subscription,
-            )
-        finally:
-            await gateway.close()
+def braintree_env() -> AbstractAsyncContextManager[ContractEnv]:
+    """The gateway contract suite's Braintree backend."""
+    return contract_env(
+        braintree_api, seed_contract_customer, braintree_gateway, email=EMAIL, currency=CURRENCY
+    )

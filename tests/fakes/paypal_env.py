@@ -8,16 +8,16 @@ charges beside the contract's capture and authorizations.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from bot.gateways.base import Capability
 from bot.gateways.paypal.gateway import PayPalGateway
 from bot.settings import PayPalSettings
 from chargedesk_emulators.paypal import PayPalEmulator, paypal_api
+from tests.fakes.emulated_gateway import contract_env
 from tests.gateways.contract import ContractEnv
 
 EMAIL = "jane.doe@example.com"
@@ -42,12 +42,21 @@ def paypal_settings(api: PayPalEmulator, **overrides: object) -> PayPalSettings:
     return PayPalSettings.model_validate(values)
 
 
+def paypal_gateway(api: PayPalEmulator, **overrides: object) -> PayPalGateway:
+    """Our gateway on the emulator, retrying without delay; `overrides` change its settings."""
+    return PayPalGateway(paypal_settings(api, **overrides), backoff=0.01)
+
+
 @dataclass
 class Seeded:
     payer_id: str
     charge_id: str
     authorized_ids: tuple[str, str]
     subscription_ids: tuple[str, str]
+
+    @property
+    def customer_id(self) -> str:
+        return self.payer_id
 
 
 def seed_contract_payer(api: PayPalEmulator) -> Seeded:
@@ -73,21 +82,13 @@ def seeded_api() -> Iterator[tuple[PayPalEmulator, Seeded]]:
         yield api, seed_contract_payer(api)
 
 
-@asynccontextmanager
-async def paypal_env() -> AsyncIterator[ContractEnv]:
-    with seeded_api() as (api, seeded):
-        gateway = PayPalGateway(paypal_settings(api), backoff=0.01)
-        try:
-            yield ContractEnv(
-                gateway=gateway,
-                email=EMAIL,
-                customer_id=seeded.payer_id,
-                currency=CURRENCY,
-                charge_id=seeded.charge_id,
-                authorized_ids=seeded.authorized_ids,
-                subscription_ids=seeded.subscription_ids,
-                unsupported=Capability.create_subscription,
-                skips={"cancel_at_period_end": AT_PERIOD_END},
-            )
-        finally:
-            await gateway.close()
+def paypal_env() -> AbstractAsyncContextManager[ContractEnv]:
+    """The gateway contract suite's PayPal backend."""
+    return contract_env(
+        paypal_api,
+        seed_contract_payer,
+        paypal_gateway,
+        email=EMAIL,
+        currency=CURRENCY,
+        skips={"cancel_at_period_end": AT_PERIOD_END},
+    )

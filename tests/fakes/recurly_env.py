@@ -8,16 +8,15 @@ two authorizations are billing-info verification holds, which Recurly shows as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from bot.gateways.base import Capability
 from bot.gateways.recurly.gateway import RecurlyGateway
 from bot.settings import RecurlySettings
 from chargedesk_emulators.recurly import RecurlyEmulator, recurly_api
+from tests.fakes.emulated_gateway import contract_env
 from tests.gateways.contract import ContractEnv
 
 EMAIL = "jane.doe@example.com"
@@ -42,6 +41,11 @@ def recurly_settings(api: RecurlyEmulator, **overrides: object) -> RecurlySettin
     return RecurlySettings.model_validate(values)
 
 
+def recurly_gateway(api: RecurlyEmulator, **overrides: object) -> RecurlyGateway:
+    """Our gateway on the emulator, retrying without delay; `overrides` change its settings."""
+    return RecurlyGateway(recurly_settings(api, **overrides), backoff=0.01)
+
+
 @dataclass
 class Seeded:
     account_id: str
@@ -50,6 +54,10 @@ class Seeded:
     authorized_ids: tuple[str, str]
     subscription_ids: tuple[str, str]
     plan_id: str
+
+    @property
+    def customer_id(self) -> str:
+        return self.account_id
 
 
 def seed_contract_account(api: RecurlyEmulator) -> Seeded:
@@ -75,27 +83,13 @@ def seed_contract_account(api: RecurlyEmulator) -> Seeded:
     )
 
 
-@contextmanager
-def seeded_api() -> Iterator[tuple[RecurlyEmulator, Seeded]]:
-    with recurly_api() as api:
-        yield api, seed_contract_account(api)
-
-
-@asynccontextmanager
-async def recurly_env() -> AsyncIterator[ContractEnv]:
-    with seeded_api() as (api, seeded):
-        gateway = RecurlyGateway(recurly_settings(api), backoff=0.01)
-        try:
-            yield ContractEnv(
-                gateway=gateway,
-                email=EMAIL,
-                customer_id=seeded.account_id,
-                currency=CURRENCY,
-                charge_id=seeded.charge_id,
-                authorized_ids=seeded.authorized_ids,
-                subscription_ids=seeded.subscription_ids,
-                unsupported=Capability.create_subscription,
-                skips={"capture_and_void": CAPTURE_AND_VOID},
-            )
-        finally:
-            await gateway.close()
+def recurly_env() -> AbstractAsyncContextManager[ContractEnv]:
+    """The gateway contract suite's Recurly backend."""
+    return contract_env(
+        recurly_api,
+        seed_contract_account,
+        recurly_gateway,
+        email=EMAIL,
+        currency=CURRENCY,
+        skips={"capture_and_void": CAPTURE_AND_VOID},
+    )

@@ -10,17 +10,16 @@ in tests/gateways/test_woocommerce.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
-from bot.gateways.base import Capability
 from bot.gateways.woocommerce.gateway import WooCommerceGateway
 from bot.settings import WooCommerceSettings
 from chargedesk_emulators.woocommerce import WooCommerceEmulator, woocommerce_api
+from tests.fakes.emulated_gateway import contract_env
 from tests.gateways.contract import ContractEnv
 
 EMAIL = "jane.doe@example.com"
@@ -44,6 +43,11 @@ def woocommerce_settings(api: WooCommerceEmulator, **overrides: Any) -> WooComme
     }
     values.update(overrides)
     return WooCommerceSettings.model_validate(values)
+
+
+def woocommerce_gateway(api: WooCommerceEmulator, **overrides: Any) -> WooCommerceGateway:
+    """Our gateway on the emulator, retrying without delay; `overrides` change its settings."""
+    return WooCommerceGateway(woocommerce_settings(api, **overrides), backoff=0.01)
 
 
 @dataclass
@@ -75,27 +79,13 @@ def seed_contract_customer(api: WooCommerceEmulator) -> Seeded:
     )
 
 
-@contextmanager
-def seeded_api(**options: Any) -> Iterator[tuple[WooCommerceEmulator, Seeded]]:
-    with woocommerce_api(**options) as api:
-        yield api, seed_contract_customer(api)
-
-
-@asynccontextmanager
-async def woocommerce_env() -> AsyncIterator[ContractEnv]:
-    with seeded_api() as (api, seeded):
-        gateway = WooCommerceGateway(woocommerce_settings(api), backoff=0.01)
-        try:
-            yield ContractEnv(
-                gateway=gateway,
-                email=EMAIL,
-                customer_id=seeded.customer_id,
-                currency=CURRENCY,
-                charge_id=seeded.charge_id,
-                authorized_ids=seeded.authorized_ids,
-                subscription_ids=seeded.subscription_ids,
-                unsupported=Capability.create_subscription,
-                skips={"capture_and_void": NO_CAPTURE},
-            )
-        finally:
-            await gateway.close()
+def woocommerce_env() -> AbstractAsyncContextManager[ContractEnv]:
+    """The gateway contract suite's WooCommerce backend."""
+    return contract_env(
+        woocommerce_api,
+        seed_contract_customer,
+        woocommerce_gateway,
+        email=EMAIL,
+        currency=CURRENCY,
+        skips={"capture_and_void": NO_CAPTURE},
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,29 +13,21 @@ from bot.gateways.braintree.gateway import BraintreeGateway
 from bot.models import ChargeStatus, DisputeStatus, SubscriptionStatus
 from bot.money import Money
 from chargedesk_emulators.braintree import BraintreeEmulator, braintree_api
-from tests.fakes.braintree_env import EMAIL, Seeded, braintree_settings, seed_contract_customer
+from tests.fakes.braintree_env import (
+    EMAIL,
+    Seeded,
+    braintree_gateway,
+    braintree_settings,
+    seed_contract_customer,
+)
+from tests.fakes.emulated_gateway import fixtures
 
 
 def usd(minor: int) -> Money:
     return Money(minor=minor, currency="USD")
 
 
-@pytest.fixture
-def api() -> Iterator[BraintreeEmulator]:
-    with braintree_api() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def seeded(api: BraintreeEmulator) -> Seeded:
-    return seed_contract_customer(api)
-
-
-@pytest.fixture
-async def gateway(api: BraintreeEmulator) -> AsyncIterator[BraintreeGateway]:
-    gw = BraintreeGateway(braintree_settings(api), backoff=0.01)
-    yield gw
-    await gw.close()
+api, seeded, gateway = fixtures(braintree_api, seed_contract_customer, braintree_gateway)
 
 
 def credits_of(api: BraintreeEmulator, sale_id: str) -> list[str]:

@@ -7,7 +7,6 @@ The first half drives `parse_webhook` directly; the second posts deliveries to
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode
 
@@ -16,37 +15,19 @@ import pytest
 from sqlalchemy import select
 
 from bot import jobs
-from bot.audit.log import AuditFilter, query
 from bot.gateways.base import WebhookRejected
 from bot.gateways.braintree.gateway import BraintreeGateway
 from bot.gateways.events import EventKind
-from bot.gateways.registry import Gateways
 from bot.money import Money
 from bot.notify import pending
 from bot.store.tables import DocumentRow
-from bot.web import create_app
 from chargedesk_emulators.braintree import BraintreeEmulator, braintree_api
 from tests.conftest import say
 from tests.documents.drafts import repo_branding  # noqa: F401 - a fixture
-from tests.fakes.braintree_env import Seeded, braintree_settings, seed_contract_customer
+from tests.fakes.braintree_env import Seeded, braintree_gateway, seed_contract_customer
+from tests.fakes.emulated_gateway import bot_client, externals, fixtures
 
-
-@pytest.fixture
-def api() -> Iterator[BraintreeEmulator]:
-    with braintree_api() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def seeded(api: BraintreeEmulator) -> Seeded:
-    return seed_contract_customer(api)
-
-
-@pytest.fixture
-async def gateway(api: BraintreeEmulator) -> AsyncIterator[BraintreeGateway]:
-    gw = BraintreeGateway(braintree_settings(api), backoff=0.01)
-    yield gw
-    await gw.close()
+api, seeded, gateway = fixtures(braintree_api, seed_contract_customer, braintree_gateway)
 
 
 def form(fields: dict[str, str]) -> bytes:
@@ -186,24 +167,9 @@ def test_the_payload_is_what_the_sdk_signs() -> None:
 
 
 @pytest.fixture
-async def bot(services, api: BraintreeEmulator, seeded: Seeded):  # type: ignore[no-untyped-def]
-    gateway = BraintreeGateway(braintree_settings(api), backoff=0.01)
-    services.gateways = Gateways([*services.gateways, gateway], timeout=5)
-    app = create_app(services.settings, services)
-    try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://bot"
-            ) as http,
-        ):
-            yield http
-    finally:
-        await gateway.close()
-
-
-async def externals(services) -> list:  # type: ignore[no-untyped-def]
-    return [e for e in await query(services.db, AuditFilter(limit=100)) if e.outcome == "external"]
+async def bot(services, gateway: BraintreeGateway, seeded: Seeded):  # type: ignore[no-untyped-def]
+    async with bot_client(services, gateway) as http:
+        yield http
 
 
 async def post(http: httpx.AsyncClient, delivery: tuple[bytes, dict[str, str]]) -> httpx.Response:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,29 +18,21 @@ from bot.gateways.paypal.mapping import money_from_paypal, money_to_paypal, payp
 from bot.models import ChargeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import Money, MoneyError
 from chargedesk_emulators.paypal import PayPalEmulator, paypal_api, schema_problems
-from tests.fakes.paypal_env import EMAIL, Seeded, paypal_settings, seed_contract_payer
+from tests.fakes.emulated_gateway import fixtures
+from tests.fakes.paypal_env import (
+    EMAIL,
+    Seeded,
+    paypal_gateway,
+    paypal_settings,
+    seed_contract_payer,
+)
 
 
 def usd(minor: int) -> Money:
     return Money(minor=minor, currency="USD")
 
 
-@pytest.fixture
-def api() -> Iterator[PayPalEmulator]:
-    with paypal_api() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def seeded(api: PayPalEmulator) -> Seeded:
-    return seed_contract_payer(api)
-
-
-@pytest.fixture
-async def gateway(api: PayPalEmulator) -> AsyncIterator[PayPalGateway]:
-    gw = PayPalGateway(paypal_settings(api), backoff=0.01)
-    yield gw
-    await gw.close()
+api, seeded, gateway = fixtures(paypal_api, seed_contract_payer, paypal_gateway)
 
 
 def searches(api: PayPalEmulator) -> list[tuple[datetime, datetime]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,33 +19,21 @@ from bot.models import ChargeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import Money
 from bot.settings import RecurlySettings
 from chargedesk_emulators.recurly import RecurlyEmulator, recurly_api, schema_problems
-from tests.fakes.recurly_env import EMAIL, Seeded, recurly_settings, seed_contract_account
+from tests.fakes.emulated_gateway import fixtures
+from tests.fakes.recurly_env import (
+    EMAIL,
+    Seeded,
+    recurly_gateway,
+    recurly_settings,
+    seed_contract_account,
+)
 
 
 def usd(minor: int) -> Money:
     return Money(minor=minor, currency="USD")
 
 
-@pytest.fixture
-def api() -> Iterator[RecurlyEmulator]:
-    with recurly_api() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def seeded(api: RecurlyEmulator) -> Seeded:
-    return seed_contract_account(api)
-
-
-@pytest.fixture
-async def gateway(api: RecurlyEmulator) -> AsyncIterator[RecurlyGateway]:
-    gw = RecurlyGateway(recurly_settings(api), backoff=0.01)
-    yield gw
-    await gw.close()
-
-
-async def other_gateway(api: RecurlyEmulator, **settings: Any) -> RecurlyGateway:
-    return RecurlyGateway(recurly_settings(api, **settings), backoff=0.01)
+api, seeded, gateway = fixtures(recurly_api, seed_contract_account, recurly_gateway)
 
 
 def refund_bodies(api: RecurlyEmulator) -> list[dict[str, Any]]:
@@ -84,7 +71,7 @@ async def test_a_wrong_api_key_says_which_settings_to_check(
     api: RecurlyEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
-    gw = await other_gateway(api, api_key=SecretStr("not-the-key"))
+    gw = recurly_gateway(api, api_key=SecretStr("not-the-key"))
     try:
         with pytest.raises(GatewayError) as refused:
             await gw.lookup(LookupQuery.parse(EMAIL))
@@ -303,7 +290,7 @@ async def test_what_a_refund_sends(
 async def test_a_refund_retried_after_a_timeout_gives_one_refund(
     api: RecurlyEmulator, seeded: Seeded
 ) -> None:
-    gw = await other_gateway(api, timeout=0.5, max_retries=0)
+    gw = recurly_gateway(api, timeout=0.5, max_retries=0)
     try:
         # Recurly is slow: we stop waiting, look, find nothing yet; then the refund lands.
         api.slow_next(1, 3.0, method="POST", path_prefix="/invoices/")
@@ -328,7 +315,7 @@ async def test_a_refund_retried_after_a_timeout_gives_one_refund(
 async def test_an_answer_that_came_too_late_is_read_back_at_once(
     api: RecurlyEmulator, seeded: Seeded
 ) -> None:
-    gw = await other_gateway(api, timeout=0.5, max_retries=0)
+    gw = recurly_gateway(api, timeout=0.5, max_retries=0)
     try:
         api.slow_next(1, 1.5, after=True, method="POST", path_prefix="/invoices/")
         refund = await gw.refund(seeded.charge_id, usd(2500), reason="x", idempotency_key="apr_s")
@@ -370,7 +357,7 @@ async def test_a_refund_made_in_recurly_meanwhile_leaves_what_it_left(
 async def test_a_site_without_credit_invoices_refuses_and_says_why() -> None:
     with recurly_api(credit_invoices=False) as api:
         seeded = seed_contract_account(api)
-        gw = await other_gateway(api)
+        gw = recurly_gateway(api)
         try:
             with pytest.raises(GatewayError) as refused:
                 await gw.refund(seeded.charge_id, usd(500), reason="x", idempotency_key="apr_old")
@@ -466,7 +453,7 @@ async def test_cancel_at_period_end_uses_the_configured_timeframe(
     sub_id = seeded.subscription_ids[0]
     record = api.subscriptions[sub_id]
     record.term_end = record.period_end.replace(year=record.period_end.year + 1)  # a one-year term
-    gw = await other_gateway(api, cancel_timeframe=timeframe)
+    gw = recurly_gateway(api, cancel_timeframe=timeframe)
     try:
         sub = await gw.cancel_subscription(
             sub_id, at_period_end=True, reason="r", idempotency_key="c"
@@ -634,7 +621,7 @@ async def test_the_card_update_page_is_recurlys_hosted_page(
     url = await gateway.card_update_url(seeded.account_id, return_url="https://x.example/back")
     token = api.accounts[seeded.account_id].hosted_login_token
     assert url == f"https://chargedesk-test.recurly.com/account/billing_info/edit?ht={token}"
-    gw = await other_gateway(api, subdomain=None)
+    gw = recurly_gateway(api, subdomain=None)
     try:
         with pytest.raises(GatewayError) as unset:
             await gw.card_update_url(seeded.account_id, return_url="https://x.example/back")
@@ -657,7 +644,7 @@ async def test_dashboard_links_name_what_recurlys_admin_uses(
     assert gateway.dashboard_url(seeded.charge_id) == f"{site}/transactions/{txn_uuid}"
     sub_uuid = api.subscriptions[seeded.subscription_ids[0]].uuid
     assert gateway.dashboard_url(seeded.subscription_ids[0]) == f"{site}/subscriptions/{sub_uuid}"
-    eu = await other_gateway(api, subdomain=None, site_url="https://acme.eu.example")
+    eu = recurly_gateway(api, subdomain=None, site_url="https://acme.eu.example")
     try:
         await eu.get_charge(seeded.charge_id)
         assert (
@@ -735,7 +722,7 @@ async def test_writes_are_never_resent(
 async def test_a_slow_recurly_times_out_and_the_next_call_works(
     api: RecurlyEmulator, seeded: Seeded
 ) -> None:
-    gw = await other_gateway(api, timeout=0.3, max_retries=0)
+    gw = recurly_gateway(api, timeout=0.3, max_retries=0)
     try:
         api.slow_next(1, 1.0, method="GET")
         with pytest.raises(GatewayError) as slow:

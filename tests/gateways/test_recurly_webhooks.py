@@ -3,47 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot import jobs
-from bot.audit.log import AuditFilter, query
 from bot.chat.slack.render import card_blocks
 from bot.gateways.base import WebhookRejected
 from bot.gateways.events import EventKind
 from bot.gateways.recurly.gateway import RecurlyGateway
-from bot.gateways.registry import Gateways
 from bot.money import Money
 from bot.notify import pending
 from bot.store.tables import DocumentRow
-from bot.web import create_app
 from chargedesk_emulators.recurly import RecurlyEmulator, recurly_api, sign
 from tests.conftest import say
-from tests.fakes.recurly_env import Seeded, recurly_settings, seed_contract_account
+from tests.fakes.emulated_gateway import bot_client, externals, fixtures
+from tests.fakes.recurly_env import Seeded, recurly_gateway, recurly_settings, seed_contract_account
 
-
-@pytest.fixture
-def api() -> Iterator[RecurlyEmulator]:
-    with recurly_api() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def seeded(api: RecurlyEmulator) -> Seeded:
-    return seed_contract_account(api)
-
-
-@pytest.fixture
-async def gateway(api: RecurlyEmulator) -> AsyncIterator[RecurlyGateway]:
-    gw = RecurlyGateway(recurly_settings(api), backoff=0.01)
-    yield gw
-    await gw.close()
+api, seeded, gateway = fixtures(recurly_api, seed_contract_account, recurly_gateway)
 
 
 def dashboard_refund(api: RecurlyEmulator, seeded: Seeded, value: str = "25.00") -> str:
@@ -248,17 +228,8 @@ async def test_a_notification_for_an_object_recurly_no_longer_has_is_still_recor
 
 @pytest.fixture
 async def bot(services, api: RecurlyEmulator, gateway: RecurlyGateway):  # type: ignore[no-untyped-def]
-    services.gateways = Gateways([*services.gateways, gateway], timeout=5)
-    app = create_app(services.settings, services)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as http,
-    ):
+    async with bot_client(services, gateway) as http:
         yield http
-
-
-async def externals(services) -> list:  # type: ignore[no-untyped-def]
-    return [e for e in await query(services.db, AuditFilter(limit=100)) if e.outcome == "external"]
 
 
 @pytest.mark.storage

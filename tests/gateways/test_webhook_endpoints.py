@@ -3,54 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from bot.audit.log import AuditFilter, query
-from bot.gateways.registry import Gateways
 from bot.notify import pending
-from bot.web import create_app
-from tests.fakes.paypal_env import paypal_settings, seeded_api
+from tests.fakes.emulated_gateway import bot_client, externals
+from tests.fakes.paypal_env import paypal_gateway, seeded_api
 from tests.fakes.stripe_env import WEBHOOK_SECRET, stripe_fake
 
 pytestmark = pytest.mark.storage
 
 
-async def _client(services, gateway) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    services.gateways = Gateways([*services.gateways, gateway], timeout=5)
-    app = create_app(services.settings, services)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as http,
-    ):
-        yield http
-
-
 @pytest.fixture
 async def stripe(services):  # type: ignore[no-untyped-def]
-    async with stripe_fake() as fake:
-        async for http in _client(services, fake.gateway):
-            yield fake, http
+    async with stripe_fake() as fake, bot_client(services, fake.gateway) as http:
+        yield fake, http
 
 
 @pytest.fixture
 async def paypal(services):  # type: ignore[no-untyped-def]
-    from bot.gateways.paypal.gateway import PayPalGateway
-
     with seeded_api() as (api, seeded):
-        gateway = PayPalGateway(paypal_settings(api), backoff=0.01)
+        gateway = paypal_gateway(api)
         try:
-            async for http in _client(services, gateway):
+            async with bot_client(services, gateway) as http:
                 yield api, seeded, http
         finally:
             await gateway.close()
-
-
-async def externals(services) -> list:  # type: ignore[no-untyped-def]
-    return [e for e in await query(services.db, AuditFilter(limit=100)) if e.outcome == "external"]
 
 
 async def test_stripe_refund_made_in_the_dashboard_is_audited_once(stripe, services):

@@ -7,7 +7,6 @@ webhooks in test_woocommerce_webhooks.py; the contract suite runs this gateway t
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from urllib.parse import parse_qs
 
@@ -19,10 +18,12 @@ from bot.gateways.woocommerce.mapping import amount_text, money, parse_order
 from bot.models import ChargeStatus, SubscriptionStatus
 from bot.money import Money, MoneyError
 from chargedesk_emulators.woocommerce import PREFIX, WooCommerceEmulator, woocommerce_api
+from tests.fakes.emulated_gateway import fixtures
 from tests.fakes.woocommerce_env import (
     EMAIL,
     Seeded,
     seed_contract_customer,
+    woocommerce_gateway,
     woocommerce_settings,
 )
 
@@ -31,28 +32,11 @@ def usd(text: str) -> Money:
     return money(text, "USD")
 
 
-@pytest.fixture
-def api() -> Iterator[WooCommerceEmulator]:
-    with woocommerce_api() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def seeded(api: WooCommerceEmulator) -> Seeded:
-    return seed_contract_customer(api)
-
-
-@pytest.fixture
-async def gateway(api: WooCommerceEmulator) -> AsyncIterator[WooCommerceGateway]:
-    gw = WooCommerceGateway(woocommerce_settings(api), backoff=0.01)
-    try:
-        yield gw
-    finally:
-        await gw.close()
+api, seeded, gateway = fixtures(woocommerce_api, seed_contract_customer, woocommerce_gateway)
 
 
 def query_of(exchange: object) -> dict[str, list[str]]:
-    return parse_qs(exchange.query)  # type: ignore[attr-defined]
+    return parse_qs(exchange.raw_query)  # type: ignore[attr-defined]
 
 
 # --- what people type -------------------------------------------------------------------------

@@ -13,17 +13,20 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot import jobs
-from bot.audit.log import AuditFilter, query
 from bot.gateways.base import WebhookRejected
 from bot.gateways.events import EventKind
-from bot.gateways.registry import Gateways
 from bot.gateways.woocommerce.gateway import WooCommerceGateway
 from bot.store.tables import DocumentRow
-from bot.web import create_app
 from chargedesk_emulators.woocommerce import WooCommerceEmulator, woocommerce_api
 from tests.conftest import say
 from tests.documents.drafts import repo_branding  # noqa: F401 - a fixture
-from tests.fakes.woocommerce_env import Seeded, seed_contract_customer, woocommerce_settings
+from tests.fakes.emulated_gateway import bot_client, externals
+from tests.fakes.woocommerce_env import (
+    Seeded,
+    seed_contract_customer,
+    woocommerce_gateway,
+    woocommerce_settings,
+)
 
 
 @pytest.fixture
@@ -155,13 +158,8 @@ async def test_every_topic_maps_to_its_kind(
 async def bot(services, store):  # type: ignore[no-untyped-def]
     """The bot's ASGI app with the store's gateway, and a function delivering its webhooks."""
     api, seeded = store
-    gateway = WooCommerceGateway(woocommerce_settings(api), backoff=0.01)
-    services.gateways = Gateways([*services.gateways, gateway], timeout=5)
-    app = create_app(services.settings, services)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bot") as http,
-    ):
+    gateway = woocommerce_gateway(api)
+    async with bot_client(services, gateway) as http:
 
         async def deliver(body: bytes, headers: dict[str, str]) -> httpx.Response:
             return await http.post("/webhooks/woocommerce", content=body, headers=headers)
@@ -170,10 +168,6 @@ async def bot(services, store):  # type: ignore[no-untyped-def]
             yield api, seeded, deliver
         finally:
             await gateway.close()
-
-
-async def externals(services) -> list:  # type: ignore[no-untyped-def]
-    return [e for e in await query(services.db, AuditFilter(limit=100)) if e.outcome == "external"]
 
 
 @pytest.mark.storage

@@ -11,12 +11,8 @@ become our GatewayError family here, and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import itertools
-import random
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -38,10 +34,19 @@ from braintree.exceptions.upgrade_required_error import UpgradeRequiredError
 
 from bot.gateways.base import ErrorCode, GatewayError, WebhookRejected
 from bot.gateways.braintree.mapping import NAME, error_code, field
+from bot.gateways.calls import (
+    Retryable,
+    SdkThreads,
+    Unreachable,
+    failure_words,
+    optional,
+    retried,
+)
 from bot.settings import BraintreeSettings
 
 T = TypeVar("T")
 SDK = braintree.BraintreeGateway
+PROVIDER = "Braintree"
 CONCURRENT_CALLS = 8
 CREDENTIALS_HINT = (
     "check braintree.merchant_id, braintree.public_key and braintree.private_key, and that "
@@ -92,16 +97,9 @@ def _failure(exc: Exception, verb: str, what: str) -> GatewayError:
             raw_code="403",
         )
     if isinstance(exc, NotFoundError):
-        return GatewayError(
-            ErrorCode.not_found, f"Braintree has no {what}", gateway=NAME, raw_code="404"
-        )
+        return _said(ErrorCode.not_found, "404", verb, what)
     if isinstance(exc, TooManyRequestsError):
-        return GatewayError(
-            ErrorCode.rate_limited,
-            f"Braintree is rate-limiting us ({verb} {what}): try again in a minute",
-            gateway=NAME,
-            raw_code="429",
-        )
+        return _said(ErrorCode.rate_limited, "429", verb, what)
     if isinstance(exc, UpgradeRequiredError):
         return GatewayError(
             ErrorCode.rejected,
@@ -110,27 +108,17 @@ def _failure(exc: Exception, verb: str, what: str) -> GatewayError:
             raw_code="426",
         )
     if isinstance(exc, ConnectTimeoutError | SDKConnectionError):
-        return GatewayError(
-            ErrorCode.unavailable,
-            f"Braintree could not be reached ({verb} {what}: {kind})",
-            gateway=NAME,
-            raw_code=kind,
-        )
+        return Unreachable(False, kind).error(PROVIDER, verb, what, gateway=NAME, raw_code=kind)
     if isinstance(exc, SDKTimeoutError | RequestTimeoutError | GatewayTimeoutError):
-        return GatewayError(
-            ErrorCode.timeout,
-            f"Braintree did not answer in time ({verb} {what})",
-            gateway=NAME,
-            raw_code=kind,
-        )
+        return Unreachable(True, kind).error(PROVIDER, verb, what, gateway=NAME, raw_code=kind)
     if isinstance(exc, ServerError | ServiceUnavailableError | UnexpectedError):
-        return GatewayError(
-            ErrorCode.unavailable,
-            f"Braintree failed to {verb} {what} ({kind}): try again shortly",
-            gateway=NAME,
-            raw_code=kind,
-        )
+        return _said(ErrorCode.unavailable, kind, verb, what)
     raise exc
+
+
+def _said(code: ErrorCode, raw_code: str, verb: str, what: str) -> GatewayError:
+    words = failure_words(PROVIDER, code, verb, what, status=raw_code)
+    return GatewayError(code, words, gateway=NAME, raw_code=raw_code)
 
 
 def refusal(result: Any, verb: str, what: str) -> GatewayError:
@@ -182,37 +170,31 @@ class BraintreeAPI:
             wrap_http_exceptions=True,  # requests' exceptions arrive as the SDK's own
         )
         self.sdk = braintree.BraintreeGateway(config)
-        self._pool = ThreadPoolExecutor(CONCURRENT_CALLS, thread_name_prefix="braintree")
+        self._threads = SdkThreads("braintree", CONCURRENT_CALLS)
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
 
     async def _run(self, call: Callable[[SDK], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(call, self.sdk))
+        return await self._threads.run(call, self.sdk)
 
     async def read(self, call: Callable[[SDK], T], *, verb: str, what: str) -> T:
         """A read (find or search), retried on transient failures."""
-        attempt = 0
-        while True:
+
+        async def attempt() -> T:
             try:
                 return await self._run(call)
             except Exception as exc:
                 error = _failure(exc, verb, what)
-                if error.code not in _TRANSIENT or attempt >= self.settings.max_retries:
-                    raise error from None
-            attempt += 1
-            # Full jitter, so a burst of lookups does not retry in lockstep.
-            await asyncio.sleep(random.uniform(0, self.backoff * 2 ** (attempt - 1)))
+                if error.code in _TRANSIENT:
+                    raise Retryable(error) from None
+                raise error from None
+
+        return await retried(attempt, retries=self.settings.max_retries, backoff=self.backoff)
 
     async def optional(self, call: Callable[[SDK], T], *, what: str) -> T | None:
         """A find, or None where Braintree has no such object."""
-        try:
-            return await self.read(call, verb="read", what=what)
-        except GatewayError as exc:
-            if exc.code == ErrorCode.not_found:
-                return None
-            raise
+        return await optional(self.read(call, verb="read", what=what))
 
     async def write(self, call: Callable[[SDK], Any], *, verb: str, what: str) -> Any:
         """A write, sent once: its SuccessfulResult, or Braintree's refusal as a GatewayError.

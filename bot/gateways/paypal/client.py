@@ -1,6 +1,6 @@
 """PayPal transport: the official SDK plus httpx, one OAuth token, retries, errors.
 
-The SDK (synchronous, so every call goes through `asyncio.to_thread`) serves
+The SDK (synchronous, so every call runs on this gateway's own threads) serves
 payments, orders, subscriptions, transaction search and the OAuth token; httpx
 serves Invoicing v2 and webhook verification, which the SDK lacks, with the same
 cached token. Reads are retried, and writes only with a `PayPal-Request-Id`
@@ -14,7 +14,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,9 +31,19 @@ from paypalserversdk.models.o_auth_token import OAuthToken
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 from bot.gateways.base import ErrorCode, GatewayError
+from bot.gateways.calls import (
+    Retryable,
+    SdkThreads,
+    Unreachable,
+    answer_error,
+    pause,
+    retried,
+    status_code,
+)
 from bot.gateways.paypal.mapping import NAME, Json
 from bot.settings import PayPalSettings
 
+PROVIDER = "PayPal"
 SANDBOX_URL = "https://api-m.sandbox.paypal.com"
 LIVE_URL = "https://api-m.paypal.com"
 TOKEN_MARGIN = 120.0  # seconds: a token is replaced this long before PayPal expires it
@@ -109,29 +118,15 @@ class Reply:
         return code, words
 
 
-class _Transport(Exception):
-    """PayPal could not be reached, or did not answer in time."""
-
-    def __init__(self, timed_out: bool, detail: str) -> None:
-        super().__init__(detail)
-        self.timed_out = timed_out
-        self.detail = detail
-
-
 def _error(reply: Reply, verb: str, what: str) -> GatewayError:
     raw_code, raw_message = reply.issue()
     name = reply.body.get("name") if isinstance(reply.body, dict) else None
-    code = _ISSUES.get(raw_code or "") or _NAMES.get(name or "")
-    if code is None:
-        if reply.status == 404:
-            code = ErrorCode.not_found
-        elif reply.status == 429:
-            code = ErrorCode.rate_limited
-        elif reply.status >= 500 or reply.status == 409:
-            code = ErrorCode.unavailable
-        else:
-            code = ErrorCode.rejected
-    trace = f" (PayPal debug ID {reply.debug_id})" if reply.debug_id else ""
+    code = (
+        _ISSUES.get(raw_code or "")
+        or _NAMES.get(name or "")
+        or (ErrorCode.unavailable if reply.status == 409 else status_code(reply.status))
+    )
+    message = None
     if reply.status == 401:
         message = f"PayPal rejected our credentials: {CREDENTIALS_HINT}"
     elif reply.status == 403:
@@ -139,32 +134,17 @@ def _error(reply: Reply, verb: str, what: str) -> GatewayError:
             f"PayPal refused permission to {verb} {what}: enable that feature for the "
             "REST app in the PayPal developer dashboard"
         )
-    elif code == ErrorCode.not_found:
-        message = f"PayPal has no {what}"
-    elif code == ErrorCode.rate_limited:
-        message = f"PayPal is rate-limiting us ({verb} {what}): try again in a minute"
-    elif code == ErrorCode.unavailable:
-        message = f"PayPal failed to {verb} {what} (HTTP {reply.status}): try again shortly"
-    else:
-        message = f"PayPal refused to {verb} {what}: {raw_message or raw_code or reply.status}"
-    return GatewayError(
+    return answer_error(
+        PROVIDER,
         code,
-        message + trace,
+        reply.status,
+        verb,
+        what,
         gateway=NAME,
-        raw_code=raw_code or str(reply.status),
+        raw_code=raw_code,
         raw_message=raw_message,
-    )
-
-
-def _transport_error(exc: _Transport, verb: str, what: str) -> GatewayError:
-    if exc.timed_out:
-        return GatewayError(
-            ErrorCode.timeout, f"PayPal did not answer in time ({verb} {what})", gateway=NAME
-        )
-    return GatewayError(
-        ErrorCode.unavailable,
-        f"PayPal could not be reached ({verb} {what}: {exc.detail})",
-        gateway=NAME,
+        trace=f" (PayPal debug ID {reply.debug_id})" if reply.debug_id else "",
+        message=message,
     )
 
 
@@ -186,7 +166,7 @@ def _run_sdk(call: Callable[[Json], Any], options: Json) -> Reply:
     except ApiException as exc:
         return _reply(exc.response_code, exc.response.text, exc.response.headers)
     except requests.RequestException as exc:
-        raise _Transport(_timed_out(exc), type(exc).__name__) from exc
+        raise Unreachable(_timed_out(exc), type(exc).__name__) from exc
     return _reply(response.status_code, response.text, response.headers)
 
 
@@ -267,16 +247,6 @@ def request_id(key: str) -> str:
     return "cd-" + hashlib.sha256(key.encode()).hexdigest()[:48]
 
 
-async def optional(read: Awaitable[Json]) -> Json | None:
-    """What a read gives, or None where PayPal has no such object."""
-    try:
-        return await read
-    except GatewayError as exc:
-        if exc.code == ErrorCode.not_found:
-            return None
-        raise
-
-
 class PayPalAPI:
     """One PayPal REST app: the SDK client, httpx, the shared token and every call's retries.
 
@@ -315,8 +285,10 @@ class PayPalAPI:
         self.sdk_client = PaypalServersdkClient(config=self._config)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=settings.timeout)
         self._limit = asyncio.Semaphore(CONCURRENT_CALLS)
+        self._threads = SdkThreads("paypal", CONCURRENT_CALLS + 1)  # + the token fetch
 
     async def close(self) -> None:
+        self._threads.close()
         if not self._http.is_closed:
             await self._http.aclose()
         session = getattr(self._config.http_client, "session", None)
@@ -337,9 +309,9 @@ class PayPalAPI:
                     self.sdk_client.o_auth_authorization.request_token,
                     {"authorization": f"Basic {basic}"},
                 )
-            except _Transport as exc:
+            except Unreachable as exc:
                 if not retry:
-                    raise _transport_error(exc, "get", "an access token") from None
+                    raise exc.error(PROVIDER, "get", "an access token", gateway=NAME) from None
             else:
                 if reply.status == 200 and isinstance(reply.body, dict):
                     token = OAuthToken.from_dictionary(reply.body)
@@ -356,15 +328,11 @@ class PayPalAPI:
                 if not retry or reply.status not in RETRY_STATUSES:
                     raise _error(reply, "get", "an access token")
             attempt += 1
-            time.sleep(self._delay(attempt))
+            time.sleep(pause(self.backoff, attempt))
 
     async def _bearer(self) -> str:
-        token = self._tokens.cached() or await asyncio.to_thread(self._tokens.get)
+        token = self._tokens.cached() or await self._threads.run(self._tokens.get)
         return f"Bearer {token.access_token}"
-
-    def _delay(self, attempt: int) -> float:
-        # Full jitter, so a burst of lookups does not retry in lockstep.
-        return random.uniform(0, self.backoff * 2 ** (attempt - 1))
 
     async def _call(
         self,
@@ -379,33 +347,32 @@ class PayPalAPI:
         `retry` is True for reads and for writes carrying a PayPal-Request-Id, which
         PayPal answers at most once; other writes are sent once (the caller re-reads).
         """
-        attempt = 0
         renewed = False
-        while True:
-            sent_at = time.monotonic()
-            try:
-                async with self._limit:
-                    reply = await send()
-            except _Transport as exc:
-                if retry and attempt < self.settings.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self._delay(attempt))
+
+        async def attempt() -> Reply:
+            nonlocal renewed
+            while True:
+                sent_at = time.monotonic()
+                try:
+                    async with self._limit:
+                        reply = await send()
+                except Unreachable as exc:
+                    raise Retryable(exc.error(PROVIDER, verb, what, gateway=NAME)) from None
+                if reply.status < 400:
+                    return reply
+                if reply.status == 401 and not renewed:
+                    # A revoked or expired token: nothing was done, so one fresh try is safe.
+                    renewed = True
+                    self._tokens.invalidate(sent_at)
                     continue
-                raise _transport_error(exc, verb, what) from None
-            if reply.status < 400:
-                return reply
-            if reply.status == 401 and not renewed:
-                # A revoked or expired token: nothing was done, so one fresh try is safe.
-                renewed = True
-                self._tokens.invalidate(sent_at)
-                continue
-            issue, _ = reply.issue()
-            transient = reply.status in RETRY_STATUSES or issue == "PREVIOUS_REQUEST_IN_PROGRESS"
-            if retry and transient and attempt < self.settings.max_retries:
-                attempt += 1
-                await asyncio.sleep(self._delay(attempt))
-                continue
-            raise _error(reply, verb, what)
+                issue, _ = reply.issue()
+                error = _error(reply, verb, what)
+                if reply.status in RETRY_STATUSES or issue == "PREVIOUS_REQUEST_IN_PROGRESS":
+                    raise Retryable(error)
+                raise error
+
+        retries = self.settings.max_retries if retry else 0
+        return await retried(attempt, retries=retries, backoff=self.backoff)
 
     async def sdk(
         self,
@@ -419,7 +386,7 @@ class PayPalAPI:
         """A call through the SDK, in a worker thread (the SDK is synchronous)."""
 
         async def send() -> Reply:
-            return await asyncio.to_thread(_run_sdk, call, options)
+            return await self._threads.run(_run_sdk, call, options)
 
         return await self._call(send, verb=verb, what=what, retry=retry)
 
@@ -451,9 +418,9 @@ class PayPalAPI:
                     content=content,
                 )
             except httpx.TimeoutException as exc:
-                raise _Transport(True, type(exc).__name__) from exc
+                raise Unreachable(True, type(exc).__name__) from exc
             except httpx.TransportError as exc:
-                raise _Transport(False, type(exc).__name__) from exc
+                raise Unreachable(False, type(exc).__name__) from exc
             return _reply(response.status_code, response.content, response.headers)
 
         return await self._call(send, verb=verb, what=what, retry=retry)

@@ -36,9 +36,10 @@ from bot.gateways.base import (
     GatewayError,
     LookupQuery,
 )
+from bot.gateways.calls import optional
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.gateways.events import GatewayEvent
-from bot.gateways.paypal.client import PayPalAPI, optional, request_id
+from bot.gateways.paypal.client import PayPalAPI, request_id
 from bot.gateways.paypal.mapping import (
     NAME,
     UNKNOWN_PAYER,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,10 +34,20 @@ from recurly.base_client import API_HOSTS
 from recurly.pager import Pager
 
 from bot.gateways.base import ErrorCode, GatewayError
+from bot.gateways.calls import (
+    Retryable,
+    SdkThreads,
+    Unreachable,
+    answer_error,
+    optional,
+    retried,
+    status_code,
+)
 from bot.gateways.recurly.mapping import NAME, Json
 from bot.settings import RecurlySettings
 
 API_VERSION = "v2021-02-25"
+PROVIDER = "Recurly"
 CONCURRENT_CALLS = 8
 # A kept-alive connection idle longer may have been closed by the other side; a write sent on
 # it would fail with its outcome unknown. Older idle connections are closed, not reused.
@@ -95,15 +104,6 @@ class Reply:
         return error.get("type") if isinstance(error, dict) else None
 
 
-class _Transport(Exception):
-    """Recurly could not be reached, or did not answer in time."""
-
-    def __init__(self, timed_out: bool, detail: str) -> None:
-        super().__init__(detail)
-        self.timed_out = timed_out
-        self.detail = detail
-
-
 class _Refused(Exception):
     """The SDK refused the call before sending it (an empty ID, an option it does not take)."""
 
@@ -157,45 +157,19 @@ class _Lease:
 
 def _error(reply: Reply, verb: str, what: str) -> GatewayError:
     raw_code, raw_message = reply.error()
-    code = _TYPES.get(reply.error_type() or "")
-    if code is None:
-        if reply.status == 404:
-            code = ErrorCode.not_found
-        elif reply.status == 429:
-            code = ErrorCode.rate_limited
-        elif reply.status >= 500:
-            code = ErrorCode.unavailable
-        else:
-            code = ErrorCode.rejected
-    trace = f" (Recurly request ID {reply.request_id})" if reply.request_id else ""
-    if reply.status in (401, 403) and code == ErrorCode.rejected:
-        message = f"Recurly refused our API key: {CREDENTIALS_HINT}"
-    elif code == ErrorCode.not_found:
-        message = f"Recurly has no {what}"
-    elif code == ErrorCode.rate_limited:
-        message = f"Recurly is rate-limiting us ({verb} {what}): try again in a minute"
-    elif code == ErrorCode.unavailable:
-        message = f"Recurly failed to {verb} {what} (HTTP {reply.status}): try again shortly"
-    else:
-        message = f"Recurly refused to {verb} {what}: {raw_message or raw_code or reply.status}"
-    return GatewayError(
+    code = _TYPES.get(reply.error_type() or "") or status_code(reply.status)
+    refused_key = reply.status in (401, 403) and code == ErrorCode.rejected
+    return answer_error(
+        PROVIDER,
         code,
-        message + trace,
+        reply.status,
+        verb,
+        what,
         gateway=NAME,
-        raw_code=raw_code or str(reply.status),
+        raw_code=raw_code,
         raw_message=raw_message,
-    )
-
-
-def _transport_error(exc: _Transport, verb: str, what: str) -> GatewayError:
-    if exc.timed_out:
-        return GatewayError(
-            ErrorCode.timeout, f"Recurly did not answer in time ({verb} {what})", gateway=NAME
-        )
-    return GatewayError(
-        ErrorCode.unavailable,
-        f"Recurly could not be reached ({verb} {what}: {exc.detail})",
-        gateway=NAME,
+        trace=f" (Recurly request ID {reply.request_id})" if reply.request_id else "",
+        message=f"Recurly refused our API key: {CREDENTIALS_HINT}" if refused_key else None,
     )
 
 
@@ -236,6 +210,7 @@ class RecurlyAPI:
         self._idle: list[_Lease] = []
         self._pool_lock = threading.Lock()
         self._limit = asyncio.Semaphore(CONCURRENT_CALLS)
+        self._threads = SdkThreads("recurly", CONCURRENT_CALLS)
         self._give(self._new_lease())  # fails here, at start, if the SDK changed under us
 
     # --- the pool ------------------------------------------------------------------------
@@ -275,6 +250,10 @@ class RecurlyAPI:
             self._idle.append(lease)
 
     async def close(self) -> None:
+        self._threads.close()
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
         with self._pool_lock:
             idle, self._idle = self._idle, []
         for lease in idle:
@@ -299,7 +278,10 @@ class RecurlyAPI:
                 reply = self._pages(lease, call(lease.client), cap, items)
         except (recurly.NetworkError, http.client.HTTPException, OSError) as exc:
             lease.connection.close()  # possibly stuck mid-request: never reused
-            raise _Transport(_timed_out(exc), type(exc).__name__) from exc
+            # The other idle connections were most likely closed by the same server or proxy
+            # while they waited: a retry on one of them would fail too, so it gets a new one.
+            self._drop_idle()
+            raise Unreachable(_timed_out(exc), type(exc).__name__) from exc
         except _Refused:
             self._give(lease)  # nothing was sent: the connection is as it was
             raise
@@ -333,10 +315,6 @@ class RecurlyAPI:
 
     # --- calls ---------------------------------------------------------------------------
 
-    def _delay(self, attempt: int) -> float:
-        # Full jitter, so a burst of lookups does not retry in lockstep.
-        return random.uniform(0, self.backoff * 2 ** (attempt - 1))
-
     async def _call(
         self,
         call: Callable[[recurly.Client], Any],
@@ -346,17 +324,14 @@ class RecurlyAPI:
         retry: bool,
         cap: int | None = None,
     ) -> Reply:
-        attempt = 0
-        while True:
+        """One call, or list (`cap`); with `retry`, tried again on transient failures."""
+
+        async def attempt() -> Reply:
             try:
                 async with self._limit:
-                    reply = await asyncio.to_thread(self._send, call, cap)
-            except _Transport as exc:
-                if retry and attempt < self.settings.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self._delay(attempt))
-                    continue
-                raise _transport_error(exc, verb, what) from None
+                    reply = await self._threads.run(self._send, call, cap)
+            except Unreachable as exc:
+                raise Retryable(exc.error(PROVIDER, verb, what, gateway=NAME)) from None
             except _Refused as exc:
                 raise GatewayError(
                     ErrorCode.rejected,
@@ -365,14 +340,13 @@ class RecurlyAPI:
                 ) from None
             if reply.status < 400:
                 return reply
-            transient = (
-                reply.status in RETRY_STATUSES or reply.error_type() == "simultaneous_request"
-            )
-            if retry and transient and attempt < self.settings.max_retries:
-                attempt += 1
-                await asyncio.sleep(self._delay(attempt))
-                continue
-            raise _error(reply, verb, what)
+            error = _error(reply, verb, what)
+            if reply.status in RETRY_STATUSES or reply.error_type() == "simultaneous_request":
+                raise Retryable(error)
+            raise error
+
+        retries = self.settings.max_retries if retry else 0
+        return await retried(attempt, retries=retries, backoff=self.backoff)
 
     async def read(self, call: Callable[[recurly.Client], Any], what: str) -> Json:
         """One object, read (retried on transient failures)."""
@@ -381,12 +355,7 @@ class RecurlyAPI:
 
     async def find(self, call: Callable[[recurly.Client], Any], what: str) -> Json | None:
         """One object, or None where Recurly has no such object."""
-        try:
-            return await self.read(call, what)
-        except GatewayError as exc:
-            if exc.code == ErrorCode.not_found:
-                return None
-            raise
+        return await optional(self.read(call, what))
 
     async def items(
         self, call: Callable[[recurly.Client], Pager], what: str, cap: int

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
+
+from chargedesk_emulators.openapi_subset import components, referenced
 
 HERE = Path(__file__).resolve().parent
 USED = {
@@ -23,27 +24,10 @@ USED = {
 }
 
 
-def refs(node: Any) -> set[str]:
-    if isinstance(node, dict):
-        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
-        return found.union(*(refs(v) for v in node.values()))
-    if isinstance(node, list):
-        return set().union(*(refs(v) for v in node))
-    return set()
-
-
 def main(source: str) -> None:
     spec = yaml.safe_load(Path(source).read_text())
     paths = {p: {m: spec["paths"][p][m] for m in methods} for p, methods in USED.items()}
-    keep: dict[str, dict[str, Any]] = {}
-    todo = refs(paths)
-    while todo:
-        ref = todo.pop()
-        _, _, kind, name = ref.split("/")
-        if name in keep.setdefault(kind, {}):
-            continue
-        keep[kind][name] = spec["components"][kind][name]
-        todo |= refs(keep[kind][name])
+    found = referenced(spec, paths)
     pruned = {
         "openapi": spec["openapi"],
         "info": {
@@ -53,7 +37,7 @@ def main(source: str) -> None:
         },
         "servers": spec.get("servers", [{"url": "https://api.intercom.io"}]),
         "paths": paths,
-        "components": {k: dict(sorted(v.items())) for k, v in sorted(keep.items())}
+        "components": components(found)
         | {"securitySchemes": spec["components"].get("securitySchemes", {})},
         "security": spec.get("security", []),
     }

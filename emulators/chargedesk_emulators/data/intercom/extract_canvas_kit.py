@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
-from extract import refs  # the same walk over $refs (this folder is on sys.path)
+
+from chargedesk_emulators.openapi_subset import names, referenced
 
 HERE = Path(__file__).resolve().parent
 ROOTS = ("initialize_response", "submit_response")
@@ -24,15 +24,8 @@ ROOTS = ("initialize_response", "submit_response")
 
 def main(source: str) -> None:
     spec = yaml.safe_load(Path(source).read_text())
-    schemas = spec["components"]["schemas"]
-    keep: dict[str, Any] = {}
-    todo = {f"#/components/schemas/{name}" for name in ROOTS}
-    while todo:
-        name = todo.pop().rsplit("/", 1)[1]
-        if name in keep:
-            continue
-        keep[name] = schemas[name]
-        todo |= refs(keep[name])
+    roots = [{"$ref": f"#/components/schemas/{name}"} for name in ROOTS]
+    kept = names(referenced(spec, roots, prefix="#/components/schemas/"))
     pruned = {
         "openapi": spec["openapi"],
         "info": {
@@ -41,7 +34,7 @@ def main(source: str) -> None:
             "description": "Canvas Kit objects pruned by ChargeDesk (extract_canvas_kit.py); "
             "original: Intercom-OpenAPI 2.11 (see SOURCE), MIT.",
         },
-        "components": {"schemas": dict(sorted(keep.items()))},
+        "components": {"schemas": kept},
     }
     (HERE / "canvas_kit.json").write_text(json.dumps(pruned, indent=1) + "\n")
 

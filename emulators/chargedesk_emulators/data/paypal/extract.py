@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chargedesk_emulators.openapi_subset import components, referenced
+
 HERE = Path(__file__).resolve().parent
 MODIFIED = (
     "Pruned by ChargeDesk (emulators/chargedesk_emulators/data/paypal/extract.py) to the operations its test "
@@ -46,18 +48,6 @@ USED: dict[str, dict[str, list[str]]] = {
 }
 
 
-def _refs(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/components/"):
-            found.add(ref)
-        for value in node.values():
-            _refs(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, found)
-
-
 def _drop_examples(node: Any) -> Any:
     # Media-type examples point at components/examples, which the emulator never needs.
     if isinstance(node, dict):
@@ -76,21 +66,9 @@ def prune(spec: dict[str, Any], used: dict[str, list[str]]) -> dict[str, Any]:
         }
         for path, methods in used.items()
     }
-    components: dict[str, dict[str, Any]] = {}
-    pending: set[str] = set()
-    _refs(paths, pending)
-    seen: set[str] = set()
-    while pending:
-        ref = pending.pop()
-        if ref in seen:
-            continue
-        seen.add(ref)
-        _, _, section, name = ref.split("/", 3)
-        value = _drop_examples(spec["components"][section][name])
-        components.setdefault(section, {})[name] = value
-        _refs(value, pending)
-    if "securitySchemes" in spec["components"]:
-        components["securitySchemes"] = spec["components"]["securitySchemes"]
+    found = referenced(spec, paths, load=_drop_examples)
+    schemes = spec["components"].get("securitySchemes")
+    also = {"securitySchemes": schemes} if schemes is not None else None
     return {
         "openapi": spec["openapi"],
         # Apache-2.0 asks modified files to say so.
@@ -98,7 +76,7 @@ def prune(spec: dict[str, Any], used: dict[str, list[str]]) -> dict[str, Any]:
         # The reporting description's server repeats /v1/reporting; every copy uses the hosts.
         "servers": SERVERS,
         "paths": paths,
-        "components": {k: dict(sorted(v.items())) for k, v in sorted(components.items())},
+        "components": components(found, also),
     }
 
 

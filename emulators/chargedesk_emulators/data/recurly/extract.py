@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from chargedesk_emulators.openapi_subset import components, referenced
+
 HERE = Path(__file__).resolve().parent
 MODIFIED = (
     "Pruned by ChargeDesk (emulators/chargedesk_emulators/data/recurly/extract.py) to the "
@@ -39,18 +41,6 @@ USED: dict[str, list[str]] = {
 }
 
 
-def _refs(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/components/"):
-            found.add(ref)
-        for value in node.values():
-            _refs(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, found)
-
-
 def _operation(value: dict[str, Any]) -> dict[str, Any]:
     # Code samples are most of the file and nothing a validator reads.
     return {k: v for k, v in value.items() if not k.startswith("x-code-samples")}
@@ -65,20 +55,7 @@ def prune(spec: dict[str, Any]) -> dict[str, Any]:
         }
         for path, methods in USED.items()
     }
-    components: dict[str, dict[str, Any]] = {}
-    pending: set[str] = set()
-    _refs(paths, pending)
-    seen: set[str] = set()
-    while pending:
-        ref = pending.pop()
-        if ref in seen:
-            continue
-        seen.add(ref)
-        _, _, section, name = ref.split("/", 3)
-        value = spec["components"][section][name]
-        components.setdefault(section, {})[name] = value
-        _refs(value, pending)
-    components["securitySchemes"] = spec["components"]["securitySchemes"]
+    found = referenced(spec, paths)
     info = {k: v for k, v in spec["info"].items() if k != "description"}
     return {
         "openapi": spec["openapi"],
@@ -86,7 +63,7 @@ def prune(spec: dict[str, Any]) -> dict[str, Any]:
         "servers": spec["servers"],
         "security": spec["security"],
         "paths": paths,
-        "components": {k: dict(sorted(v.items())) for k, v in sorted(components.items())},
+        "components": components(found, {"securitySchemes": spec["components"]["securitySchemes"]}),
     }
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chargedesk_emulators.openapi_subset import names, referenced
+
 HERE = Path(__file__).resolve().parent
 MODIFIED = (
     "Pruned by ChargeDesk (emulators/chargedesk_emulators/data/slack/extract.py) to the methods its fake Slack "
@@ -111,18 +113,6 @@ NEWER: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _refs(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/definitions/"):
-            found.add(ref.removeprefix("#/definitions/"))
-        for value in node.values():
-            _refs(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, found)
-
-
 def _alternatives(node: Any) -> Any:
     """Slack writes "one of these" as `items: [A, B]` on a non-array: JSON Schema ignores that.
 
@@ -143,22 +133,14 @@ def _alternatives(node: Any) -> Any:
 def prune(spec: dict[str, Any]) -> dict[str, Any]:
     paths = {f"/{method}": spec["paths"][f"/{method}"] for method in USED}
     paths |= {f"/{method}": operation for method, operation in NEWER.items()}
-    definitions: dict[str, Any] = {}
-    pending: set[str] = set()
-    _refs(paths, pending)
-    while pending:
-        name = pending.pop()
-        if name in definitions:
-            continue
-        definitions[name] = spec["definitions"][name]
-        _refs(definitions[name], pending)
+    definitions = names(referenced(spec, paths, prefix="#/definitions/"))
     return {
         "swagger": spec["swagger"],
         "info": {**spec["info"], "x-modified": MODIFIED},
         "host": spec["host"],
         "basePath": spec["basePath"],
         "paths": _alternatives(paths),
-        "definitions": _alternatives(dict(sorted(definitions.items()))),
+        "definitions": _alternatives(definitions),
     }
 
 

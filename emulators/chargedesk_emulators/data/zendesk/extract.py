@@ -1,4 +1,4 @@
-"""Write ticket_comments.json: the schemas the Zendesk emulator answers with, from Zendesk's OAS.
+"""Write schemas.json: the schemas the Zendesk emulator answers with, from Zendesk's OAS.
 
 Run once from a checkout holding the published file (see SOURCE):
     python extract.py /path/to/openapi.yaml
@@ -14,7 +14,14 @@ from typing import Any
 
 import yaml
 
-WANTED = ("TicketCommentObject", "TicketCommentsResponse", "AuditObject", "TicketUpdateRequest")
+WANTED = (
+    "TicketCommentObject",
+    "TicketCommentsResponse",
+    "AuditObject",
+    "TicketUpdateRequest",
+    "TicketResponse",
+    "UserResponse",
+)
 
 
 class _Loader(yaml.SafeLoader):
@@ -51,7 +58,7 @@ def main(source: str) -> None:
             continue
         kept[name] = schemas[name]
         todo += sorted(_refs(schemas[name]) - kept.keys())
-    out = Path(__file__).with_name("ticket_comments.json")
+    out = Path(__file__).with_name("schemas.json")
     out.write_text(
         json.dumps({"components": {"schemas": dict(sorted(kept.items()))}}, indent=1, default=str)
         + "\n"
