@@ -80,6 +80,15 @@ async def issue_code(
         log.info("verification asked by %s for an email not on file", subject)
         return None
     language = language or document_locale(customer, services.settings.locale)[1]
+    return await queue_code(services, subject, email, language)
+
+
+async def queue_code(services: Services, subject: str, email: str, language: str) -> str | None:
+    """Make a code for `subject` and queue its email to `email`, whoever owns it; the email's ID.
+
+    The caller decides who may be sent a code (`issue_code`: an email on file; the agent
+    panel: the agent's own helpdesk email). `check_code` checks what comes back.
+    """
     code_id = f"vc_{secrets.token_hex(10)}"
     code = code_for(services, code_id)
     now = datetime.now(UTC)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,6 +352,26 @@ class _HelpdeskSection(_Section):
     admins: list[str] = Field(default_factory=list, description="admin emails")
 
 
+def _script_url(value: str) -> str:
+    """A helpdesk SDK's address, fit to stand in a panel page's `script-src` as it is."""
+    # It goes into a Content-Security-Policy header whole: no space, quote, `;` or `,`.
+    # Plain http only for this machine (a test's stand-in SDK).
+    if not _SCRIPT_URL.fullmatch(value) or (
+        value.startswith("http://") and not _LOOPBACK.match(value)
+    ):
+        raise ValueError(
+            f"{value!r} is not a script address: https://host[:port]/path (no query, no spaces)"
+        )
+    return value
+
+
+_SCRIPT_URL = re.compile(
+    r"https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?"
+    r"(/[A-Za-z0-9._~%/-]*)?"
+)
+_LOOPBACK = re.compile(r"http://(localhost|127\.0\.0\.1)(:[0-9]{1,5})?(/|$)")
+
+
 class ZendeskSettings(_HelpdeskSection):
     """Zendesk is enabled when `subdomain`, `email` and `api_token` are set."""
 
@@ -360,6 +381,32 @@ class ZendeskSettings(_HelpdeskSection):
     webhook_secret: SecretStr | None = Field(
         None, description="the webhook's signing secret (Admin Center → Webhooks)"
     )
+    # The agent panel's signed entry (apps/zendesk, `signedUrls`): Zendesk signs the sidebar's
+    # first request with the app's RSA key; these check it.
+    app_public_key: str | None = Field(
+        None, description="the app's public key, PEM (GET /api/v2/apps/{app_id}/public_key.pem)"
+    )
+    app_public_key_file: Path | None = Field(None, description="a file holding that PEM instead")
+    app_audience: str | None = Field(
+        None,
+        description="the JWT's aud: https://<subdomain>.zendesk.com/api/v2/apps/installations/"
+        "<installation_id>.json",
+    )
+    zaf_sdk_url: str = Field(
+        "https://static.zdassets.com/zendesk_app_framework_sdk/2.0/zaf_sdk.min.js",
+        description="the ZAF SDK the panel's first page loads to ask Zendesk for the ticket",
+    )
+
+    @field_validator("zaf_sdk_url")
+    @classmethod
+    def _zaf_sdk(cls, value: str) -> str:
+        return _script_url(value)
+
+    @model_validator(mode="after")
+    def _one_public_key(self) -> ZendeskSettings:
+        if self.app_public_key is not None and self.app_public_key_file is not None:
+            raise ValueError("set app_public_key or app_public_key_file, not both")
+        return self
 
 
 class FreshdeskSettings(_HelpdeskSection):
@@ -371,6 +418,36 @@ class FreshdeskSettings(_HelpdeskSection):
         None, description="the value the automation rule sends in `webhook_header`"
     )
     webhook_header: str = "X-ChargeDesk-Secret"
+    panel_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of the agent panel URLs the app's serverless function signs "
+        "(the app's secure installation parameter `panel_secret`; 32+ characters)",
+    )
+
+    # Freshworks shows an app's page in an iframe of its own CDN, and the panel in an iframe
+    # of that page: both must be allowed to frame the panel (developers.freshworks.com,
+    # "Solve CORS errors": apps are loaded from d3h0owdjgzys62.cloudfront.net).
+    app_frame_origins: list[str] = Field(
+        default_factory=lambda: ["https://d3h0owdjgzys62.cloudfront.net"],
+        description="origins Freshworks serves app pages from (framed with the panel once "
+        "panel_secret and domain are set)",
+    )
+
+    @field_validator("panel_secret")
+    @classmethod
+    def _strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("app_frame_origins")
+    @classmethod
+    def _frame_origins(cls, values: list[str]) -> list[str]:
+        # Each one goes into a Content-Security-Policy header: only a bare https origin may.
+        for value in values:
+            if not value.startswith("https://") or not _ORIGIN.fullmatch(value):
+                raise ValueError(f"{value!r} is not an origin: https://host[:port]")
+        return values
 
 
 class HelpScoutSettings(_HelpdeskSection):
@@ -401,6 +478,20 @@ class FrontSettings(_HelpdeskSection):
         None, description="the application's secret: X-Front-Signature and the challenge"
     )
     author_id: str | None = Field(None, description="the teammate our comments are written as")
+    plugin_auth_secret: SecretStr | None = Field(
+        None,
+        description="the plugin's auth secret (Front sends it as ?auth_secret= when it opens the "
+        "agent panel)",
+    )
+    plugin_sdk_url: str = Field(
+        "https://dl.frontapp.com/libs/plugin-sdk-1.8.1.min.js",
+        description="Front's plugin SDK the plugin page loads to read the conversation's context",
+    )
+
+    @field_validator("plugin_sdk_url")
+    @classmethod
+    def _plugin_sdk(cls, value: str) -> str:
+        return _script_url(value)
 
 
 class HelpdeskSettings(_Section):
@@ -463,6 +554,40 @@ class PortalSettings(_Section):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
+
+
+class PanelSettings(_Section):
+    """The agent panel (/panel under `chargedesk serve`): the billing card in a helpdesk's sidebar."""
+
+    session_hours: int = Field(
+        8, ge=1, le=24, description="how long a panel opened from a helpdesk stays open"
+    )
+    trusted_days: int = Field(
+        30, ge=0, le=90,
+        description="how long a browser that confirmed an agent's email opens that agent's "
+        "Front or Freshdesk panel confirmed (0: ask for a code on every load)",
+    )  # fmt: skip
+    frame_ancestors: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to frame the panel besides the configured helpdesks' "
+        "(https://host[:port]; e.g. a test host page)",
+    )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        # Each one goes into a Content-Security-Policy header: only a bare origin may.
+        for value in values:
+            if not _ORIGIN.fullmatch(value):
+                raise ValueError(
+                    f"{value!r} is not an origin: scheme://host[:port], no path, no spaces"
+                )
+        return values
+
+
+_ORIGIN = re.compile(
+    r"https?://(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?"
+)
 
 
 class AuditSettings(_Section):
@@ -565,6 +690,7 @@ class Settings(BaseSettings):
     helpdesk: HelpdeskSettings = HelpdeskSettings()
     lookup: LookupSettings = LookupSettings()
     audit: AuditSettings = AuditSettings()
+    panel: PanelSettings = PanelSettings()
 
     @field_validator("database_url")
     @classmethod

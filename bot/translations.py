@@ -3,9 +3,9 @@
 One catalog per language, `bot/locales/<language>/LC_MESSAGES/chargedesk.po`
 (one domain, `chargedesk`). A message's `msgctxt` says where it appears:
 `document` (printed on invoices, receipts and credit notes), `email` (the
-emails carrying them), `verification` (the one-time code email) and `page`
-(the billing pages). Its `msgid` is a key (`invoice`, `history_title`); the
-English catalog holds the source text. `{name}` placeholders are filled in
+emails carrying them), `verification` (the one-time code email), `page`
+(the billing pages) and `panel` (the agent panel). Its `msgid` is a key
+(`invoice`, `history_title`); the English catalog holds the source text. `{name}` placeholders are filled in
 with `str.format` from the lookup's keyword arguments.
 
 Catalogs are read from the .po files at first use (there is no build step to
@@ -29,7 +29,7 @@ from babel.support import NullTranslations, Translations
 DOMAIN = "chargedesk"
 LANGUAGES = ("en", "de", "fr", "it", "pl", "ja")
 FALLBACK = "en"
-CONTEXTS = ("document", "email", "verification", "page")
+CONTEXTS = ("document", "email", "verification", "page", "panel")
 
 
 def N_(context: str, msgid: str) -> str:

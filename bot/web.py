@@ -21,6 +21,7 @@ from bot.helpdesk.intercom import inbox as intercom_inbox
 from bot.helpdesk.registry import open_helpdesks
 from bot.helpdesk.webhook import HelpdeskWebhooks
 from bot.jobs import background_worker
+from bot.panel.app import mount as agent_panel
 from bot.portal import redact
 from bot.portal.app import mount as portal_pages
 from bot.services import Services
@@ -148,6 +149,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *helpscout_sidebar.routes(settings.helpdesk.helpscout),  # Help Scout dynamic app
         *intercom_inbox.routes(settings.helpdesk.intercom),  # Intercom inbox app (Canvas Kit)
         portal_pages(settings),
+        agent_panel(settings),  # the agent panel: Zendesk, Front, Freshdesk, Help Scout links
     ]
     if slack is not None:
         routes.append(Route("/slack/events", slack.endpoint, methods=["POST"]))

@@ -114,4 +114,8 @@ async def open_services(
     from bot.chat.remote import attach_chat_doors
 
     attach_chat_doors(services)
+    # A request made from a ticket's agent panel gets its outcome as a note there, whoever decides.
+    from bot.panel.door import attach_panel_door
+
+    attach_panel_door(services)
     return services

@@ -31,6 +31,7 @@ EXPLICIT = {"gettext": (1, 2), "ngettext": (1, 2), "N_": (0, 1)}
 BOUND = {
     "document": (["documents/render.py", "documents/labels.py"], {"label": 0, "text": 1}),
     "page": (["portal/*.py"], {"words": 0, "message": 3, "TaxIdProblem": 1}),
+    "panel": (["panel/*.py"], {"say": 0}),
 }
 
 
@@ -79,6 +80,11 @@ def used_by_the_code() -> set[tuple[str, str]]:
         with path.open("rb") as handle:
             found = extract("jinja2.ext:babel_extract", handle, keywords={"t": (1,)})
             used |= {("page", msgid) for _, msgid, _, _ in found}
+    # The agent panel's templates, the same way.
+    for path in (BOT / "panel" / "templates").glob("*.html"):
+        with path.open("rb") as handle:
+            found = extract("jinja2.ext:babel_extract", handle, keywords={"t": (1,)})
+            used |= {("panel", msgid) for _, msgid, _, _ in found}
     return used
 
 

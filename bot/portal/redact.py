@@ -22,11 +22,16 @@ _TOKEN = re.compile(r"(pg_[A-Za-z0-9_-]{1,40})\.\d+\.[A-Za-z0-9_-]+")
 # `%` is left alone: a message's own `/portal/l/%s` must keep its placeholder (its argument
 # is redacted), and a token has no `%` in it.
 _PATH = re.compile(r"(/portal/l/)(?!pg_[A-Za-z0-9_-]{1,40}\.\[redacted\])([^\s\"'<>?#%]+)")
+# The agent panel's signed entries carry their signature (or Front's auth_secret) in the query,
+# and so does Front's plugin page (/panel/front?auth_secret=…).
+_PANEL_ENTRY = re.compile(r"(/panel/(?:entry/[a-z]+|front)\?)[^\s\"'<>#]+")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def redact(text: str) -> str:
     """`text` with every billing-page token in it replaced."""
+    if "/panel/" in text:
+        text = _PANEL_ENTRY.sub(rf"\1{REDACTED}", text)
     if "pg_" not in text and "/portal/l/" not in text:
         return text
     text = _TOKEN.sub(rf"\1.{REDACTED}", text)

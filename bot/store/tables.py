@@ -534,3 +534,52 @@ class HelpdeskNote(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- agent panel sessions: one per signed entry from a helpdesk -------------------------------
+
+
+class PanelSessionRow(Base):
+    """One agent panel opened from a helpdesk (bot/panel/session.py): the cookie only names it.
+
+    `entry_key` (a digest of the signed entry's token ID) is unique, so a replayed entry
+    opens nothing. Roles are not stored: they come from the configuration on every request.
+    """
+
+    __tablename__ = "panel_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # pn_...
+    entry_key: Mapped[str] = mapped_column(String(64), unique=True)
+    helpdesk: Mapped[str] = mapped_column(String(20))
+    agent_email: Mapped[str] = mapped_column(String(320), index=True)
+    agent_name: Mapped[str | None] = mapped_column(String(200))
+    ticket: Mapped[str | None] = mapped_column(String(64))
+    requester: Mapped[str | None] = mapped_column(String(320))
+    vouched: Mapped[bool] = mapped_column(Boolean)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    language: Mapped[str | None] = mapped_column(String(8))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_why: Mapped[str | None] = mapped_column(String(40))
+    # The remembered browser that confirmed this session's email, if one did: forgetting
+    # that browser ends the sessions it confirmed.
+    trusted_browser: Mapped[str | None] = mapped_column(String(40), index=True)
+
+
+class PanelBrowserRow(Base):
+    """A browser that confirmed an agent's email in an unvouched panel (bot/panel/browsers.py).
+
+    Its cookie holds the row ID signed with the deployment's key, never the email: a later
+    Front or Freshdesk entry for the same helpdesk and email, in that browser, opens confirmed
+    until `expires_at`, unless `revoked_at` is set (forgotten at sign-out, or replaced).
+    """
+
+    __tablename__ = "panel_browsers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # pb_...
+    helpdesk: Mapped[str] = mapped_column(String(20))
+    agent_email: Mapped[str] = mapped_column(String(320), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,8 +9,11 @@ the shell through lines typed into `Shell`. Each follows `DoorHarness`
 from __future__ import annotations
 
 import asyncio
+import base64
+import html
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
@@ -28,6 +31,7 @@ from tests.chat import test_discord as dc
 from tests.chat import test_slack as sl
 from tests.doors.door_contract import Shown
 from tests.helpdesk import test_intercom_canvas as ic
+from tests.panel import conftest as pn
 
 # --- Slack ----------------------------------------------------------------------------------
 
@@ -507,9 +511,157 @@ async def intercom_door(services: Services) -> AsyncIterator[IntercomDoor]:
             yield IntercomDoor(ic.Inbox(services, web))
 
 
+# --- the agent panel (Zendesk, Front, Freshdesk, Help Scout's links) -------------------------
+
+
+class PanelDoor:
+    """Each person has the panel of one Zendesk ticket open (a session of their own, opened by
+    an entry as a helpdesk's would). Pages count as `public` (the panel is for staff), the
+    refusals drawn on them as `private` to whoever sees them; "posted where managers work"
+    is the request on the ticket's panel as a manager sees it, with Approve, and its copy
+    queued for the chat approvals channel; "redrawn" is the panel loaded again after the
+    decision. People are helpdesk agents by email."""
+
+    name = "panel"
+    keeps_copies = True
+    PEOPLE: ClassVar[dict[str, str]] = {
+        "agent": pn.AGENT,
+        "manager": pn.MANAGER,
+        "other_manager": pn.OTHER_MANAGER,
+        "customer": pn.STRANGER,
+        "stranger": pn.STRANGER,
+    }
+    skips: ClassVar[dict[str, str]] = {
+        "a_customer_is_refused_privately_and_nothing_is_posted": "no customer reaches the "
+        "agent panel: only a helpdesk's signed entry opens it, and an agent nobody listed "
+        "reads the card without a button (tests/panel/test_session.py)",
+        "an_alert_reaches_the_alerts_channel": "a panel has no channel to post alerts in: "
+        "alerts go to the chat doors' channels (PanelDoor.alert_place is False)",
+    }
+    APPROVALS = "C0APPROVALS"
+
+    def __init__(self, panel: pn.Panel) -> None:
+        self.panel = panel
+        self.services = panel.services
+        self.agents: dict[str, pn.Agent] = {}
+        self.said: list[tuple[str, Shown]] = []
+        self.refused: list[tuple[str, Shown]] = []
+        self.seen: dict[str, str] = {}  # each manager's page, as they have it open
+
+    async def _agent(self, who: str, requester: str = pn.JANE) -> pn.Agent:
+        if who not in self.agents:
+            self.agents[who] = await self.panel.enter(self.PEOPLE[who], requester=requester)
+        return self.agents[who]
+
+    @staticmethod
+    def _runs(page: str) -> list[str]:
+        """What each button on a page runs (read from the state the panel sealed into it)."""
+        runs = []
+        for form in pn.forms(page):
+            sealed = form.fields.get("a")
+            if sealed:
+                packed = sealed.split(".", 1)[0]
+                runs.append(str(json.loads(base64.urlsafe_b64decode(packed))["run"]))
+        return runs
+
+    def _record(self, who: str, page: str) -> str:
+        errors = re.findall(r'<p class="notice error">(.*?)</p>', page, re.S)
+        if errors:
+            self.refused.append((who, Shown(html.unescape(" ".join(errors)))))
+        else:
+            self.said.append((who, Shown(pn.text(page), self._runs(page))))
+        return page
+
+    async def say(self, who: str, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        if word == "lookup":
+            agent = await self._agent(who, requester=rest)
+            self._record(who, (await agent.get("card")).text)
+            return
+        if word != "refund":
+            raise AssertionError(f"the panel harness cannot type {line!r}")
+        charge, amount, reason = rest.split(" ", 2)
+        code, _, written = reason.removeprefix("reason: ").partition(" ")
+        agent = await self._agent(who)
+        form = await agent.click((await agent.get("card")).text, f"Refund {charge}")
+        values = {"amount": amount, "reason_code": code, "reason_text": written}
+        self._record(who, (await agent.fill(form.text, values)).text)
+
+    def public(self) -> list[Shown]:
+        return [s for _, s in self.said]
+
+    def private(self, who: str) -> list[Shown]:
+        return [s for w, s in self.refused if w == who]
+
+    async def request(self, who: str, line: str) -> str:
+        await self.say(who, line)
+        said = self.said[-1][1].text
+        # Managers have the ticket's panel open: each click comes from the page they have.
+        for manager in ("manager", "other_manager"):
+            self.seen[manager] = (await (await self._agent(manager)).get("card")).text
+        return said.split("Waiting for approval ", 1)[1].split(":", 1)[0]
+
+    async def copies(self, approval_id: str) -> list[Shown]:
+        page = (await (await self._agent("other_manager")).get("card")).text
+        queued = [
+            Shown(c.title, [b.command for b in c.actions])
+            for _, kind, c in await notify.pending(self.services.db)
+            if kind == "approval" and any(b.command == f"approve {approval_id}" for b in c.actions)
+        ]
+        return [Shown(pn.text(page), self._runs(page)), *queued]
+
+    async def click_approve(self, who: str, approval_id: str) -> None:
+        agent = await self._agent(who)
+        if who not in self.seen:
+            self.seen[who] = (await agent.get("card")).text
+        page = self.seen[who]
+        form = next(
+            f for f, run in zip(
+                [f for f in pn.forms(page) if "a" in f.fields], self._runs(page), strict=True
+            )
+            if run == f"approve {approval_id}"
+        )  # fmt: skip
+        self._record(who, (await agent.post(form.action, form.fields)).text)
+
+    async def redrawn(self, approval_id: str) -> list[Shown]:
+        page = (await (await self._agent("agent")).get("card")).text
+        return [Shown(pn.text(page), self._runs(page))]
+
+    async def deliver_alert(self, card: Card) -> list[Shown]:
+        raise AssertionError("skipped: see `skips`")
+
+    async def actor(self, who: str) -> Actor:
+        from bot.panel import session
+
+        opened = await session.start(self.services, pn.entry(self.PEOPLE[who]))
+        return session.actor(self.services.settings, opened)
+
+
+@asynccontextmanager
+async def panel_door(services: Services) -> AsyncIterator[PanelDoor]:
+    import httpx
+
+    from bot.web import create_app
+
+    settings = pn.panel_settings(services.settings)
+    services.settings = settings.model_copy(update={
+        "slack": settings.slack.model_copy(update={"approvals_channel": PanelDoor.APPROVALS}),
+    })  # fmt: skip
+    app = create_app(services.settings, services)
+    async with app.router.lifespan_context(app):
+        wrapped = pn.entry_app(app, services)
+        panel = pn.Panel(services, wrapped, httpx.ASGITransport(app=wrapped))
+        try:
+            yield PanelDoor(panel)
+        finally:
+            for web in panel.clients:
+                await web.aclose()
+
+
 DOORS: dict[str, Callable[[Services], AbstractAsyncContextManager[Any]]] = {
     "slack": slack_door,
     "discord": discord_door,
     "shell": shell_door,
     "intercom": intercom_door,
+    "panel": panel_door,
 }

@@ -1,4 +1,5 @@
-"""The door contract, run against every door: Slack, Discord and the terminal shell.
+"""The door contract, run against every door: Slack, Discord, the terminal shell, Intercom's
+canvas and the agent panel.
 
 The scenarios are in door_contract.py, the harnesses that drive each real door in
 harnesses.py. A new door adds a harness there and gets every test here.

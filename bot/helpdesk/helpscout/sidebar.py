@@ -13,8 +13,11 @@ When an agent opens a conversation, Help Scout POSTs JSON (`ticket`, `customer` 
   helpdesk renderer (`bot/helpdesk/render.py`): every datum escaped, a customer named
   `<img onerror=…>` shows as text. At most ROWS rows a list, so the sidebar stays small.
 - The app is display-only: an action is shown as the chat command that does it
-  (`/billing refund ledger:ch_1 reason: …`), to copy into Slack, Discord or the shell,
-  until the signed agent panel exists. Running it there checks the agent's roles.
+  (`/billing refund ledger:ch_1 reason: …`), to copy into Slack, Discord or the shell
+  (running it there checks the agent's roles), and, for the conversation's own email,
+  as a link into the agent panel, where the same actions are buttons behind the policy.
+  Each link is signed by us for the agent Help Scout named, this conversation and its
+  customer, lives 15 minutes and opens once (`panel_entry.py`, `bot/panel/links.py`).
 - The agent viewing (`user`: id, email, name) is a person with roles
   (`bot/helpdesk/agents.py`, from `[helpdesk.helpscout]` agents/managers/admins). Only
   those the router lets run refund, cancel, capture or void see those command lines;
@@ -42,6 +45,7 @@ from bot.cards.billing import profile_card
 from bot.commands import COMMANDS
 from bot.helpdesk.agents import helpdesk_actor
 from bot.helpdesk.base import Forged
+from bot.helpdesk.helpscout import panel_entry
 from bot.helpdesk.helpscout.webhooks import check_signature
 from bot.helpdesk.payloads import email, json_object, member, text
 from bot.helpdesk.render import as_html, clean
@@ -127,9 +131,10 @@ def section(
     verified: bool,
     locale: str,
     actions: frozenset[str] = frozenset(),
+    panel: str | None = None,
 ) -> str:
-    """One address's part of the sidebar: how sure we are, the card, and the command lines
-    of the `actions` the agent may run."""
+    """One address's part of the sidebar: how sure we are, the card, the command lines
+    of the `actions` the agent may run, and the signed `panel` link, if any."""
     confidence = (
         "verified (the conversation's email)"
         if verified
@@ -148,7 +153,30 @@ def section(
         body += "<p><b>Actions</b> (copy into chat):</p><ul>" + "".join(
             f"<li><code>{html.escape(clean(f'{COMMAND} {c}…'))}</code></li>" for c in commands
         ) + "</ul>"  # fmt: skip
+    if commands and panel:
+        body += (
+            f'<p><a href="{html.escape(panel)}" target="_blank" rel="noopener noreferrer">'
+            "Act in the agent panel</a> (these actions as buttons; the link works once, "
+            "for 15 minutes)</p>"
+        )
     return body
+
+
+def panel_link(
+    services: Services, payload: dict[str, Any], agent: Actor | None, address: str
+) -> str | None:
+    """A signed panel link for the agent Help Scout named and the conversation's own email;
+    None for anyone who may run no action, or who has no email (roles go by email)."""
+    if agent is None or not agent.email or not actions_for(agent):
+        return None
+    ticket = member(payload, "ticket", "id")
+    return panel_entry.link(
+        services.settings,
+        agent_email=agent.email,
+        agent_name=agent.name,
+        ticket=str(ticket) if isinstance(ticket, (int, str)) and str(ticket) else None,
+        requester=address,
+    )
 
 
 async def sidebar_html(
@@ -161,9 +189,12 @@ async def sidebar_html(
     locale = services.settings.locale
     actions = actions_for(agent)
     page = "<hr>".join(
-        section(profile, address, verified, locale, actions)
+        section(
+            profile, address, verified, locale, actions,
+            panel_link(services, payload, agent, address) if verified else None,
+        )
         for (address, verified), profile in zip(addresses, profiles, strict=True)
-    )
+    )  # fmt: skip
     return page if actions else read_only_line(agent) + page
 
 

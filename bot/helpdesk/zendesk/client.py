@@ -1,8 +1,10 @@
-"""Zendesk's Ticketing API, as far as notes go: a private comment, and finding one again.
+"""Zendesk's Ticketing API, as far as ChargeDesk goes: notes, and who a ticket or a user is.
 
 - Post: `PUT /api/v2/tickets/{id}` with `{"ticket": {"comment": {"html_body", "public": false}}}`;
   the ticket audit in the answer holds the new comment's ID.
 - Find: `GET /api/v2/tickets/{id}/comments`, newest first, a few pages at most.
+- Read: `GET /api/v2/tickets/{id}.json` (its `requester_id`) and `GET /api/v2/users/{id}.json`
+  (an agent's or a requester's email): the agent panel asks Zendesk itself, never the browser.
 - Auth: an API token, `{email}/token` and the token as Basic credentials.
 """
 
@@ -13,7 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.helpdesk.errors import check, send
+from bot.helpdesk.errors import check, segment, send
+from bot.settings import ZendeskSettings
 
 NAME = "zendesk"
 PAGES = 5  # comments pages searched for a marker (100 each): a new ticket has few
@@ -59,8 +62,49 @@ class ZendeskClient:
             else None
         )
 
+    async def ticket(self, ticket_id: str) -> dict[str, Any]:
+        """The ticket object (`requester_id`, `subject`…); `HelpdeskRefused` (404) when
+        Zendesk has no such ticket or will not show it to our token."""
+        path = f"/api/v2/tickets/{segment(NAME, ticket_id)}.json"
+        return _object(check(NAME, await send(self._client, NAME, "GET", path)), "ticket")
+
+    async def user(self, user_id: str) -> dict[str, Any]:
+        """The user object (`email`, `name`, `locale`…); `HelpdeskRefused` (404) for nobody."""
+        path = f"/api/v2/users/{segment(NAME, user_id)}.json"
+        return _object(check(NAME, await send(self._client, NAME, "GET", path)), "user")
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def __aenter__(self) -> ZendeskClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def for_settings(settings: ZendeskSettings) -> ZendeskClient:
+    """A client for the account `[helpdesk.zendesk]` names (`base_url` overrides the host)."""
+    assert settings.email is not None and settings.api_token is not None
+    base = (
+        str(settings.base_url) if settings.base_url else f"https://{settings.subdomain}.zendesk.com"
+    )
+    return ZendeskClient(
+        base,
+        email=settings.email,
+        api_token=settings.api_token.get_secret_value(),
+        timeout=settings.timeout,
+    )
+
+
+def _object(answer: httpx.Response, name: str) -> dict[str, Any]:
+    """`{"<name>": {...}}`'s object; an empty one when Zendesk answered something else."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    found = body.get(name) if isinstance(body, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 def _ticket(ticket_id: str) -> str:
