@@ -25,6 +25,7 @@ from bot.cards.model import Button, Card, Fact, Section, Table
 from bot.demo.dataset import load_demo
 from bot.helpdesk import ticket_notes
 from bot.helpdesk.base import NewTicket
+from bot.helpdesk.render import clean
 from bot.helpdesk.ticket_trace import trace
 from bot.services import Services
 from bot.settings import (
@@ -486,3 +487,15 @@ async def test_the_topic_migration_keeps_billing_notes_and_their_uniqueness(data
         left = (await conn.execute(text("SELECT id FROM helpdesk_notes ORDER BY id"))).scalars()
         assert list(left) == ["cdn_a", "cdn_b"]
     await db.close()
+
+
+def test_a_note_marker_survives_the_card_number_mask() -> None:
+    """A marker masked as a card number in the note could never be found again after a lost
+    answer (`find_note`), and the note would be posted twice."""
+    for _ in range(10000):
+        row = ticket_notes.draft("zendesk", "1", "billing")
+        assert clean(row.marker) == row.marker
+    # What the mask does to a marker with a Luhn-valid run of digits, as hex IDs could have.
+    assert clean("ChargeDesk note cdn_d3ec24775457941150a1") != (
+        "ChargeDesk note cdn_d3ec24775457941150a1"
+    )
