@@ -30,7 +30,6 @@ from bot.services import Services
 from bot.store.tables import ApprovalRow
 
 LIVE = (State.pending, State.approved, State.executing, State.succeeded)
-VERBS = {"refund": "refund", "capture": "capture", "void": "void", "cancel": "cancel"}
 # Checking and recording one request on an object take milliseconds; a crashed holder frees it.
 LOCK_SECONDS = 10.0
 
@@ -106,7 +105,7 @@ async def check_not_duplicate(services: Services, actor: Actor, request: ActionR
 
 def question(earlier: ApprovalView, locale: str) -> str:
     """`this looks like a duplicate of apr_…: …; refund again?`"""
-    verb = VERBS[earlier.action]
+    verb = earlier.action
     what = f"{verb} of {earlier.amount.format(locale)}" if earlier.amount else verb
     minutes = round((now() - earlier.created_at).total_seconds() / 60)
     when = (

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import lookup_cache
 from bot.actors import SYSTEM, Actor  # SYSTEM: some callers still import it from here
+from bot.approvals.actions import kind_of
 from bot.approvals.workflow import ApprovalView, State, audit_record, load, now, transition
 from bot.audit.log import append
-from bot.errors import UserError
-from bot.gateways.base import ErrorCode, Gateway, GatewayError
+from bot.gateways.base import ErrorCode, GatewayError
 from bot.money import Money
 from bot.services import Services
 from bot.store.tables import ApprovalRow
@@ -178,12 +178,13 @@ async def _run(
     if not acquired:
         return await _finish(services, view, actor, State.approved, LOCK_BUSY, not_run=LOCK_BUSY)
     try:
-        if check_stale and await _is_stale(gateway, view):
+        kind = kind_of(view.action)
+        if check_stale and kind.stale is not None and await kind.stale(gateway, view):
             return await _finish(services, view, actor, State.stale, "stale", detail={
                 "why": "the amount no longer fits what is refundable on the charge",
             })  # fmt: skip
         try:
-            result_id = await _call(gateway, view)
+            result_id = await kind.run(gateway, view, view.id)  # the request ID is the key
         except GatewayError as exc:
             detail = {"code": exc.code, "raw_code": exc.raw_code, "raw_message": exc.raw_message}
             if exc.code in UNKNOWN_OUTCOME:
@@ -202,41 +203,6 @@ async def _run(
             log.warning("lock on %s expired before release", view.target_id)
         except RedisError as exc:  # it expires on its own; the outcome is already recorded
             log.warning("lock on %s not released: %s", view.target_id, exc)
-
-
-async def _is_stale(gateway: Gateway, view: ApprovalView) -> bool:
-    """Does the refund no longer fit? Read under the target's lock, so no other run interleaves.
-
-    Another refund landing first is no reason to refuse one that still fits: only an amount
-    above what remains refundable (a full refund after a partial one, say) goes stale.
-    """
-    if view.action != "refund" or view.amount is None:
-        return False
-    charge = await gateway.get_charge(view.target_id)
-    refundable = charge.refundable
-    return refundable.currency != view.amount.currency or view.amount.minor > refundable.minor
-
-
-async def _call(gateway: Gateway, view: ApprovalView) -> str:
-    key = view.id
-    if view.action == "refund":
-        assert view.amount is not None
-        refund = await gateway.refund(
-            view.target_id, view.amount, reason=view.reason, idempotency_key=key
-        )
-        return refund.id
-    if view.action == "capture":
-        charge = await gateway.capture(view.target_id, view.amount, idempotency_key=key)
-        return charge.id
-    if view.action == "void":
-        return (await gateway.void(view.target_id, idempotency_key=key)).id
-    if view.action == "cancel":
-        at_period_end = bool(view.params.get("at_period_end", True))
-        sub = await gateway.cancel_subscription(
-            view.target_id, at_period_end=at_period_end, reason=view.reason, idempotency_key=key
-        )
-        return sub.id
-    raise UserError("unsupported", f"unknown action {view.action}")
 
 
 async def _finish(

@@ -21,10 +21,10 @@ from pydantic import (
 )
 
 from bot.actors import Actor, People, Role
+from bot.approvals.actions import ACTIONS
 from bot.money import Money, MoneyError, normalize_currency, parse_money
 from bot.settings import ConfigError, config_dir, describe_validation_error, read_toml
 
-ACTIONS = ("refund", "cancel", "capture", "void")
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 # Most senior first: the policy line for the actor's highest role applies.

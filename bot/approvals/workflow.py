@@ -15,14 +15,15 @@ import logging
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor, Role
+from bot.approvals.actions import ACTIONS
 from bot.approvals.policy import Policy
 from bot.audit.log import AuditRecord, append
 from bot.errors import UserError
@@ -32,7 +33,15 @@ from bot.store.tables import ApprovalRow, ApprovalVote
 
 log = logging.getLogger(__name__)
 
-Action = Literal["refund", "cancel", "capture", "void"]
+
+def _known(name: str) -> str:
+    if name not in ACTIONS:
+        raise ValueError(f"no action is called {name!r}")
+    return name
+
+
+# An action named in bot/approvals/actions.py.
+Action = Annotated[str, AfterValidator(_known)]
 
 
 class State(StrEnum):

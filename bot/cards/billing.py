@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from bot.approvals.actions import kind_of
 from bot.approvals.workflow import ApprovalView, State
 from bot.cards.model import Button, Card, Fact, Section, Table, Tone
 from bot.models import (
@@ -181,11 +182,8 @@ def _subscription_actions(subs: Sequence[Subscription]) -> list[Button]:
 
 
 def describe_action(view: ApprovalView, locale: str) -> str:
-    amount = f" of {view.amount.format(locale)}" if view.amount else ""
-    if view.action == "cancel":
-        when = "at period end" if view.params.get("at_period_end", True) else "now"
-        return f"Cancel {view.target_id} {when}"
-    return f"{view.action.capitalize()}{amount} on {view.target_id}"
+    """`Refund of €12.50 on ch_1`, `Cancel sub_1 now`: as the action's entry words it."""
+    return kind_of(view.action).describe(view, locale)
 
 
 def approval_card(view: ApprovalView, *, locale: str, note: str | None = None) -> Card:

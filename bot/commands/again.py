@@ -6,13 +6,11 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from bot.approvals.actions import kind_of
 from bot.approvals.workflow import get
 from bot.cards.model import Reply
 from bot.commands.args import NOT_ASKED, Args, ObjectRef
 from bot.commands.router import COMMANDS, Context, command, run
-
-# The argument each action's command names its object with.
-TARGET = {"refund": "charge", "capture": "charge", "void": "charge", "cancel": "subscription"}
 
 
 class AgainArgs(Args):
@@ -28,13 +26,11 @@ async def again(ctx: Context, args: AgainArgs) -> Reply:
     again (same object, amount and reason), through the same checks and policy.
     """
     earlier = await get(ctx.services, args.id)
+    kind = kind_of(earlier.action)
     raw: dict[str, Any] = {
-        TARGET[earlier.action]: f"{earlier.gateway}:{earlier.target_id}",
+        kind.target: f"{earlier.gateway}:{earlier.target_id}",
         "reason": earlier.reason,
         "again": earlier.id,  # whose request it is, request_action checks
+        **kind.again(earlier),
     }
-    if earlier.action in ("refund", "capture") and earlier.amount is not None:
-        raw["amount"] = earlier.amount.plain()
-    if earlier.action == "cancel":
-        raw["when"] = "period-end" if earlier.params.get("at_period_end", True) else "now"
     return await run(ctx, COMMANDS[earlier.action], raw)

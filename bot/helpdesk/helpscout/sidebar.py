@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from bot import lookup_cache
 from bot.actors import Actor
-from bot.approvals.policy import ACTIONS
+from bot.approvals.actions import ACTIONS
 from bot.cards.billing import profile_card
 from bot.commands import COMMANDS
 from bot.helpdesk.agents import helpdesk_actor
