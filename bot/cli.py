@@ -13,24 +13,14 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.errors import UserError
-from bot.services import Services
-from bot.settings import (
-    CONFIG_DIR_ENV,
-    DATA_DIR_ENV,
-    ConfigError,
-    Settings,
-    config_folder,
-    default_config_dir,
-    forget_config_folder,
-    load_settings,
-    pin_config_folder,
-)
-from bot.store.db import Database, DatabaseUnavailable
-from bot.store.redis import RedisUnavailable
-from bot.wiring import open_services
+# Only the standard library up here: `chargedesk --help` and a mistyped command answer from
+# argparse alone; the settings, stores and wiring are imported once a command is chosen.
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.settings import Settings
+    from bot.store.db import Database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         type=Path,
         metavar="DIR",
-        help=f"folder to write (default: ${CONFIG_DIR_ENV} if set, else <data dir>/config, "
+        help="folder to write (default: $CHARGEDESK_CONFIG_DIR if set, else <data dir>/config, "
         "the data dir being $CHARGEDESK_DATA_DIR or .chargedesk)",
     )
 
@@ -169,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from bot.errors import UserError
+    from bot.settings import ConfigError, load_settings
+    from bot.store.db import DatabaseUnavailable
+    from bot.store.redis import RedisUnavailable
+
     try:
         if args.command == "init":  # before any setting is read: there may be none yet
             return _init(args.dir)
@@ -195,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "demo", False):
         from bot.demo import CONFIG_DIR as DEMO_CONFIG_DIR
+        from bot.settings import pin_config_folder
 
         # The packaged demo configuration, not whatever folder is found: the demo
         # shows the same seller, tax and policy wherever and however it is installed.
@@ -206,6 +202,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _init(folder: Path | None) -> int:
     """`chargedesk init [DIR]`: write the starting files and say what to edit next."""
+    from bot.settings import (
+        CONFIG_DIR_ENV,
+        DATA_DIR_ENV,
+        ConfigError,
+        config_folder,
+        default_config_dir,
+        forget_config_folder,
+    )
     from bot.starter import NEXT_STEPS, write_starting_files
 
     target = (folder or default_config_dir()).absolute()
@@ -230,6 +234,8 @@ def _init(folder: Path | None) -> int:
 
 def _announce_config(settings: Settings) -> None:
     """Log the configuration folder in use, or warn that there is none."""
+    from bot.settings import CONFIG_DIR_ENV, ConfigError, config_folder, default_config_dir
+
     log = logging.getLogger("bot.config")
     folder = config_folder()
     if folder.path is None:
@@ -259,6 +265,7 @@ def _announce_config(settings: Settings) -> None:
 def _config_warnings(services: Services) -> list[str]:
     """What the configuration leaves to placeholders, for the shell to say at start."""
     from bot.documents.config import seller_warnings
+    from bot.settings import config_folder, default_config_dir
 
     warnings = []
     if config_folder().path is None:
@@ -292,6 +299,8 @@ def _logging(settings: Settings, *, quiet: bool) -> None:
 
 
 async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+    from bot.wiring import open_services
+
     services = await open_services(settings)
     try:
         return await work(services)
@@ -306,6 +315,7 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
     from bot.chat.shell.adapter import Shell, parse_identity
     from bot.demo.dataset import load_demo
     from bot.jobs import background_worker
+    from bot.settings import config_folder
 
     actor = parse_identity(args.identity)
 
@@ -506,6 +516,7 @@ async def _recover(settings: Settings, args: argparse.Namespace) -> int:
 async def _stores_answer(settings: Settings) -> None:
     """Raise DatabaseUnavailable or RedisUnavailable unless the configured servers answer."""
     from bot.store import redis as redis_store
+    from bot.store.db import Database
 
     db = Database(settings.sql_url)
     try:
@@ -529,6 +540,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _slack(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.settings import ConfigError
+
     if settings.slack.bot_token is None:
         raise ConfigError("slack.bot_token: required (CHARGEDESK_SLACK__BOT_TOKEN=xoxb-...)")
     if args.socket:
@@ -550,6 +563,8 @@ def _slack(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _discord(settings: Settings) -> int:
+    from bot.settings import ConfigError
+
     if settings.discord.token is None:
         raise ConfigError("discord.token: required (CHARGEDESK_DISCORD__TOKEN=<bot token>)")
     from bot.chat.runners import run_discord
@@ -590,6 +605,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.jobs import keep_working, queue_name
     from bot.mail.transport import describe
+    from bot.settings import ConfigError
 
     try:
         mail = describe(settings)
