@@ -14,6 +14,8 @@ class Role(StrEnum):
     agent = "agent"
     manager = "manager"
     admin = "admin"
+    # Staff who read the finance reports (`report …`) and nothing else; managers read them too.
+    finance = "finance"
     # Staff who may see billing cards and nothing more (a helpdesk agent whose email is in
     # no role list): not a customer, never an agent; the router lets them only look up.
     viewer = "viewer"
@@ -24,6 +26,7 @@ class Role(StrEnum):
 _IMPLIED: dict[Role, frozenset[Role]] = {
     Role.customer: frozenset({Role.customer}),
     Role.viewer: frozenset({Role.viewer}),
+    Role.finance: frozenset({Role.finance}),
     Role.agent: frozenset({Role.agent}),
     Role.manager: frozenset({Role.manager, Role.agent}),
     Role.admin: frozenset({Role.admin, Role.manager, Role.agent}),

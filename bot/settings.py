@@ -314,6 +314,7 @@ class SlackSettings(_Section):
     )
     managers: list[str] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=list)
+    finance: list[str] = Field(default_factory=list, description="who may read the reports")
     helpdesk_channels: list[str] = Field(
         default_factory=list, description="channel IDs whose new messages get a card"
     )
@@ -330,6 +331,7 @@ class DiscordSettings(_Section):
     agent_roles: list[str] = Field(default_factory=list, description="role names or IDs")
     manager_roles: list[str] = Field(default_factory=list)
     admin_roles: list[str] = Field(default_factory=list)
+    finance_roles: list[str] = Field(default_factory=list, description="who may read the reports")
     support_channels: list[int] = Field(
         default_factory=list, description="customer-facing channels: shared"
     )
@@ -350,6 +352,7 @@ class _HelpdeskSection(_Section):
     agents: list[str] = Field(default_factory=list, description="agent emails")
     managers: list[str] = Field(default_factory=list, description="manager emails")
     admins: list[str] = Field(default_factory=list, description="admin emails")
+    finance: list[str] = Field(default_factory=list, description="emails of who may read the reports")
 
 
 def _script_url(value: str) -> str:

@@ -15,6 +15,7 @@ from bot.commands import (  # noqa: F401
     help,
     lookup,
     refund,
+    report,
     verified,
     void,
 )

@@ -26,6 +26,7 @@ ORDER = (
     "approve",
     "deny",
     "audit",
+    "report",
     "alerts",
     "links",
     "unlink",

@@ -35,6 +35,7 @@ class AgentLists(Protocol):
     agents: list[str]
     managers: list[str]
     admins: list[str]
+    finance: list[str]
 
 
 def roles_for(section: AgentLists, email: str) -> frozenset[Role]:
@@ -43,9 +44,12 @@ def roles_for(section: AgentLists, email: str) -> frozenset[Role]:
         (Role.agent, section.agents),
         (Role.manager, section.managers),
         (Role.admin, section.admins),
+        (Role.finance, section.finance),
     )
     roles = {role for role, emails in listed if email in {normalize_identity(e) for e in emails}}
-    return frozenset(roles or {Role.viewer})
+    if not roles & {Role.agent, Role.manager, Role.admin}:
+        roles.add(Role.viewer)  # finance staff see the card beside a ticket too, read-only
+    return frozenset(roles)
 
 
 def helpdesk_actor(

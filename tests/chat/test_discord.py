@@ -24,6 +24,7 @@ from sqlalchemy import select
 from bot.actors import Actor, Channel, Role
 from bot.audit.log import AuditFilter, query
 from bot.chat.discord.adapter import DiscordBot
+from bot.chat.discord.slash import layout
 from bot.commands import Context
 from bot.commands.forms import refund_form
 from bot.services import Services
@@ -110,11 +111,15 @@ class Harness:
         self, user: str, sub: str, channel: str = INTERNAL, **options: Any
     ) -> dict[str, Any]:
         typed = {str: 3, int: 4}
+        called: dict[str, Any] = {"type": 1, "name": sub, "options": [
+            {"type": typed[type(v)], "name": k, "value": v} for k, v in options.items()
+        ]}  # fmt: skip
+        group = next((g for g, specs in layout()[1].items() if sub in [s.name for s in specs]), None)
+        if group is not None:  # `/billing subscription plan`: a subcommand group around it
+            called = {"type": 2, "name": group, "options": [called]}
         data = {
             "id": "1700000000000000001", "name": "billing", "type": 1, "guild_id": GUILD_ID,
-            "options": [{"type": 1, "name": sub, "options": [
-                {"type": typed[type(v)], "name": k, "value": v} for k, v in options.items()
-            ]}],
+            "options": [called],
         }  # fmt: skip
         payload = interaction(2, user, channel, data)
         self.feed(payload)
@@ -256,10 +261,15 @@ async def test_login_syncs_billing_subcommands_with_typed_options(discord_bot):
     assert synced[0].path == f"/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands"
     (billing,) = synced[0].body
     subs = {o["name"]: o for o in billing["options"]}
-    assert billing["name"] == "billing" and all(o["type"] == 1 for o in subs.values())
-    assert set(subs) == {"help", "lookup", "refund", "cancel", "capture", "void", "invoice",
-                         "receipt", "approvals", "approve", "deny", "audit", "alerts",
-                         "verify", "me", "portal", "ask", "links", "unlink"}  # fmt: skip
+    assert billing["name"] == "billing" and all(o["type"] in (1, 2) for o in subs.values())
+    direct, groups = layout()
+    assert set(subs) == {spec.name for spec in direct} | set(groups)
+    assert {"help", "lookup", "refund", "cancel", "capture", "void", "invoice", "receipt",
+            "approvals", "approve", "deny", "audit", "alerts", "verify", "me", "portal", "ask",
+            "links", "unlink"} <= set(subs)  # fmt: skip
+    for group, specs in groups.items():  # `/billing subscription plan`
+        assert subs[group]["type"] == 2
+        assert [o["name"] for o in subs[group]["options"]] == [spec.name for spec in specs]
     refund = {o["name"]: o for o in subs["refund"]["options"]}
     assert [o["name"] for o in subs["refund"]["options"]] == ["charge", "reason", "amount"]
     assert (
@@ -646,3 +656,14 @@ async def test_the_billing_page_comes_as_a_link_button(discord_bot):
     [link] = [c for row in answer.body["components"] for c in row["components"]]
     assert link["style"] == 5 and link["url"].startswith("http://localhost:8000/portal/l/")
     assert "custom_id" not in link
+
+
+async def test_a_report_answer_carries_its_csv_export(discord_bot):
+    d = discord_bot
+    payload = await d.command(MANAGER, "report", kind="refunds", format="csv")
+    assert (await d.callback(payload["id"]))["type"] == 5
+    answer = await d.original(payload["token"])
+    [sent] = answer.files
+    assert sent.filename.startswith("refunds-") and sent.filename.endswith(".csv")
+    assert sent.data.decode("utf-8-sig").startswith('"Requested by","Reason code"')
+    assert "Refunds by person and reason" in shown(answer.body)

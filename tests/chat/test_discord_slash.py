@@ -23,7 +23,7 @@ from discord.enums import AppCommandOptionType
 from pydantic import Field, create_model
 
 from bot.actors import Role
-from bot.chat.discord.slash import Billing, asked, description, options, subcommands
+from bot.chat.discord.slash import Billing, asked, description, layout, options, subcommands
 from bot.commands import COMMANDS
 from bot.commands.args import Args
 from bot.commands.router import Command
@@ -102,9 +102,14 @@ def shape(command: app_commands.Command[Any, ..., Any]) -> list[tuple[Any, ...]]
     ]  # fmt: skip
 
 
+def leaves(billing: Billing) -> list[app_commands.Command[Any, ..., Any]]:
+    """Every subcommand, whether a child of `/billing` or of one of its groups."""
+    return [c for c in billing.walk_commands() if isinstance(c, app_commands.Command)]
+
+
 def sub(billing: Billing, name: str) -> app_commands.Command[Any, ..., Any]:
-    found = billing.get_command(name)
-    assert isinstance(found, app_commands.Command), name
+    found = next((c for c in leaves(billing) if c.name == name), None)
+    assert found is not None, name
     return found
 
 
@@ -113,13 +118,12 @@ def sub(billing: Billing, name: str) -> app_commands.Command[Any, ..., Any]:
 
 def test_every_router_command_for_discord_users_is_a_subcommand():
     billing, _ = built()
-    names = [c.name for c in billing.commands]
-    assert all(isinstance(c, app_commands.Command) for c in billing.commands)
+    names = [c.name for c in leaves(billing)]
     # Every role a command may need can be held on Discord: all commands but those a form
     # cannot run, whose required argument only a button or the typed grammar fills.
     assert set(COMMANDS) - set(names) == {"again"}
     assert asked(COMMANDS["again"].args.model_fields["id"]).never
-    assert names == [spec.name for spec in subcommands()]
+    assert sorted(names) == sorted(spec.name for spec in subcommands())
     for spec in subcommands():
         assert sub(billing, spec.name).description == description(spec)
 
@@ -157,7 +161,20 @@ def _bare(annotation: Any) -> Any:
 
 def test_users_see_the_subcommands_options_and_choices_they_had():
     billing, _ = built()
-    assert {c.name: shape(sub(billing, c.name)) for c in billing.commands} == HAND_WRITTEN
+    children = {c.name for c in billing.commands}
+    assert set(HAND_WRITTEN) <= children  # where they were: no group moved them
+    assert {name: shape(sub(billing, name)) for name in HAND_WRITTEN} == HAND_WRITTEN
+
+
+def test_billing_holds_at_most_25_children_and_the_rest_sit_in_groups():
+    billing, _ = built()
+    direct, groups = layout()
+    assert len(billing.commands) == len(direct) + len(groups) <= 25
+    for group in groups:
+        found = billing.get_command(group)
+        assert isinstance(found, app_commands.Group) and len(found.commands) <= 25
+    grouped = {spec.name for specs in groups.values() for spec in specs}
+    assert grouped.isdisjoint(HAND_WRITTEN)  # only commands Discord users never had are nested
 
 
 async def test_each_subcommand_sends_the_arguments_the_hand_written_tree_sent():
@@ -188,8 +205,8 @@ async def test_each_subcommand_sends_the_arguments_the_hand_written_tree_sent():
 def test_only_charge_and_subscription_options_suggest_ids():
     billing, _ = built()
     suggesting = {
-        (c.name, p.display_name) for c in billing.commands
-        for p in sub(billing, c.name).parameters if p.autocomplete
+        (c.name, p.display_name) for c in leaves(billing) if c.name in HAND_WRITTEN
+        for p in c.parameters if p.autocomplete
     }  # fmt: skip
     assert suggesting == {("refund", "charge"), ("capture", "charge"), ("void", "charge"),
                           ("receipt", "charge"), ("cancel", "subscription")}  # fmt: skip

@@ -1015,3 +1015,15 @@ async def test_the_bots_own_question_card_in_a_helpdesk_channel_gets_no_lookup(s
     })  # fmt: skip
     await slack.settle()
     assert slack.api.of("chat.postMessage") == []
+
+
+async def test_a_report_posts_its_chart_beside_the_card(slack):
+    await slack.command(AGENT, "refund ch_jane_1 10.00 reason: goodwill late parcel")
+    await slack.settle()
+    await slack.command(MANAGER, "report refunds")
+    await slack.api.wait_for("files.completeUploadExternal")
+    card = next(c for c in slack.api.of("chat.postMessage") if "Refunds by person" in c.params["text"])
+    assert card.params["channel"] == INTERNAL
+    [shared] = slack.api.files
+    assert shared.filename.startswith("refunds-") and shared.filename.endswith(".png")
+    assert shared.data.startswith(b"\x89PNG") and shared.channel == INTERNAL

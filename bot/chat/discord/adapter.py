@@ -197,6 +197,7 @@ class DiscordBot(Door[Turn], discord.Client):
             Role.agent: self.settings.agent_roles,
             Role.manager: self.settings.manager_roles,
             Role.admin: self.settings.admin_roles,
+            Role.finance: self.settings.finance_roles,
         }
 
     @property

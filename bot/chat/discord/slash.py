@@ -111,6 +111,34 @@ def subcommands() -> list[Command]:
     return [spec for spec in specs if runnable(spec)]
 
 
+# Discord lets `/billing` hold 25 children, and more commands than that exist: the less daily
+# ones sit one level down, by what they act on (`/billing subscription plan`). The typed
+# grammar is unchanged (`plan sub_1 pro` in Slack and the shell). A command in no group is a
+# child of `/billing` itself; one that would make it 26 goes under `more`.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "subscription": ("subscribe", "plan", "pause", "resume", "coupon"),
+    "customer": ("tax-id", "address", "name", "reissue"),
+    "payment": ("charge", "request"),
+}
+OVERFLOW = "more"
+
+
+def layout() -> tuple[list[Command], dict[str, list[Command]]]:
+    """(children of `/billing`, subcommands of each group), each in `help`'s order."""
+    grouped = {name: group for group, names in GROUPS.items() for name in names}
+    direct: list[Command] = []
+    groups: dict[str, list[Command]] = {}
+    for spec in subcommands():
+        if spec.name in grouped:
+            groups.setdefault(grouped[spec.name], []).append(spec)
+        else:
+            direct.append(spec)
+    if len(direct) + len(groups) > OPTIONS:
+        room = OPTIONS - len(groups) - 1
+        direct, groups[OVERFLOW] = direct[:room], direct[room:]
+    return direct, groups
+
+
 def clip(text: str, limit: int = TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -200,10 +228,20 @@ class Billing(app_commands.Group):
     def __init__(self, bot: DiscordBot) -> None:
         super().__init__(name="billing", description="ChargeDesk billing support")
         self.bot = bot
-        for spec in subcommands():
-            self.add_command(self._subcommand(spec))
+        direct, groups = layout()
+        for spec in direct:
+            self.add_command(self._subcommand(spec, self))
+        for name, specs in groups.items():
+            group = app_commands.Group(
+                name=name, description=clip(", ".join(s.name for s in specs))
+            )
+            for spec in specs:
+                group.add_command(self._subcommand(spec, group))
+            self.add_command(group)
 
-    def _subcommand(self, spec: Command) -> app_commands.Command[Any, ..., None]:
+    def _subcommand(
+        self, spec: Command, parent: app_commands.Group
+    ) -> app_commands.Command[Any, ..., None]:
         opts = options(spec)
         name = spec.name
 
@@ -225,7 +263,7 @@ class Billing(app_commands.Group):
         if suggested := {o.name: self._suggester(o.suggest) for o in opts if o.suggest}:
             app_commands.autocomplete(**suggested)(callback)
         return app_commands.Command(
-            name=name, description=description(spec), callback=callback, parent=self
+            name=name, description=description(spec), callback=callback, parent=parent
         )
 
     def _suggester(self, kind: str) -> Suggester:

@@ -216,6 +216,7 @@ class SlackBot(Door[Place]):
             Role.agent: self.settings.agents,
             Role.manager: self.settings.managers,
             Role.admin: self.settings.admins,
+            Role.finance: self.settings.finance,
         }
 
     @property

@@ -117,6 +117,7 @@ class IntercomDoor(Door[Screen]):
             Role.agent: self.settings.agents,
             Role.manager: self.settings.managers,
             Role.admin: self.settings.admins,
+            Role.finance: self.settings.finance,
         }
 
     async def actor(self, admin: Any) -> Actor:
