@@ -352,7 +352,9 @@ class _HelpdeskSection(_Section):
     agents: list[str] = Field(default_factory=list, description="agent emails")
     managers: list[str] = Field(default_factory=list, description="manager emails")
     admins: list[str] = Field(default_factory=list, description="admin emails")
-    finance: list[str] = Field(default_factory=list, description="emails of who may read the reports")
+    finance: list[str] = Field(
+        default_factory=list, description="emails of who may read the reports"
+    )
 
 
 def _script_url(value: str) -> str:

@@ -114,7 +114,9 @@ class Harness:
         called: dict[str, Any] = {"type": 1, "name": sub, "options": [
             {"type": typed[type(v)], "name": k, "value": v} for k, v in options.items()
         ]}  # fmt: skip
-        group = next((g for g, specs in layout()[1].items() if sub in [s.name for s in specs]), None)
+        group = next(
+            (g for g, specs in layout()[1].items() if sub in [s.name for s in specs]), None
+        )
         if group is not None:  # `/billing subscription plan`: a subcommand group around it
             called = {"type": 2, "name": group, "options": [called]}
         data = {

@@ -1022,7 +1022,9 @@ async def test_a_report_posts_its_chart_beside_the_card(slack):
     await slack.settle()
     await slack.command(MANAGER, "report refunds")
     await slack.api.wait_for("files.completeUploadExternal")
-    card = next(c for c in slack.api.of("chat.postMessage") if "Refunds by person" in c.params["text"])
+    card = next(
+        c for c in slack.api.of("chat.postMessage") if "Refunds by person" in c.params["text"]
+    )
     assert card.params["channel"] == INTERNAL
     [shared] = slack.api.files
     assert shared.filename.startswith("refunds-") and shared.filename.endswith(".png")
