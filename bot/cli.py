@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="chargedesk", description="Billing support from chat, across payment gateways."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
 
     shell = sub.add_parser(
         "shell", help="the bot in your terminal (or one command per line on stdin)"
@@ -170,6 +171,30 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(**_overrides(args))
         _logging(settings, quiet=args.command == "shell")
         _announce_config(settings)
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("chargedesk-bot")
+        except PackageNotFoundError:  # a checkout that was never installed
+            found = "unknown (not installed)"
+        print(f"chargedesk {found}")
+        parser.exit()
+
+
+def _day(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: write YYYY-MM-DD") from None
+
+
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "slack":

@@ -105,8 +105,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             if services is None:
                 await app.state.services.close()
 
+    async def livez(request: Request) -> JSONResponse:
+        """The process is up and serving: no store is asked, so a Redis or SQL blip never
+        makes an orchestrator restart every process that uses this as its liveness probe."""
+        return JSONResponse({"status": "ok"})
+
     async def healthz(request: Request) -> JSONResponse:
-        """Ready when SQL and Redis both answer; 503 names the one that does not."""
+        """Ready when SQL and Redis both answer; 503 names the one that does not (`/readyz`)."""
         svc: Services = request.app.state.services
         checks: dict[str, str] = {}
         try:
@@ -143,6 +148,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return JSONResponse({"received": len(outcomes), "outcomes": outcomes})
 
     routes = [
+        Route("/livez", livez),
+        Route("/readyz", healthz),
         Route("/healthz", healthz),
         Route("/webhooks/{gateway}", webhook, methods=["POST"]),
         Route("/helpdesk/{name}/webhook", helpdesks.endpoint, methods=["POST"]),
