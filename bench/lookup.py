@@ -37,6 +37,7 @@ from bot.gateways.registry import Gateways
 from bot.models import Customer, GatewayProfile
 
 EMAIL = "bench.customer@example.com"
+BIG_EMAIL = "big.customer@example.com"
 AGENT = Actor(platform="bench", id="agent", name="Bench Agent", roles=frozenset({Role.agent}))
 CHANNEL = Channel(platform="bench", id="ops", kind=ChannelKind.internal)
 
@@ -49,6 +50,9 @@ async def ledger_latency(args: argparse.Namespace) -> bool:
         services = stores.services
         services.settings.lookup.cache_seconds = 0  # every lookup reads the ledger, not Redis
         await add_customer(services, customer_id="cus_bench", email=EMAIL, charges=args.charges)
+        if args.big_charges:
+            await add_customer(services, customer_id="cus_big", email=BIG_EMAIL,
+                               charges=args.big_charges, charge_prefix="ch_big")  # fmt: skip
         if args.other_customers:
             await add_other_customers(services, args.other_customers)
         ctx = Context(services, AGENT, CHANNEL)
@@ -73,13 +77,27 @@ async def ledger_latency(args: argparse.Namespace) -> bool:
         async def via_gateways() -> None:
             await services.gateways.lookup(EMAIL)
 
+        async def big_via_gateways() -> None:
+            await services.gateways.lookup(BIG_EMAIL)
+
         rows = []
-        for label, call in (
+        paths = [
             ("dispatch(ctx, 'lookup <email>')", via_dispatch),
             ("services.gateways.lookup(email)", via_gateways),
-        ):
+        ]
+        if args.big_charges:
+            paths.append(
+                (f"the same, a customer with {args.big_charges:,} charges", big_via_gateways)
+            )
+        medians = []
+        for label, call in paths:
             s = summarize(await timed(call, args.runs, args.warmup))
+            medians.append(s.p50)
             rows.append([label, s.runs, ms(s.p50), ms(s.p95), ms(s.p99), ms(s.mean), ms(s.maximum)])
+        if args.big_charges:
+            print(f"{args.big_charges:,}-charge customer / {args.charges:,}-charge customer "
+                  f"(p50, gateways.lookup, cap {services.settings.lookup.max_charges:,}): "
+                  f"{medians[2] / medians[1]:.2f}x")  # fmt: skip
         print(
             table(
                 ["path", "runs", "p50 ms", "p95 ms", "p99 ms", "mean ms", "max ms"],
@@ -200,6 +218,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=200, help="timed lookups per path")
     parser.add_argument("--warmup", type=int, default=20, help="untimed lookups first")
     parser.add_argument("--charges", type=int, default=1000, help="charges on the customer")
+    parser.add_argument(
+        "--big-charges", type=int, default=100_000,
+        help="charges on a second customer, read at the same cap (0: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--other-customers", type=int, default=0, help="unrelated customers in the ledger too"
     )

@@ -1,4 +1,4 @@
-"""`chargedesk`: init | shell | demo | import | audit | db | recover | serve | slack | discord | worker."""
+"""`chargedesk`: init | shell | demo | import | audit | db | sync | recover | serve | slack | discord | worker."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chargedesk", description="Billing support from chat, across payment gateways."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
     parser.add_argument("--version", action=_Version, help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True)
 
     shell = sub.add_parser(
         "shell", help="the bot in your terminal (or one command per line on stdin)"
@@ -116,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
     decide.add_argument("--convert", metavar="CODE",
                         help="rescale the stored ledger and approval amounts to the ISO digits")  # fmt: skip
 
+    sync = sub.add_parser(
+        "sync",
+        help="mirror the gateways' customers, charges, refunds, invoices, subscriptions and "
+        "disputes into the billing index (resumes where the last sync stopped)",
+    )
+    sync.add_argument("gateways", nargs="*", metavar="GATEWAY", help="default: every one")
+    sync.add_argument(
+        "--since", metavar="YYYY-MM-DD", type=_day,
+        help="start afresh from objects created on or after this day",
+    )  # fmt: skip
+    sync.add_argument("--status", action="store_true", help="where each sync stands; sync nothing")
+
     sub.add_parser(
         "recover",
         help="finish approved requests left unfinished (a crash, a busy charge, a Redis outage); "
@@ -158,19 +171,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from bot.errors import UserError
-    from bot.settings import ConfigError, load_settings
-    from bot.store.db import DatabaseUnavailable
-    from bot.store.redis import RedisUnavailable
-
-    try:
-        if args.command == "init":  # before any setting is read: there may be none yet
-            return _init(args.dir)
-        settings = load_settings(**_overrides(args))
-        _logging(settings, quiet=args.command == "shell")
-        _announce_config(settings)
 class _Version(argparse.Action):
     """`--version`: the installed distribution's version, looked up only when asked."""
 
@@ -195,6 +195,19 @@ def _day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day: write YYYY-MM-DD") from None
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bot.errors import UserError
+    from bot.settings import ConfigError, load_settings
+    from bot.store.db import DatabaseUnavailable
+    from bot.store.redis import RedisUnavailable
+
+    try:
+        if args.command == "init":  # before any setting is read: there may be none yet
+            return _init(args.dir)
+        settings = load_settings(**_overrides(args))
+        _logging(settings, quiet=args.command == "shell")
+        _announce_config(settings)
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "slack":
@@ -538,6 +551,42 @@ async def _recover(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_services(settings, work)
 
 
+async def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from bot.index.sync import cursors, sync_all
+
+    async def work(services: Services) -> int:
+        if args.status:
+            for c in await cursors(services):
+                state = "complete" if c.done else "resumes at its cursor"
+                print(
+                    f"{c.gateway} {c.kind}: {c.synced:,} written, {state}, {c.updated:%Y-%m-%d %H:%M} UTC"
+                )
+            return 0
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(gateway: str, kind: str, written: int) -> None:
+                key = f"{gateway} {kind}"
+                if key not in tasks:
+                    tasks[key] = bar.add_task(key)
+                bar.update(tasks[key], description=f"{key}: {written:,}")
+
+            results = await sync_all(services, args.gateways, since=args.since, progress=progress)
+        for result in results:
+            if result.skipped:
+                print(f"{result.gateway}: {result.skipped}")
+            else:
+                counts = ", ".join(
+                    f"{n:,} {k}{'' if n == 1 else 's'}" for k, n in result.written.items() if n
+                )
+                print(f"{result.gateway}: {counts or 'nothing new'}")
+        return 0
+
+    return await _with_services(settings, work)
+
+
 async def _stores_answer(settings: Settings) -> None:
     """Raise DatabaseUnavailable or RedisUnavailable unless the configured servers answer."""
     from bot.store import redis as redis_store
@@ -663,5 +712,6 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] =
     "audit": _audit,
     "db": _db,
     "recover": _recover,
+    "sync": _sync,
     "worker": _worker,
 }

@@ -113,9 +113,13 @@ async def recover_approvals(ctx: dict[str, Any]) -> int:
 # Modules that register jobs: a worker imports them all, whatever else its process loaded.
 JOB_MODULES = (
     "bot.documents.automatic",
+    "bot.documents.reissue",
     "bot.identity",
     "bot.audit.checkpoint",
     "bot.helpdesk.ticket_notes",
+    "bot.disputes.reminders",
+    "bot.payment_requests.reminders",
+    "bot.index.sync",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
@@ -138,6 +139,27 @@ class Charge(_Domain):
         return Money(minor=self.amount_refunded, currency=self.amount.currency)
 
 
+class PayLinkStatus(StrEnum):
+    open = "open"  # can be paid
+    paid = "paid"
+    expired = "expired"  # timed out or cancelled at the gateway: a new link is needed
+
+
+class PayLink(_Domain):
+    """A gateway-hosted page where a customer pays: `url` is a bearer secret (agents and the
+    customer's email only; never logged, never in the audit log)."""
+
+    gateway: str
+    id: str  # cs_… (Stripe Checkout Session), a PayPal order ID
+    status: PayLinkStatus
+    url: str | None = None  # None once it can no longer be paid
+    expires_at: datetime | None = None
+    charge_id: str | None = None  # what paid it, once paid
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        return [(k, "…" if k == "url" and v else v) for k, v in super().__repr_args__()]
+
+
 class Subscription(_Domain):
     gateway: str
     id: str
@@ -149,6 +171,38 @@ class Subscription(_Domain):
     current_period_end: datetime | None = None
     cancel_at_period_end: bool = False
     canceled_at: datetime | None = None
+    # Payments stopped until resumed (Stripe pause_collection, PayPal SUSPENDED, ...).
+    paused: bool = False
+    quantity: int = 1
+    trial_end: datetime | None = None
+
+
+class PlanPrice(_Domain):
+    """A price (or plan) a subscription can be on: `amount` per `interval`, per seat."""
+
+    gateway: str
+    id: str
+    name: str
+    amount: Money
+    interval: str = "month"
+
+
+class PlanChange(_Domain):
+    """A previewed plan change: `due_now` is charged today (negative: credited), then
+    `recurring` each `interval`. `at` (epoch seconds) is when the proration was computed;
+    the change is prorated as of the same instant, so it charges what the preview said."""
+
+    gateway: str
+    subscription_id: str
+    price: str
+    plan: str
+    now: bool
+    prorate: bool
+    at: int
+    due_now: Money
+    recurring: Money
+    interval: str = "month"
+    quantity: int = 1
 
 
 class InvoiceLine(_Domain):
@@ -193,6 +247,32 @@ class Dispute(_Domain):
     evidence_due_by: datetime | None = None
 
 
+class Coupon(_Domain):
+    """A coupon or promotion code as the gateway holds it: what it takes off, for how long."""
+
+    gateway: str
+    code: str  # as it is applied: the promotion code, or the coupon's ID
+    name: str | None = None
+    percent_off: Decimal | None = None  # exact: 12.5 is Decimal("12.5"), never a float
+    amount_off: Money | None = None
+    duration: str = "once"  # once | repeating | forever
+    duration_in_months: int | None = None
+
+    def describe(self) -> str:
+        """`WELCOME10: 10% off for 3 months`, `SPRING (Spring sale): €5.00 off once`."""
+        label = self.code if self.name in (None, "", self.code) else f"{self.code} ({self.name})"
+        if self.percent_off is not None:
+            off = f"{self.percent_off.normalize():f}% off"
+        elif self.amount_off is not None:
+            off = f"{self.amount_off.format()} off"
+        else:
+            off = "a discount"
+        if self.duration == "repeating" and self.duration_in_months:
+            months = self.duration_in_months
+            return f"{label}: {off} for {months} month{'s' if months != 1 else ''}"
+        return f"{label}: {off} {'forever' if self.duration == 'forever' else 'once'}"
+
+
 class GatewayProfile(_Domain):
     """One customer as one gateway knows them."""
 
@@ -205,6 +285,9 @@ class GatewayProfile(_Domain):
     disputes: tuple[Dispute, ...] = ()
     tax_ids: tuple[TaxId, ...] = ()
     discounts: tuple[str, ...] = ()  # human descriptions: "WELCOME10: 10% off, forever"
+    # What the gateway can do (Capability values), set by the lookup: the card offers only
+    # those buttons. None: not known, every button is offered and the command decides.
+    capabilities: frozenset[str] | None = None
 
 
 class GatewayFailure(_Domain):

@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -666,6 +666,16 @@ class Settings(BaseSettings):
     )
     alerts_channel: str | None = Field(
         None, description="where dispute and failed-payment alerts go"
+    )
+    index_sync_minutes: int = Field(
+        60, ge=0, le=1440,
+        description="how often the worker syncs every gateway into the billing index "
+        "(0: only `chargedesk sync`)",
+    )  # fmt: skip
+    dispute_reminder_days: list[Annotated[int, Field(ge=1, le=60)]] = Field(
+        default_factory=lambda: [3],
+        description="remind the alerts channel of a dispute not answered yet when its evidence "
+        "is due within each of these many days (once per dispute per number)",
     )
     jobs_in_process: bool | None = Field(
         None,

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import lookup_cache
 from bot.actors import Actor, Role
 from bot.audit.log import AuditRecord, append
+from bot.cards.disputes import dispute_buttons
 from bot.cards.model import Button, Card, Fact, Section
-from bot.gateways.base import WebhookRejected
+from bot.gateways.base import Capability, WebhookRejected
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.notify import queue
 from bot.services import Services
@@ -135,7 +136,10 @@ async def _act(services: Services, session: AsyncSession, event: GatewayEvent) -
             detail={"event_id": event.id},
         ))  # fmt: skip
     if event.kind in _ALERTS:
-        await queue(session, kind=event.kind.value, card=alert_card(event, services.settings.locale),
+        gateway = services.gateways.by_name.get(event.gateway)
+        answerable = gateway is not None and Capability.dispute_evidence in gateway.capabilities
+        card = alert_card(event, services.settings.locale, answerable=answerable)
+        await queue(session, kind=event.kind.value, card=card,
                     channel=services.settings.alerts_channel)  # fmt: skip
     for listener in services.listeners:
         await listener.record_event(services, session, event)
@@ -150,7 +154,9 @@ async def _ours(session: AsyncSession, event: GatewayEvent) -> bool:
     return found is not None
 
 
-def alert_card(event: GatewayEvent, locale: str) -> Card:
+def alert_card(event: GatewayEvent, locale: str, *, answerable: bool = False) -> Card:
+    """The alert for a new dispute or a failed payment; `answerable`: the gateway takes
+    answers to disputes, so the card offers them."""
     facts = [
         Fact(label="Gateway", value=event.gateway),
         Fact(label="Object", value=event.object_id),
@@ -161,6 +167,9 @@ def alert_card(event: GatewayEvent, locale: str) -> Card:
         facts.append(Fact(label="Customer", value=event.customer_id))
     if event.amount:
         facts.append(Fact(label="Amount", value=event.amount.format(locale)))
+    disputed = event.kind == EventKind.dispute_created
+    if disputed and event.status:
+        facts.append(Fact(label="Status", value=event.status))
     for key, value in event.detail.items():
         facts.append(Fact(label=key.replace("_", " ").capitalize(), value=str(value)))
     lookup = event.customer_id or event.related_id or event.object_id
@@ -169,5 +178,6 @@ def alert_card(event: GatewayEvent, locale: str) -> Card:
         subtitle=f"{event.raw_type} at {event.created:%Y-%m-%d %H:%M} UTC",
         tone="danger",
         sections=[Section(facts=facts)],
-        actions=[Button(label="Look up", command=f"lookup {lookup}")],
+        actions=[Button(label="Look up", command=f"lookup {lookup}")]
+        + (dispute_buttons(event.gateway, event.object_id) if disputed and answerable else []),
     )

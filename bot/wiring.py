@@ -70,8 +70,11 @@ def configured_listeners() -> list[Listener]:
     # Imported when services open, not when an entry point loads: documents pull in
     # PDF rendering, which `chargedesk` commands that never open services must not pay for.
     from bot.documents.automatic import DocumentListener
+    from bot.documents.reissue import ReissueListener
+    from bot.index.listener import IndexListener
+    from bot.payment_requests.listener import PaymentRequestListener
 
-    return [DocumentListener()]
+    return [DocumentListener(), ReissueListener(), PaymentRequestListener(), IndexListener()]
 
 
 async def open_services(

@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +26,9 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.store.tables import LedgerRefund
 from bot.wiring import open_services
+
+if TYPE_CHECKING:
+    from tests.fakes.stripe_env import FakeStripe
 
 REPO = Path(__file__).resolve().parent.parent
 CHANNEL = Channel(platform="test", id="internal")
@@ -147,6 +151,15 @@ def other_manager() -> Actor:
 @pytest.fixture
 def customer() -> Actor:
     return person("jane", Role.customer)
+
+
+@pytest.fixture
+async def stripe(services: Services) -> AsyncIterator[FakeStripe]:
+    """Our Stripe emulator's gateway beside the ledger."""
+    from tests.fakes.stripe_env import stripe_beside
+
+    async with stripe_beside(services) as fake:
+        yield fake
 
 
 async def say(services: Services, actor: Actor, line: str) -> Reply:

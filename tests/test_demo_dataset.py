@@ -44,7 +44,8 @@ async def profile(gateway: LedgerGateway, query: str) -> GatewayProfile:
 async def test_demo_loads_and_reloads_in_place(ledger_db: Database) -> None:
     first = await load_demo(ledger_db)
     assert str(first) == (
-        "imported 5 customers, 13 charges, 2 refunds, 5 subscriptions, 8 invoices, 1 dispute"
+        "imported 5 customers, 13 charges, 2 refunds, 5 subscriptions, 8 invoices, 1 dispute, "
+        "4 coupons"
     )
     assert await load_demo(ledger_db) == first
 

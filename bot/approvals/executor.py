@@ -181,7 +181,7 @@ async def _run(
         kind = kind_of(view.action)
         if check_stale and kind.stale is not None and await kind.stale(gateway, view):
             return await _finish(services, view, actor, State.stale, "stale", detail={
-                "why": "the amount no longer fits what is refundable on the charge",
+                "why": kind.stale_why,
             })  # fmt: skip
         try:
             result_id = await kind.run(gateway, view, view.id)  # the request ID is the key

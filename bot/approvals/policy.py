@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,38 @@ class ActionPolicy(BaseModel):
         return self._line(self.daily_budget, actor, currency)
 
 
+class CouponPolicy(ActionPolicy):
+    """`[coupon]`: `limits` cap an amount off per currency and `max_percent_off` a percentage
+    off, per role; above the requester's cap, `approver_role` approves. `alone_roles` may
+    remove a discount (or apply a coupon that is neither) without approval."""
+
+    max_percent_off: dict[str, Decimal] = Field(default_factory=dict, description="per role")
+
+    @field_validator("max_percent_off", mode="before")
+    @classmethod
+    def _percents(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        parsed: dict[str, Decimal] = {}
+        for role, cap in value.items():
+            if Role(role) == Role.viewer:
+                raise ValueError("viewer is read-only: it cannot have a cap")
+            try:
+                parsed[role] = Decimal(str(cap))
+            except InvalidOperation:
+                raise ValueError(f"{role}: {cap!r} is not a percentage") from None
+            if isinstance(cap, bool) or not 0 <= parsed[role] <= 100:
+                raise ValueError(f"{role}: {cap!r} is not a percentage from 0 to 100")
+        return parsed
+
+    def percent_cap_for(self, actor: Actor) -> Decimal | None:
+        return next(
+            (self.max_percent_off[r.value] for r in _SENIORITY
+             if actor.has(r) and r.value in self.max_percent_off),
+            None,
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the policy says of one request before anyone approves."""
@@ -127,6 +160,16 @@ class Policy(BaseModel):
     cancel: ActionPolicy = ActionPolicy()
     capture: ActionPolicy = ActionPolicy()
     void: ActionPolicy = ActionPolicy()
+    dispute: ActionPolicy = ActionPolicy()
+    coupon: CouponPolicy = CouponPolicy()
+    subscribe: ActionPolicy = ActionPolicy()
+    plan: ActionPolicy = ActionPolicy()
+    pause: ActionPolicy = ActionPolicy()
+    resume: ActionPolicy = ActionPolicy()
+    charge: ActionPolicy = ActionPolicy()
+    tax_id: ActionPolicy = ActionPolicy()  # the `tax-id` action
+    address: ActionPolicy = ActionPolicy()
+    name: ActionPolicy = ActionPolicy()
     people: dict[str, list[str]] = Field(
         default_factory=dict,
         description="one person's identities on every platform, by email: "
@@ -160,14 +203,34 @@ class Policy(BaseModel):
     def for_action(self, action: str) -> ActionPolicy:
         if action not in ACTIONS:
             raise KeyError(action)
-        return getattr(self, action)
+        return getattr(self, action.replace("-", "_"))  # `tax-id` is the table [tax_id]
 
-    def decide(self, action: str, actor: Actor, amount: Money | None) -> Decision:
-        """Whether the actor may do this alone (subject to their daily budget) or needs approval."""
+    def decide(
+        self, action: str, actor: Actor, amount: Money | None, percent_off: str | None = None
+    ) -> Decision:
+        """Whether the actor may do this alone (subject to their daily budget) or needs approval.
+
+        `percent_off` (a coupon's, as exact text: "12.5") is held against `max_percent_off`."""
         rules = self.for_action(action)
         approvers = f"{rules.approvals} {rules.approver_role.value}" + (
             "s" if rules.approvals > 1 else ""
         )
+        if percent_off is not None:
+            percent = Decimal(percent_off)
+            cap = rules.percent_cap_for(actor) if isinstance(rules, CouponPolicy) else None
+            if cap is None or percent > cap:
+                above = f" is above your cap of {cap.normalize():f}%" if cap is not None else ""
+                why = f"{percent.normalize():f}% off{above}: needs approval by {approvers}"
+                return Decision(False, why)
+            return Decision(True, f"within your cap of {cap.normalize():f}% off")
+        money_rules = ACTIONS[action].amount_rules
+        if amount is not None and money_rules is not None:
+            # Alone only if the actor may do the action alone AND move this much alone
+            # (a cancellation that refunds: the refund table's limit and daily budget).
+            alone = self.decide(action, actor, None)
+            if not alone.alone:
+                return Decision(False, f"{alone.why}, as it moves {amount.format()}")
+            return self.decide(money_rules, actor, amount)
         if amount is None:
             if any(actor.has(role) for role in rules.alone_roles):
                 return Decision(True, f"your role may {action} without approval")

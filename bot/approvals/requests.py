@@ -7,6 +7,7 @@ from bot.approvals.duplicates import check_not_duplicate, one_at_a_time
 from bot.approvals.executor import execute
 from bot.approvals.workflow import ActionRequest, ApprovalView, State, create, vote
 from bot.errors import UserError
+from bot.money import Money
 from bot.services import Services
 
 
@@ -27,8 +28,20 @@ async def submit(
             "reason_code",
             f"start the reason with one of: {', '.join(rules.reason_codes)} (e.g. reason: {rules.reason_codes[0]} ...)",
         )
-    decision = services.policy.decide(request.action, actor, request.amount)
+    decision = services.policy.decide(
+        request.action, actor, request.amount, request.params.get("percent_off")
+    )
     alone, why = decision.alone, decision.why
+    if alone and request.params.get("coupon") and request.action != "coupon":
+        # A coupon that comes with another action (a subscription started with one) is
+        # held to the [coupon] caps too: nobody gives alone a discount they could not apply.
+        off = request.params.get("coupon_amount_off")
+        coupon = services.policy.decide(
+            "coupon", actor, Money.model_validate(off) if off else None,
+            request.params.get("coupon_percent_off"),
+        )  # fmt: skip
+        if not coupon.alone:
+            alone, why = False, f"the coupon: {coupon.why}"
     budget_day = None
     if alone and decision.budget is not None and request.amount is not None:
         day = services.budgets.today()

@@ -220,7 +220,9 @@ async def create(
         session.add(row)
         await session.flush()
         view = await load(session, row.id)
-        await append(session, audit_record(view, actor, "requested", detail={"policy": why}))
+        # What the request asked beyond its amount (a refund paid back by hand, cancel now).
+        asked = {"policy": why} | ({"params": view.params} if view.params else {})
+        await append(session, audit_record(view, actor, "requested", detail=asked))
         if auto:
             await append(
                 session, audit_record(view, actor, "auto_approved", detail={"policy": why})

@@ -7,11 +7,15 @@ from datetime import datetime
 
 from bot.approvals.actions import kind_of
 from bot.approvals.workflow import ApprovalView, State
+from bot.cards.disputes import dispute_buttons
 from bot.cards.model import Button, Card, Fact, Section, Table, Tone
+from bot.gateways.asking import NOT_ASKED
 from bot.models import (
     BillingProfile,
     Charge,
     ChargeStatus,
+    DisputeStatus,
+    GatewayProfile,
     Invoice,
     InvoiceStatus,
     Subscription,
@@ -56,6 +60,8 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
     ]  # fmt: skip
     sections += [
         Section(title=f"{f.gateway}: unavailable", text=f"{f.message} ({f.code})", tone="danger")
+        if f.code != NOT_ASKED
+        else Section(title=f"{f.gateway}: not asked", text=f.message, tone="muted")
         for f in profile.failures
     ]
     disputes = profile.disputes()
@@ -80,14 +86,21 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
         ))  # fmt: skip
     subs = profile.subscriptions()
     sections += subscriptions_section(subs, locale, _sub_status)
+    discounts = [d for p in profile.profiles for d in p.discounts]
+    if discounts:  # as the gateway words them: `WELCOME10: 10% off for 3 months`
+        sections.append(Section(title=f"Discounts ({len(discounts)})", text="\n".join(discounts)))
     sections += invoices_section(profile.invoices(), locale, max_rows, overdue="⚠ overdue")
     return Card(
         title=profile.name or profile.email or profile.query,
         subtitle=f"Billing profile for {profile.query}",
         tone="danger" if disputes else "normal",
         sections=sections,
-        actions=_charge_actions(charges) + _subscription_actions(subs),
-    )
+        actions=_charge_actions(charges) + _subscription_actions(subs) + _coupon_actions(subs)
+        + _lifecycle_actions(subs, profile)
+        + [b for d in disputes if d.status == DisputeStatus.needs_response
+           for b in dispute_buttons(d.gateway, d.id)][:4]
+        + _details_actions(profile.profiles[:1]),
+    )  # fmt: skip
 
 
 def subscriptions_section(
@@ -99,7 +112,8 @@ def subscriptions_section(
     return [Section(
         title="Subscriptions",
         table=Table(columns=["Subscription", "Plan", "Amount", "Status", "Renews / ends"], rows=[
-            [s.id, s.plan, f"{s.amount.format(locale)}/{s.interval}", status(s.status, s.cancel_at_period_end),
+            [s.id, s.plan, f"{s.amount.format(locale)}/{s.interval}",
+             status(s.status, s.cancel_at_period_end) + (", paused" if s.paused else ""),
              day(s.canceled_at if s.status == SubscriptionStatus.canceled else s.current_period_end)]
             for s in subs
         ]),
@@ -167,6 +181,47 @@ def _charge_actions(charges: Sequence[Charge], limit: int = 3) -> list[Button]:
                 )
             )
     return buttons
+
+
+def _details_actions(profiles: Sequence[GatewayProfile]) -> list[Button]:
+    """The details documents print (bot/commands/customer_details.py): each form asks for them."""
+    return [
+        Button(label=label, command=f"{verb} {p.gateway}:{p.customer.id} reason: ")
+        for p in profiles
+        for verb, label in (("tax-id", "Tax ID"), ("address", "Address"), ("name", "Name"))
+    ]
+
+
+def _coupon_actions(subs: Sequence[Subscription]) -> list[Button]:
+    """A coupon goes on a live subscription: its form asks for the code (or `remove`)."""
+    return [
+        Button(label=f"Coupon {s.id}", command=f"coupon {s.gateway}:{s.id} reason: ")
+        for s in subs
+        if s.status != SubscriptionStatus.canceled
+    ][:2]
+
+
+def _lifecycle_actions(subs: Sequence[Subscription], profile: BillingProfile) -> list[Button]:
+    """Change plan, and Pause or Resume, on live subscriptions whose gateway can."""
+    can = {p.gateway: p.capabilities for p in profile.profiles}
+
+    def allows(sub: Subscription, capability: str) -> bool:
+        known = can.get(sub.gateway)
+        return known is None or capability in known
+
+    buttons = []
+    for s in subs:
+        if s.status == SubscriptionStatus.canceled:
+            continue
+        ref = f"{s.gateway}:{s.id}"
+        if allows(s, "change_plan"):
+            buttons.append(Button(label=f"Change plan {s.id}", command=f"plan {ref} reason: "))
+        if allows(s, "pause_subscription"):
+            verb = "resume" if s.paused else "pause"
+            buttons.append(
+                Button(label=f"{verb.capitalize()} {s.id}", command=f"{verb} {ref} reason: ")
+            )
+    return buttons[:4]
 
 
 def _subscription_actions(subs: Sequence[Subscription]) -> list[Button]:

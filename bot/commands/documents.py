@@ -19,6 +19,7 @@ from bot.documents import on_demand
 from bot.documents.issue import IssuedDocument
 from bot.documents.mailing import send_document
 from bot.documents.model import DocumentKind, TaxTreatment
+from bot.payment_requests.invoices import send_unpaid
 
 PDF = "application/pdf"
 INVOICE_USAGE = "invoice pdf|send <invoice>"
@@ -76,8 +77,14 @@ async def invoice(ctx: Context, args: InvoiceArgs) -> Reply:
     `invoice pdf in_123` issues the invoice document on first request (numbered,
     with tax lines in the customer's language) and returns the same document
     every time after. `invoice send in_123` emails it to the customer's address
-    on file, at most once a day. Draft and void invoices are not issued.
+    on file, at most once a day. Draft and void invoices are not issued. An unpaid invoice
+    of a gateway that sends invoices (Stripe) is sent by the gateway instead: its own
+    invoice, with its pay page.
     """
+    if args.action == "send":  # unpaid: the gateway's own invoice, with its pay page
+        sent = await send_unpaid(ctx.services, ctx.actor, args.invoice)
+        if sent is not None:
+            return Reply(cards=[sent])
     document = await on_demand.invoice(ctx.services, args.invoice, actor=ctx.actor)
     return await _answer(ctx, document, args.action)
 

@@ -8,14 +8,17 @@ the policy) so the person starts from the right answer.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field
 
 from bot.approvals.workflow import check_may_decide
 from bot.cards.model import Reply
+from bot.commands.args import Asked
+from bot.commands.refund import METHOD_LABELS
 from bot.commands.router import COMMANDS, Command, Context, run
 from bot.errors import UserError
+from bot.gateways.base import Capability
 
 
 class Choice(BaseModel):
@@ -63,10 +66,15 @@ def _reason_fields(ctx: Context, action: str) -> list[FormField]:
 
 
 async def refund_form(ctx: Context, charge_ref: str) -> Form:
-    """Refund a charge: the amount starts at what is still refundable."""
+    """Refund a charge: the amount starts at what is still refundable; where the gateway
+    records refunds paid back by hand (WooCommerce), the form asks which it is."""
     gateway, charge = await ctx.services.gateways.locate_charge(charge_ref)
     if charge.refundable.minor <= 0:
         raise UserError("invalid_state", f"charge {charge.id} has nothing left to refund")
+    how = [
+        FormField(name="method", label="How", kind="select", default="gateway",
+                  choices=[Choice(value=v, label=text) for v, text in METHOD_LABELS.items()])
+    ] if Capability.manual_refund in gateway.capabilities else []  # fmt: skip
     return Form(
         command="refund",
         title=f"Refund {charge.id}",
@@ -77,6 +85,7 @@ async def refund_form(ctx: Context, charge_ref: str) -> Form:
                 name="amount", label=f"Amount ({charge.amount.currency})", default=charge.refundable.plain(),
                 hint=f"Up to {charge.refundable.format(ctx.services.settings.locale)}",
             ),
+            *how,
             *_reason_fields(ctx, "refund"),
         ],
     )  # fmt: skip
@@ -95,7 +104,28 @@ async def cancel_form(ctx: Context, subscription_ref: str) -> Form:
                 Choice(value="period-end", label="At the end of the paid period"),
                 Choice(value="now", label="Now"),
             ]),
+            FormField(name="refund", label="Refund (with Now)", kind="select", default="none",
+                      choices=[
+                Choice(value="none", label="No refund"),
+                Choice(value="last", label="Refund the last payment"),
+                Choice(value="prorated", label="Refund the unused part of the period"),
+            ]),
             *_reason_fields(ctx, "cancel"),
+        ],
+    )  # fmt: skip
+
+
+def coupon_form(ctx: Context, target_ref: str) -> Form:
+    """Apply a coupon to a subscription or customer, or remove its discount."""
+    return Form(
+        command="coupon",
+        title=f"Coupon on {target_ref.split(':', 1)[-1]}",
+        submit_label="Request coupon",
+        given={"target": target_ref},
+        fields=[
+            FormField(name="code", label="Coupon or promotion code",
+                      hint="It is read from the gateway first; type remove to remove the discount"),
+            *_reason_fields(ctx, "coupon"),
         ],
     )  # fmt: skip
 
@@ -119,6 +149,7 @@ def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
         fields.append(
             FormField(name="amount", label="Amount", optional=True, hint="Empty: the whole amount")
         )
+    fields += _open_fields(spec, fixed)
     fields.append(
         FormField(
             name="reason", label="Reason", kind="textarea", hint="What happened, for the audit log"
@@ -126,6 +157,32 @@ def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
     )
     verb = title.split(maxsplit=1)[0] if title.strip() else spec.name.capitalize()
     return Form(command=spec.name, title=title, submit_label=verb, given=fixed, fields=fields)
+
+
+def _open_fields(spec: Command, fixed: dict[str, str]) -> list[FormField]:
+    """The other arguments a button left open (`plan`'s new price, when, proration), as the
+    command's Args model declares them: a choice for a Literal, text for the rest."""
+    fields = []
+    for name, info in spec.args.model_fields.items():
+        if name in fixed or name in (*WRITTEN, "amount"):
+            continue
+        marker = next((m for m in info.metadata if isinstance(m, Asked)), Asked())
+        if marker.never:
+            continue
+        label = info.description or name
+        label = label[:1].upper() + label[1:]
+        default = None if info.is_required() or info.default is None else str(info.default)
+        values = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
+        if values:
+            choices = [Choice(value=v, label=marker.labels.get(v, v)) for v in values]
+            fields.append(FormField(
+                name=name, label=label, kind="select", default=default, choices=choices
+            ))  # fmt: skip
+        else:
+            fields.append(FormField(
+                name=name, label=label, default=default, optional=not info.is_required()
+            ))  # fmt: skip
+    return fields
 
 
 def question_form() -> Form:
@@ -164,10 +221,26 @@ async def form_for(ctx: Context, spec: Command, raw: dict[str, Any], title: str)
             if field.name == "when" and raw.get("when"):
                 field.default = str(raw["when"])
         return form
+    if spec.name == "coupon":
+        return coupon_form(ctx, str(raw["target"]))
     if spec.name == "deny":
         await check_may_decide(ctx.services, ctx.actor, str(raw["id"]))
         return deny_form(str(raw["id"]))
+    if spec.name in ("tax-id", "address", "name"):
+        return args_form(ctx, spec, raw, title)
     return reason_form(spec, raw, title)
+
+
+def args_form(ctx: Context, spec: Command, raw: dict[str, Any], title: str) -> Form:
+    """The arguments a button left open, the required ones first, then the policy's reason
+    fields, then the optional ones: a Discord modal (five inputs) cuts only optional ones."""
+    given = {k: str(v) for k, v in raw.items() if k != "reason" and v not in (None, "")}
+    asked = _open_fields(spec, given)
+    return Form(
+        command=spec.name, title=title, submit_label="Request change", given=given,
+        fields=[*(f for f in asked if not f.optional), *_reason_fields(ctx, spec.name),
+                *(f for f in asked if f.optional)],
+    )  # fmt: skip
 
 
 async def submit(ctx: Context, form: Form, values: dict[str, Any]) -> Reply:

@@ -8,38 +8,52 @@ from bot import lookup_cache
 from bot.cards.billing import profile_card
 from bot.cards.model import Card, Reply, Section, Table
 from bot.commands.args import Args
+from bot.commands.lookup_quoted import found_by, nobody, one_match, quoted
+from bot.commands.pay_request import open_requests
 from bot.commands.router import COMMANDS, Command, Context, command
 from bot.errors import UserError
+
+# What a customer quotes, as typed: spaces inside (`Jane Doe`), none around, no line breaks.
+QUERY = r"^\S(?:[^\r\n]*\S)?$"
 
 
 class LookupArgs(Args):
     query: str = Field(
-        min_length=3, max_length=320, pattern=r"^[^\s]+$",
-        description="email, or a customer, charge, invoice or subscription ID",
+        min_length=3, max_length=320, pattern=QUERY,
+        description="email (or part of one), name, customer, charge, refund or invoice ID, "
+        "invoice or document number",
     )  # fmt: skip
 
 
 @command(
     "lookup",
     args=LookupArgs,
-    usage="lookup <email|customer|charge|invoice id>",
+    usage="lookup <email|name|customer|charge|refund|invoice id|invoice number>",
     positional=("query",),
+    greedy=True,
 )
 async def lookup(ctx: Context, args: LookupArgs) -> Reply:
     """Show a customer's charges, refunds, subscriptions, invoices and disputes from every gateway.
 
     Search by email (`lookup jane.doe@example.com`) or by any ID the customer
-    owns: customer, charge, invoice or subscription. Every gateway is asked at
-    once; one that is slow or down is marked on the card, the rest still shows.
+    owns: customer, charge, refund, invoice or subscription, an invoice number
+    (`JANE-0003`) or one of our documents (`INV-2026-000042`). A name
+    (`lookup Jane Doe`) or part of an email (`jane@`, `@example.com`) lists the
+    customers it matches to pick from (not in a channel customers can read).
+    Every gateway is asked at once; one that is slow or down is marked on the
+    card, the rest still shows.
     """
+    answer = await quoted(ctx, args.query)
+    if answer is not None:
+        return answer
     profile = await lookup_cache.lookup(ctx.services, args.query)
     if not profile.found:
-        down = "; ".join(f"{f.gateway}: {f.message}" for f in profile.failures)
-        raise UserError(
-            "not_found",
-            f"no customer matches {args.query}" + (f" (not asked: {down})" if down else ""),
-        )
-    return Reply(cards=[profile_card(profile, locale=ctx.services.settings.locale)])
+        raise UserError("not_found", nobody(args.query, profile.failures))
+    card = profile_card(profile, locale=ctx.services.settings.locale)
+    named = found_by(profile, args.query, ctx.services.settings.locale)
+    card.sections += [named] if named else []  # after the card's own: "more" counts them
+    card.sections += await open_requests(ctx.services, profile)
+    return Reply(cards=[card])
 
 
 # --- paging: the "more" buttons of a card (not a typed command) ---------------------------
@@ -48,14 +62,14 @@ PAGE_ROWS = 10
 
 
 class PageArgs(Args):
-    query: str = Field(min_length=3, max_length=320, pattern=r"^[^\s]+$")
+    query: str = Field(min_length=3, max_length=320, pattern=QUERY)
     section: int = Field(ge=0, le=50)
     offset: int = Field(ge=1, le=100_000)
 
 
 async def lookup_page(ctx: Context, args: PageArgs) -> Reply:
     """The next rows of one list on a customer's card (its "more" button)."""
-    profile = await lookup_cache.lookup(ctx.services, args.query)
+    profile = await lookup_cache.lookup(ctx.services, await one_match(ctx, args.query))
     card = profile_card(
         profile, locale=ctx.services.settings.locale, max_rows=args.offset + PAGE_ROWS
     )

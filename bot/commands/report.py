@@ -9,24 +9,29 @@ from pydantic import Field, model_validator
 from bot.actors import Role
 from bot.cards.model import Attachment, Reply
 from bot.cards.report import report_card
-from bot.commands.args import Args
+from bot.commands.args import Args, echo
 from bot.commands.router import Context, command
 from bot.reports.agents import agents_report
 from bot.reports.chart import render_chart
 from bot.reports.export import XLSX_MIME, file_name, to_csv, to_xlsx
+from bot.reports.invoices import Which, invoices_report
 from bot.reports.model import Report
 from bot.reports.period import looks_like_period, parse_period
 from bot.reports.refunds import refunds_report
+from bot.reports.revenue import By, revenue_report
 from bot.reports.tax import tax_report
 
-Kind = Literal["refunds", "agents", "tax"]
+Kind = Literal["refunds", "agents", "tax", "revenue", "invoices"]
 Format = Literal["card", "csv", "xlsx"]
 # The words after the kind, in any order: told apart by their shape.
-_FREE = ("period", "format", "agent", "code")
+_FREE = ("period", "format", "agent", "code", "by", "gateway", "currency", "status")
+_NAMED = ("agent", "code", "by", "gateway", "currency", "status")
+_BARE = {"card": "format", "csv": "format", "xlsx": "format", "day": "by", "week": "by",
+         "month": "by", "open": "status", "overdue": "status", "paid-late": "status"}  # fmt: skip
 
 
 class ReportArgs(Args):
-    kind: Kind = Field(description="refunds, agents or tax")
+    kind: Kind = Field(description="refunds, agents, tax, revenue or invoices")
     period: str | None = Field(
         None,
         max_length=40,
@@ -34,14 +39,18 @@ class ReportArgs(Args):
     )
     format: Format = Field("card", description="card (with a chart), csv or xlsx")
     agent: str | None = Field(
-        None, max_length=200, description="only this person (name or slack:U123)"
+        None, max_length=200, description="only this person (refunds, agents)"
     )
     code: str | None = Field(None, max_length=40, description="only this reason code (refunds)")
+    by: By = Field("month", description="revenue per day, week or month")
+    gateway: str | None = Field(None, max_length=40, description="only this gateway (revenue)")
+    currency: str | None = Field(None, max_length=3, description="only this currency (revenue)")
+    status: Which = Field("open", description="invoices: open, overdue or paid-late")
 
     @model_validator(mode="before")
     @classmethod
     def _sort_words(cls, raw: Any) -> Any:
-        """`report refunds csv 2026-11 agent=alex code=goodwill`: each word to its field."""
+        """`report revenue week csv 2026-Q4 currency=EUR`: each word to its field."""
         if not isinstance(raw, dict):
             return raw
         sorted_raw = {k: v for k, v in raw.items() if k not in _FREE}
@@ -51,32 +60,41 @@ class ReportArgs(Args):
                 continue
             text = str(value).strip()
             name, eq, rest = text.partition("=")
-            if eq and name.lower() in ("agent", "code"):
+            if eq and name.lower() in _NAMED:
                 sorted_raw[name.lower()] = rest
-            elif text.lower() in ("card", "csv", "xlsx"):
-                sorted_raw["format"] = text.lower()
+            elif text.lower() in _BARE:
+                sorted_raw[_BARE[text.lower()]] = text.lower()
             elif looks_like_period(text) or key == "period":
                 sorted_raw["period"] = text
+            elif key in ("agent", "code", "gateway", "currency"):
+                sorted_raw[key] = text  # a form's own field
             else:
-                sorted_raw[key] = text
+                raise ValueError(f"{echo(text)} is not a period, format or NAME=VALUE")
         return sorted_raw
 
 
 async def _build(ctx: Context, args: ReportArgs) -> Report:
     period = parse_period(args.period)
+    services = ctx.services
     if args.kind == "refunds":
-        return await refunds_report(ctx.services, period, agent=args.agent, code=args.code)
+        return await refunds_report(services, period, agent=args.agent, code=args.code)
     if args.kind == "agents":
-        return await agents_report(ctx.services, period, agent=args.agent)
-    return await tax_report(ctx.services, period)
+        return await agents_report(services, period, agent=args.agent)
+    if args.kind == "revenue":
+        return await revenue_report(
+            services, period, by=args.by, gateway=args.gateway, currency=args.currency
+        )
+    if args.kind == "invoices":
+        return await invoices_report(services, period, which=args.status)
+    return await tax_report(services, period)
 
 
 @command(
     "report",
     args=ReportArgs,
     roles=(Role.manager, Role.finance),
-    usage="report refunds|agents|tax [period] [card|csv|xlsx] [agent=NAME] [code=CODE]",
-    positional=("kind", "period", "format", "agent", "code"),
+    usage="report refunds|agents|tax|revenue|invoices [period] [csv|xlsx] [NAME=VALUE…]",
+    positional=("kind", *_FREE),
 )
 async def report(ctx: Context, args: ReportArgs) -> Reply:
     """Finance reports, for managers and finance staff.
@@ -85,8 +103,10 @@ async def report(ctx: Context, args: ReportArgs) -> Reply:
     the largest and the busiest day against the policy's limits; `agent=alex` or
     `code=goodwill` narrow it. `report agents 2026-Q4`: each person's audited steps with
     their reasons. `report tax 2026-Q4`: tax on the documents we issued per country,
-    treatment and rate, credit notes netted. Add `csv` or `xlsx` for a file; the card
-    comes with a chart.
+    treatment and rate, credit notes netted. `report revenue 2026 month currency=EUR`:
+    gross, refunds, lost disputes and net per month (or `day`, `week`; `gateway=stripe`).
+    `report invoices overdue`: what customers owe by age (`open`, `overdue`, `paid-late`).
+    Add `csv` or `xlsx` for a file; the card comes with a chart.
     """
     built = await _build(ctx, args)
     files: list[Attachment] = []

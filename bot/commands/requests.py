@@ -26,8 +26,9 @@ def reason_code(ctx: Context, action: str, reason: str) -> str | None:
     return first if first in codes else None
 
 
-def amount_in(text: str | None, currency: str) -> Money | None:
-    """Parse an amount in the object's currency; None means the whole amount."""
+def amount_in(text: str | None, currency: str | None) -> Money | None:
+    """Parse an amount in the object's currency (None: the text names one); None means the
+    whole amount."""
     if text is None:
         return None
     try:

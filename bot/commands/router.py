@@ -22,6 +22,7 @@ from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.cards.model import Reply
 from bot.commands.args import echo
 from bot.errors import UserError
+from bot.iso4217 import DIGITS
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class Command:
     private: bool = False
     # The last positional argument takes the rest of the line as typed (a question).
     greedy: bool = False
+    # The last positional argument takes the words left before `reason:` (a description).
+    tail: bool = False
 
     @property
     def help(self) -> str:
@@ -87,6 +90,7 @@ def command(
     positional: tuple[str, ...] = (),
     private: bool = False,
     greedy: bool = False,
+    tail: bool = False,
 ) -> Callable[[Callable[[Context, A], Awaitable[Reply]]], Callable[[Context, A], Awaitable[Reply]]]:
     """Register a command; its docstring becomes its help.
 
@@ -98,7 +102,7 @@ def command(
         handler: Callable[[Context, A], Awaitable[Reply]],
     ) -> Callable[[Context, A], Awaitable[Reply]]:
         COMMANDS[name] = Command(
-            name, args, frozenset(roles), handler, usage, positional, private, greedy
+            name, args, frozenset(roles), handler, usage, positional, private, greedy, tail
         )
         return handler
 
@@ -126,6 +130,9 @@ def parse(line: str) -> tuple[Command, dict[str, Any]]:
     words = parts[0].split()
     raw: dict[str, Any] = {}
     rest = _join_currency(words[1:])
+    if spec.tail and len(rest) > len(spec.positional):
+        last = len(spec.positional) - 1
+        rest = [*rest[:last], " ".join(rest[last:])]
     if len(rest) > len(spec.positional):
         raise UserError("usage", f"too many arguments: {spec.usage}")
     raw.update(zip(spec.positional, rest, strict=False))
@@ -137,10 +144,12 @@ def parse(line: str) -> tuple[Command, dict[str, Any]]:
 
 
 def _join_currency(words: list[str]) -> list[str]:
-    """`12.50 EUR` typed as two words is one amount."""
+    """`12.50 EUR` typed as two words is one amount. Only an ISO 4217 code (any case) or
+    three capitals join the number before it: `2026-11 csv` stays two words."""
     joined: list[str] = []
     for word in words:
-        if joined and _CURRENCY.match(word) and _NUMBER.match(joined[-1]):
+        currency = _CURRENCY.match(word) and (word.upper() in DIGITS or word.isupper())
+        if joined and currency and _NUMBER.match(joined[-1]):
             joined[-1] = f"{joined[-1]} {word}"
         else:
             joined.append(word)

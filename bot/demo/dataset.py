@@ -34,6 +34,9 @@ Kowalski Software           EUR       An EU business in Poland with a VAT ID (re
 ``cus_kowalski``                      Polish documents). ``ch_kowalski_1`` 1,440.00 succeeded,
 ksiegowosc@kowalski...                ``in_kowalski_paid`` paid, two lines.
 ==========================  ========  ==========================================================
+
+Coupons: ``WELCOME10`` 10 % off for 3 months, ``LOYAL30`` 30 % off forever, ``SORRY10``
+€10.00 off once, ``SORRY25`` €25.00 off once (`coupon sub_jane_pro WELCOME10 reason: ...`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.gateways.ledger.importer import ImportSummary, import_data
+from bot.gateways.ledger.prices import put_prices
 from bot.store.db import Database
 
 
@@ -149,13 +153,32 @@ def demo_data(now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
                      lines=[("Team plan, annual (12 seats)", 12, 108000),
                             ("Onboarding workshop", 1, 36000)]),
         ],
+        "coupons": [
+            {"id": "WELCOME10", "name": "Welcome offer", "percent_off": 10,
+             "duration": "repeating", "duration_in_months": 3},
+            {"id": "LOYAL30", "name": "Loyalty", "percent_off": 30, "duration": "forever"},
+            {"id": "SORRY10", "name": "Apology", "currency": "EUR", "amount_off": 1000},
+            {"id": "SORRY25", "name": "Big apology", "currency": "EUR", "amount_off": 2500},
+        ],
     }
     # fmt: on
 
 
+# Plans to `subscribe` someone to or move them between with `plan` (minor units, per seat).
+DEMO_PRICES = (
+    {"id": "price_starter", "name": "Starter", "amount": 1900, "currency": "EUR"},
+    {"id": "price_pro", "name": "Pro", "amount": 4900, "currency": "EUR"},
+    {"id": "price_team", "name": "Team", "amount": 12000, "currency": "EUR"},
+    {"id": "price_team_usd", "name": "Team", "amount": 12000, "currency": "USD"},
+    {"id": "price_basic_jpy", "name": "Basic", "amount": 5500, "currency": "JPY"},
+)
+
+
 async def load_demo(db: Database, now: datetime | None = None) -> ImportSummary:
     """Import the demo dataset; loading it again refreshes it in place."""
-    return await import_data(db, demo_data(now), source="demo")
+    summary = await import_data(db, demo_data(now), source="demo")
+    await put_prices(db, DEMO_PRICES)
+    return summary
 
 
 def _customer(

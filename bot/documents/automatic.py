@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import jobs
 from bot.actors import SYSTEM
+from bot.approvals.actions import planned_refund
 from bot.approvals.workflow import ApprovalView
 from bot.documents import on_demand
 from bot.documents.config import Branding, SellerMissing, require_seller
@@ -89,22 +90,26 @@ class DocumentListener(Listener):
     async def record_action(
         self, services: Services, session: AsyncSession, view: ApprovalView
     ) -> None:
-        if _refunded(view):
+        charge = _refunded(view)
+        if charge is not None and view.result_id:
             await request(
                 services, session, DocumentKind.credit_note, view.gateway,
-                charge_id=view.target_id, source_id=view.result_id, reason=view.reason,
+                charge_id=charge, source_id=view.result_id, reason=view.reason,
             )  # fmt: skip
 
     async def after_action(self, services: Services, view: ApprovalView) -> None:
-        if _refunded(view):
+        if _refunded(view) is not None and view.result_id:
             await start(services, DocumentKind.credit_note, view.gateway, view.result_id)
 
 
-def _refunded(view: ApprovalView) -> bool:
-    """A refund that gave money back: not one a gateway carried out as a void of the whole
-    payment (Braintree before settlement), whose result is the payment itself and moved no
-    money, so it has no credit note."""
-    return view.action == "refund" and bool(view.result_id) and view.result_id != view.target_id
+def _refunded(view: ApprovalView) -> str | None:
+    """The charge a succeeded action gave money back on, whose refund is its result: a
+    refund's, or a cancellation's that refunded (`cancel ... now and-refund`). None for one a
+    gateway carried out as a void of the whole payment (Braintree before settlement), whose
+    result is the payment itself and moved no money, so it has no credit note."""
+    planned = planned_refund(view) if view.action == "cancel" else None
+    charge = view.target_id if view.action == "refund" else planned and planned.charge_id
+    return charge if charge and view.result_id and view.result_id != charge else None
 
 
 def import_recorder(services: Services) -> OnWrite:
@@ -285,6 +290,7 @@ async def sweep(services: Services, now: datetime | None = None) -> int:
             await session.execute(
                 select(DocumentRequest.kind, DocumentRequest.gateway, DocumentRequest.source_id)
                 .where(DocumentRequest.state == PENDING, DocumentRequest.updated <= cutoff)
+                .where(DocumentRequest.kind.in_([k.value for k in DocumentKind]))  # not reissues
                 .where(_has_seller(services.branding))  # no job per payment per sweep to refuse
                 .order_by(DocumentRequest.id)
                 .limit(500)
@@ -303,8 +309,13 @@ async def issue_document(ctx: dict[str, Any], kind: str, gateway: str, source_id
     try:
         return await fulfil(services, DocumentKind(kind), gateway, source_id)
     except GatewayError:
-        tries = int(ctx.get("job_try") or 1)
-        raise Retry(defer=min(30 * 2 ** (tries - 1), 3600)) from None
+        raise retry_later(ctx) from None
+
+
+def retry_later(ctx: dict[str, Any]) -> Retry:
+    """A document job's transient gateway failure: run it again, backing off up to an hour."""
+    tries = int(ctx.get("job_try") or 1)
+    return Retry(defer=min(30 * 2 ** (tries - 1), 3600))
 
 
 @jobs.periodic(second=30, run_at_startup=True)

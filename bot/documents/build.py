@@ -155,6 +155,33 @@ def credit_note(
         for item, share in zip(original.lines, shares, strict=True)
         if share > 0
     )
+    return _crediting(
+        original, lines, source_id=refund.id, reference=refund.id,
+        reason=reason or refund.reason, paid_at=refund.created or now, now=now,
+    )  # fmt: skip
+
+
+def cancelling(
+    original: DocumentContent, *, source_id: str, reason: str | None, now: datetime
+) -> DocumentContent:
+    """A credit note cancelling `original` in full, line by line at its rates: the document
+    is re-issued with corrected details (`reissue.py`), never edited. No money moved."""
+    return _crediting(
+        original, original.lines, source_id=source_id, reference=original.reference,
+        reason=reason, paid_at=None, now=now,
+    )  # fmt: skip
+
+
+def _crediting(
+    original: DocumentContent,
+    lines: tuple[DocumentLine, ...],
+    *,
+    source_id: str,
+    reference: str | None,
+    reason: str | None,
+    paid_at: datetime | None,
+    now: datetime,
+) -> DocumentContent:
     return original.model_copy(
         update={
             "kind": DocumentKind.credit_note,
@@ -162,13 +189,13 @@ def credit_note(
             "issued_at": now,
             "lines": lines,
             "taxes": summarize(lines),
-            "source_id": refund.id,
-            "reference": refund.id,
+            "source_id": source_id,
+            "reference": reference,
             "related_number": original.number,
             "related_kind": original.kind,
             "related_issued_at": original.issued_at,
-            "reason": reason or refund.reason,
-            "paid_at": refund.created or now,
+            "reason": reason,
+            "paid_at": paid_at,
             "due_date": None,
         }
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -69,6 +69,9 @@ class Branding(_Strict):
     # Receipts after payments and credit notes after refunds, per gateway ("*" = every gateway).
     receipts: list[str] = Field(default_factory=lambda: ["*"])
     credit_notes: list[str] = Field(default_factory=lambda: ["*"])
+    # When a customer's name, address or tax ID changes: "offer" a credit note and a new
+    # document for each one issued this month (a `reissue <number>` button), or do it at once.
+    reissue: Literal["offer", "automatic"] = "offer"
     # Languages documents are written in; any other customer locale gets `fallback_language`.
     fallback_language: str = "en"
 

@@ -206,3 +206,15 @@ async def find(db: Database, ref: str) -> IssuedDocument | None:
     async with db.read() as session:
         row = await session.scalar(select(DocumentRow).where(column == ref))
         return _issued(row) if row is not None else None
+
+
+async def current(db: Database, document: IssuedDocument) -> IssuedDocument:
+    """The last re-issue of `document` (bot/documents/reissue.py), or itself if never corrected:
+    a re-issued document's source is the document it replaces."""
+    while True:
+        newer = await find_by_source(
+            db, document.kind, document.content.source_gateway, document.id
+        )
+        if newer is None:
+            return document
+        document = newer

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from bot.actors import Actor
 from bot.documents import build
-from bot.documents.issue import IssuedDocument, OnIssue, find_by_source, issue
+from bot.documents.issue import IssuedDocument, OnIssue, current, find_by_source, issue
 from bot.documents.model import DocumentContent, DocumentKind
 from bot.documents.render import render
 from bot.errors import UserError
@@ -36,7 +36,7 @@ async def receipt(
     gateway, charge = await services.gateways.locate_charge(charge_ref)
     existing = await find_by_source(services.db, DocumentKind.receipt, gateway.name, charge.id)
     if existing is not None:
-        return existing
+        return await current(services.db, existing)
     if charge.status in _UNPAID or charge.amount_captured <= 0:
         raise UserError(
             "not_paid", f"charge {charge.id} took no money ({charge.status.value}): no receipt"
@@ -54,7 +54,7 @@ async def invoice(
     gateway, bill = await services.gateways.locate(invoice_ref, _fetch_invoice, "invoice")
     existing = await find_by_source(services.db, DocumentKind.invoice, gateway.name, bill.id)
     if existing is not None:
-        return existing
+        return await current(services.db, existing)
     if bill.status in (InvoiceStatus.draft, InvoiceStatus.void):
         raise UserError(
             "invalid_state",

@@ -7,7 +7,7 @@ approve it; gateways run them again at execution, when it counts.
 from __future__ import annotations
 
 from bot.gateways.base import ErrorCode, GatewayError
-from bot.models import Charge, ChargeStatus
+from bot.models import Charge, ChargeStatus, Dispute, DisputeStatus
 from bot.money import Money
 
 
@@ -61,6 +61,17 @@ def require_status(charge: Charge, status: ChargeStatus, verb: str) -> None:
             ErrorCode.invalid_state,
             f"charge {charge.id} is {charge.status.value}: only {status.value} charges can be {verb}",
             gateway=charge.gateway,
+        )
+
+
+def require_unanswered(dispute: Dispute) -> None:
+    """Only a dispute still waiting for our answer is accepted or answered: never twice."""
+    if dispute.status != DisputeStatus.needs_response:
+        raise GatewayError(
+            ErrorCode.invalid_state,
+            f"dispute {dispute.id} is {dispute.status.value.replace('_', ' ')}: it was answered "
+            "or decided already, and nothing is sent twice",
+            gateway=dispute.gateway,
         )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+from bot.gateways.asking import ask, not_asked
 from bot.gateways.base import ErrorCode, Gateway, GatewayError, LookupQuery
 from bot.models import BillingProfile, Charge, GatewayFailure, GatewayProfile, Subscription
 
@@ -41,12 +42,20 @@ class Gateways:
                 gateway=name,
             ) from None
 
-    async def lookup(self, text: str) -> BillingProfile:
-        """Ask every gateway at once; a slow or failing one only marks its own section."""
-        query = LookupQuery.parse(text)
-        results = await self._each(lambda g: g.lookup(query))
+    async def lookup(self, text: str, *, broad: bool = False) -> BillingProfile:
+        """Ask every gateway at once; a slow or failing one only marks its own section.
+
+        `stripe:cus_1` asks that gateway alone. The text is asked as every kind it might be
+        that a gateway answers (LookupQuery.exact); `broad` adds names and parts of emails,
+        and a gateway without such a search gets a "not asked" line instead.
+        """
+        name, colon, rest = text.partition(":")
+        only = [self.by_name[name]] if colon and rest.strip() and name in self.by_name else None
+        typed = rest if only else text
+        queries = LookupQuery.readings(typed) if broad else LookupQuery.exact(typed)
+        results = await self._each(lambda g: ask(g, queries), only)
         profiles: list[GatewayProfile] = []
-        failures: list[GatewayFailure] = []
+        failures = [f for g in only or self for f in [not_asked(g, queries)] if f]
         for gateway, result in results:
             if isinstance(result, GatewayError):
                 if result.code != ErrorCode.unsupported:
@@ -56,7 +65,8 @@ class Gateways:
                         )
                     )
             else:
-                profiles.extend(result)
+                can = frozenset(c.value for c in gateway.capabilities)
+                profiles.extend(p.model_copy(update={"capabilities": can}) for p in result)
         return BillingProfile(query=text, profiles=tuple(profiles), failures=tuple(failures))
 
     async def locate_charge(self, ref: str) -> tuple[Gateway, Charge]:
@@ -96,9 +106,9 @@ class Gateways:
         raise GatewayError(ErrorCode.not_found, f"no {what} {ref} in any gateway", gateway="*")
 
     async def _each(
-        self, call: Callable[[Gateway], Awaitable[T]]
+        self, call: Callable[[Gateway], Awaitable[T]], only: list[Gateway] | None = None
     ) -> list[tuple[Gateway, T | GatewayError]]:
-        gateways = list(self.by_name.values())
+        gateways = only or list(self.by_name.values())
 
         async def one(g: Gateway) -> T | GatewayError:
             try:

@@ -11,6 +11,9 @@
     /panel/s/<session>/act           a button (POST): its form, or its command run once
     /panel/s/<session>/submit        a form (POST): its command run once
     /panel/s/<session>/approvals     requests waiting for this agent's decision, and their own
+    /panel/s/<session>/reports       finance reports (managers, finance): the form, the card;
+                                     /reports/chart.png its chart, /reports/download?format=
+                                     csv|xlsx its export (each runs the `report` command again)
     /panel/s/<session>/signout       end the session (POST)
     /panel/s/<session>/confirm       an unconfirmed session's only page: confirm the email by a
                                      code (`confirm.py`); /forget (POST) forgets this browser
@@ -43,6 +46,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from bot.actors import Role
 from bot.panel import entries, loaders, session
 from bot.panel.door import Page, PanelDoor, Screen
+from bot.panel.reports import CHART, ReportAsk, attachment
 from bot.panel.security import CSRF_FIELD, BadForm, PanelHeaders, csrf_ok, read_form
 from bot.panel.session import ROOT, PanelSession
 from bot.services import Services
@@ -113,6 +117,9 @@ def mount(settings: Settings) -> Mount:
         Route("/act", _guarded(door, act), methods=["POST"]),
         Route("/submit", _guarded(door, submit), methods=["POST"]),
         Route("/approvals", _guarded(door, approvals)),
+        Route("/reports", _guarded(door, reports)),
+        Route("/reports/chart.png", _guarded(door, report_chart)),
+        Route("/reports/download", _guarded(door, report_download)),
         Route("/signout", _guarded(door, signout), methods=["POST"]),
         Route(f"/{loaders.ZENDESK_PAGE}", _guarded(door, _loader(loaders.zendesk_loader))),
         Route(
@@ -268,6 +275,36 @@ async def approvals(request: Request, screen: Screen, door: PanelDoor) -> Respon
     return _answer(request, screen, await door.approvals(screen))
 
 
+async def reports(request: Request, screen: Screen, door: PanelDoor) -> Response:
+    ask = ReportAsk.read(request.query_params)
+    return _answer(request, screen, await door.reports(screen, ask))
+
+
+async def report_chart(request: Request, screen: Screen, door: PanelDoor) -> Response:
+    return await _report_file(request, screen, door, CHART)
+
+
+async def report_download(request: Request, screen: Screen, door: PanelDoor) -> Response:
+    return await _report_file(request, screen, door, request.query_params.get("format", ""))
+
+
+async def _report_file(request: Request, screen: Screen, door: PanelDoor, fmt: str) -> Response:
+    """A report's chart or export as a file, never cached; a download as an attachment."""
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        # Only our own page (or the agent typing the address) fetches a report's file.
+        words: Words = request.state.words
+        refused = N_("panel", "refused_title"), N_("panel", "refused_text")
+        return _message(request, words, screen.session, 403, *refused)
+    ask = ReportAsk.read(request.query_params) or ReportAsk()
+    answer = await door.report_file(screen, ask, fmt)
+    if isinstance(answer, Page):
+        return _answer(request, screen, answer)
+    headers = {"Cache-Control": "no-store"}
+    if fmt != CHART:
+        headers["Content-Disposition"] = attachment(answer.name)
+    return Response(answer.content, media_type=answer.mime, headers=headers)
+
+
 async def signout(request: Request, screen: Screen, door: PanelDoor) -> Response:
     await session.end(_services(request), screen.session.id, "signed_out")
     words: Words = request.state.words
@@ -338,6 +375,7 @@ def render(
         csrf_field=csrf_field,
         role=words(_role_key(screen)),
         read_only=screen is not None and not screen.actor.has(Role.agent),
+        reports_link=screen is not None and screen.reports,
         unconfirmed=live is not None and not live.trusted,
         can_confirm=confirm is not None,
         now=datetime.now(UTC),

@@ -45,7 +45,7 @@ from bot import deliveries, lookup_cache, notify
 from bot.actors import SYSTEM, Actor, ChannelKind, Role
 from bot.approvals.workflow import FINAL, ApprovalView, State, expire_due, get, listing
 from bot.cards.billing import approval_card
-from bot.cards.model import Card, Reply, Section
+from bot.cards.model import Attachment, Card, Reply, Section
 from bot.commands import Context
 from bot.commands.forms import Form, asks_first, form_for, submit
 from bot.commands.router import COMMANDS, Command, parse
@@ -55,6 +55,7 @@ from bot.errors import UserError
 from bot.helpdesk import ticket_trace
 from bot.keys import signing_key
 from bot.models import BillingProfile, ChargeStatus, InvoiceStatus
+from bot.panel.reports import CHART, COMMAND, FILES, ReportAsk
 from bot.panel.session import PanelSession, url
 from bot.services import Services
 from bot.store.tables import ChatMessage
@@ -106,6 +107,12 @@ class Screen:
 
     def core(self, text: str, tone: str = "error") -> None:
         self.notices.append(Notice(text, tone))
+
+    @property
+    def reports(self) -> bool:
+        """Whether this agent may read the finance reports (the router checks again)."""
+        spec = COMMANDS.get(COMMAND)
+        return spec is not None and spec.allowed(self.actor)
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,53 @@ class PanelDoor(Door[Screen]):
                 "refresh_url": url(screen.session.id, "approvals") if mine else None,
             },
         )
+
+    async def reports(self, screen: Screen, ask: ReportAsk | None) -> Page:
+        """The reports form; a report asked for: its card, its chart and its downloads.
+        Whom the router does not let run `report` gets its refusal line and no form."""
+        if ask is None and screen.reports:
+            return self._reports_page(screen, None, None)
+        return self._reports_page(screen, ask, await self._report(screen, ask, CHART))
+
+    async def report_file(self, screen: Screen, ask: ReportAsk, fmt: str) -> Attachment | Page:
+        """A report's chart (`CHART`) or its export (`FILES`), the command run again; the
+        reports page saying why when there is none."""
+        if fmt not in (CHART, *FILES):
+            screen.say("reports_bad_format", "error")
+            return self._reports_page(screen, ask, None, status=400)
+        reply = await self._report(screen, ask, fmt)
+        if reply.error is None and reply.files:
+            return reply.files[0]
+        if reply.error is None:
+            screen.say("reports_no_chart", "muted")
+            return self._reports_page(screen, ask, None, status=404)
+        return self._reports_page(screen, ask, reply)
+
+    async def _report(self, screen: Screen, ask: ReportAsk | None, fmt: str) -> Reply:
+        raw = (ask or ReportAsk()).arguments(fmt)
+        return await self.run_command(self._ctx(screen), COMMANDS[COMMAND], raw)
+
+    def _reports_page(
+        self, screen: Screen, ask: ReportAsk | None, reply: Reply | None, *, status: int = 200
+    ) -> Page:
+        asked = ask or ReportAsk()
+        values: dict[str, Any] = {
+            "ask": asked, "report": None, "chart": None, "downloads": [], "refused": False,
+            "notices": screen.notices,
+        }  # fmt: skip
+        if reply is not None and reply.error is not None:
+            screen.core(reply.error.message)
+            values["refused"] = reply.error.code == "forbidden"
+            return Page("reports.html", values, 403 if values["refused"] else 400)
+        if reply is not None and reply.cards:
+            address = url(screen.session.id, "reports")
+            values["report"] = self._drawn_card(screen, reply.cards[0])
+            if any(f.mime == "image/png" for f in reply.files):
+                values["chart"] = f"{address}/chart.png?{asked.query()}"
+            values["downloads"] = [
+                (fmt, f"{address}/download?{asked.query(format=fmt)}") for fmt in FILES
+            ]
+        return Page("reports.html", values, status)
 
     # --- clicks and forms -----------------------------------------------------------------
 

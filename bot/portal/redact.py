@@ -25,6 +25,8 @@ _PATH = re.compile(r"(/portal/l/)(?!pg_[A-Za-z0-9_-]{1,40}\.\[redacted\])([^\s\"
 # The agent panel's signed entries carry their signature (or Front's auth_secret) in the query,
 # and so does Front's plugin page (/panel/front?auth_secret=…).
 _PANEL_ENTRY = re.compile(r"(/panel/(?:entry/[a-z]+|front)\?)[^\s\"'<>#]+")
+# Gateways' pay pages (payment requests): whoever has the link can pay, and sees the customer.
+_PAY_LINK = re.compile(r"(checkout\.stripe\.com/c/pay/|paypal\.com/checkoutnow\?)[^\s\"'<>]+")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
@@ -32,6 +34,8 @@ def redact(text: str) -> str:
     """`text` with every billing-page token in it replaced."""
     if "/panel/" in text:
         text = _PANEL_ENTRY.sub(rf"\1{REDACTED}", text)
+    if "checkout" in text:
+        text = _PAY_LINK.sub(rf"\1{REDACTED}", text)
     if "pg_" not in text and "/portal/l/" not in text:
         return text
     text = _TOKEN.sub(rf"\1.{REDACTED}", text)

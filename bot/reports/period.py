@@ -57,7 +57,8 @@ def parse_period(text: str | None, *, today: date | None = None) -> Period:
         return _parse(said, today)
     except ValueError:  # a 13th month, a 30th of February
         pass
-    raise UserError("invalid_period", f"{said!r} is not a period: say {SAYINGS}")
+    shown = said if len(said) <= 40 else said[:40] + "…"  # an error stays one short line
+    raise UserError("invalid_period", f"{shown!r} is not a period: say {SAYINGS}")
 
 
 def _parse(said: str, today: date) -> Period:

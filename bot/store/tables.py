@@ -74,6 +74,9 @@ class LedgerCustomer(Base):
 
 class LedgerCharge(Base):
     __tablename__ = "ledger_charges"
+    # A customer's newest charges, read by every lookup: the index walks only the first
+    # `lookup.max_charges` of them, however many the customer has.
+    __table_args__ = (Index("ix_ledger_charges_customer_created", "customer_id", "created"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_customers.id"), index=True)
@@ -112,6 +115,24 @@ class LedgerSubscription(Base):
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    price_id: Mapped[str | None] = mapped_column(String(64))  # a ledger_prices row, if any
+    quantity: Mapped[int] = mapped_column(Integer, default=1)  # `amount` is per seat
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    trial_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LedgerPrice(Base):
+    """A plan the business sells through the ledger: `amount` per seat per `interval`."""
+
+    __tablename__ = "ledger_prices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(16), default="month")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class LedgerInvoice(Base):
@@ -141,6 +162,36 @@ class LedgerDispute(Base):
     reason: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(24))
     evidence_due_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What we answered with (bot/disputes/evidence.py `stored`), and when it was submitted.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    evidence_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LedgerCoupon(Base):
+    """A coupon the business offers: a percentage (in basis points) or an amount off."""
+
+    __tablename__ = "ledger_coupons"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the code applied: WELCOME10
+    name: Mapped[str | None] = mapped_column(String(200))
+    percent_off_bp: Mapped[int | None] = mapped_column(Integer)  # 1250 = 12.5 % off
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    duration: Mapped[str] = mapped_column(String(16))  # once | repeating | forever
+    duration_in_months: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class LedgerDiscount(Base):
+    """A coupon applied to a customer or a subscription: one per target (unique)."""
+
+    __tablename__ = "ledger_discounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    coupon_id: Mapped[str] = mapped_column(ForeignKey("ledger_coupons.id"))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("ledger_customers.id"), index=True)
+    target_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class LedgerOperation(Base):
@@ -277,6 +328,54 @@ class GatewayObjectState(Base):
     event_created: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# --- billing index (bot/index): every gateway's objects, mirrored for search and reports ---
+
+
+class IndexedObject(Base):
+    """One gateway object as last synced or heard of: a customer, charge, refund, invoice,
+    subscription or dispute. Amounts are minor units with the digits they were written in."""
+
+    __tablename__ = "billing_index"
+    __table_args__ = (
+        # Reports read kind, time, currency, status and amount only: the index answers alone.
+        Index("ix_billing_index_report", "kind", "created", "currency", "status", "amount"),
+        Index("ix_billing_index_customer", "gateway", "customer_id"),
+    )
+
+    gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)  # lower case
+    name: Mapped[str | None] = mapped_column(String(200))
+    name_key: Mapped[str | None] = mapped_column(String(200), index=True)  # folded for search
+    number: Mapped[str | None] = mapped_column(String(64), index=True)  # invoice or order number
+    related_id: Mapped[str | None] = mapped_column(String(128))  # a refund's or dispute's charge
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    amount_settled: Mapped[int | None] = mapped_column(BigInteger)  # refunded, or paid
+    currency: Mapped[str | None] = mapped_column(String(3))
+    exponent: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(32))
+    created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due: Mapped[datetime | None] = mapped_column(UTCDateTime)  # invoice due, evidence due
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SyncCursor(Base):
+    """How far a gateway's backfill of one kind of object got: where the next page starts."""
+
+    __tablename__ = "sync_cursors"
+
+    gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(500))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    synced: Mapped[int] = mapped_column(BigInteger, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Notification(Base):
     """An alert card waiting for (or delivered to) a chat channel: durable, so none is lost."""
 
@@ -290,6 +389,17 @@ class Notification(Base):
     card: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DisputeReminder(Base):
+    """A reminder posted for a dispute whose evidence is due within `days`: one per threshold."""
+
+    __tablename__ = "dispute_reminders"
+
+    gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dispute_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ChatMessage(Base):
@@ -583,3 +693,28 @@ class PanelBrowserRow(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PaymentRequestRow(Base):
+    """A customer asked to pay on a gateway's page (bot/payment_requests): open → paid |
+    cancelled | expired. The pay link's URL is never stored: it is asked of the gateway
+    when an email goes out (bot/mail/placeholders.py)."""
+
+    __tablename__ = "payment_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(40))
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    link_id: Mapped[str] = mapped_column(String(255), index=True)  # the current one
+    link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paid_with: Mapped[str | None] = mapped_column(String(255))  # the gateway's payment ID

@@ -5,7 +5,8 @@ version 6, HTTP Basic with the public and private key), for the calls the gatewa
 makes, under `/merchants/{merchant_id}`: customers (find; `advanced_search_ids`
 then `advanced_search`), payment methods, transactions (find, search, refund,
 void, submit for settlement, and the sandbox's settle), subscriptions (find,
-update, cancel), disputes (find, search), merchant accounts and plans.
+update, cancel, discounts added and removed), disputes (find, search), merchant accounts,
+plans and discounts.
 
 Answers are XML as Braintree writes it: hyphenated tags, typed elements
 (`integer`, `boolean`, `datetime`, `date`, `array`, `nil="true"`). Refusals are
@@ -35,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
@@ -45,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chargedesk_emulators.multipart import parse_form
 from chargedesk_emulators.serve import command, running
 from chargedesk_emulators.traffic import EmulatedAPI
 
@@ -163,8 +165,14 @@ MESSAGES = {
     "81501": "Amount cannot be negative.",
     "81503": "Amount is an invalid format.",
     "81531": "Amount must be greater than zero.",
+    "81502": "Amount is required.",
+    "91565": "Payment method token is invalid.",
+    "91509": "Transaction type is invalid.",
     "81901": "Cannot edit a canceled subscription.",
     "81905": "Subscription has already been canceled.",
+    "81906": "ID has already been taken.",
+    "91903": "Payment method token is invalid.",
+    "91904": "Plan ID is invalid.",
     "91504": "Transaction can only be voided if status is authorized, submitted_for_settlement, "
     "or - for PayPal - settlement_pending.",
     "91505": "Cannot refund credit",
@@ -177,7 +185,16 @@ MESSAGES = {
     "transaction has settled.",
     "91575": "Cannot simulate transaction settlement.",
     "91908": "Number Of Billing Cycles must be blank if Never Expires is true.",
+    "92013": "Inherited From ID is invalid.",
+    "92016": "ID to remove is not present.",
     "91909": "Number Of Billing Cycles is too small.",
+    "95701": "Evidence can only be attached to disputes that are in an Open state",
+    "95703": "A document upload ID is required to attach a document to a dispute",
+    "95704": "Disputes can only be accepted when they are in an Open state",
+    "95705": "Disputes can only be finalized when they are in an Open state",
+    "95708": "Content is required",
+    "84901": "Kind is invalid.",
+    "84906": "File is empty.",
 }
 
 
@@ -280,6 +297,8 @@ class SubscriptionRecord:
     transactions: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
     updated: datetime = field(default_factory=now)
+    discounts: list[str] = field(default_factory=list)  # IDs of the account's discounts
+    balance: Decimal = Decimal(0)  # negative: credit left by a prorated price cut
 
     def period(self) -> tuple[date, date]:
         """The current billing period: [start, end]; the next bill is the day after the end."""
@@ -300,6 +319,18 @@ class DisputeRecord:
     received: date
     reply_by: date
     created: datetime
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DiscountRecord:
+    """A discount set up in the Control Panel: an amount off each bill, for some cycles."""
+
+    id: str
+    name: str
+    amount: Decimal
+    cycles: int | None = None  # None: never expires
+    created: datetime = field(default_factory=now)
 
 
 @dataclass
@@ -351,7 +382,9 @@ class BraintreeEmulator(EmulatedAPI):
         self.transactions: dict[str, TransactionRecord] = {}
         self.subscriptions: dict[str, SubscriptionRecord] = {}
         self.disputes: dict[str, DisputeRecord] = {}
+        self.document_uploads: dict[str, tuple[str, bytes]] = {}  # ID -> (file name, bytes)
         self.plans: dict[str, Plan] = {}
+        self.discounts: dict[str, DiscountRecord] = {}
         self.merchant_accounts: dict[str, tuple[str, bool]] = {}  # id -> (currency, default)
         self.add_merchant_account("chargedesk_usd", "USD", default=True)
 
@@ -407,6 +440,13 @@ class BraintreeEmulator(EmulatedAPI):
         with self._lock:
             self.plans[plan_id] = Plan(plan_id, name, Decimal(price), currency, billing_frequency)
             return plan_id
+
+    def add_discount(
+        self, discount_id: str, name: str, amount: str, cycles: int | None = None
+    ) -> str:
+        with self._lock:
+            self.discounts[discount_id] = DiscountRecord(discount_id, name, Decimal(amount), cycles)
+            return discount_id
 
     def add_customer(
         self,
@@ -781,28 +821,30 @@ class BraintreeEmulator(EmulatedAPI):
             "escrow_status": None,
         }
 
+    def address_xml(self, customer_id: str) -> Json:
+        """The customer's one address (the emulator keeps one, as ChargeDesk reads the first)."""
+        c = self.customers[customer_id]
+        address = c.address or {}
+        return {
+            "id": "ad" + c.id[-4:],
+            "customer_id": c.id,
+            "first_name": c.first_name,
+            "last_name": c.last_name,
+            "company": c.company,
+            "street_address": address.get("line1"),
+            "extended_address": address.get("line2"),
+            "locality": address.get("city"),
+            "region": address.get("state"),
+            "postal_code": address.get("postal_code"),
+            "country_code_alpha2": address.get("country"),
+            "country_name": None,
+            "created_at": c.created,
+            "updated_at": c.created,
+        }
+
     def customer_xml(self, customer_id: str) -> Json:
         c = self.customers[customer_id]
-        addresses = []
-        if c.address:
-            addresses.append(
-                {
-                    "id": "ad" + c.id[-4:],
-                    "customer_id": c.id,
-                    "first_name": c.first_name,
-                    "last_name": c.last_name,
-                    "company": c.company,
-                    "street_address": c.address.get("line1"),
-                    "extended_address": c.address.get("line2"),
-                    "locality": c.address.get("city"),
-                    "region": c.address.get("state"),
-                    "postal_code": c.address.get("postal_code"),
-                    "country_code_alpha2": c.address.get("country"),
-                    "country_name": None,
-                    "created_at": c.created,
-                    "updated_at": c.created,
-                }
-            )
+        addresses = [self.address_xml(customer_id)] if c.address else []
         return {
             "id": c.id,
             "merchant_id": self.merchant_id,
@@ -857,7 +899,7 @@ class BraintreeEmulator(EmulatedAPI):
             "id": s.id,
             "plan_id": s.plan_id,
             "price": amount_text(s.price, s.currency),
-            "balance": amount_text(Decimal(0), s.currency),
+            "balance": amount_text(s.balance, s.currency),
             "status": s.status,
             "merchant_account_id": s.merchant_account_id,
             "payment_method_token": s.token,
@@ -870,8 +912,8 @@ class BraintreeEmulator(EmulatedAPI):
             "first_billing_date": s.first_billing,
             "next_billing_date": next_bill if live else None,
             "paid_through_date": end if s.current_cycle else None,
-            "next_billing_period_amount": amount_text(s.price, s.currency),
-            "next_bill_amount": amount_text(s.price, s.currency),
+            "next_billing_period_amount": amount_text(self._discounted(s), s.currency),
+            "next_bill_amount": amount_text(self._discounted(s), s.currency),
             "days_past_due": None,
             "failure_count": 0,
             "trial_period": s.trial,
@@ -881,7 +923,9 @@ class BraintreeEmulator(EmulatedAPI):
             "created_at": s.created,
             "updated_at": s.updated,
             "add_ons": Array("add_on", []),
-            "discounts": Array("discount", []),
+            "discounts": Array(
+                "discount", [self.discount_xml(self.discounts[d], s) for d in s.discounts]
+            ),
             "descriptor": {"name": None, "phone": None, "url": None},
             "status_history": Array(
                 "status_event",
@@ -938,7 +982,7 @@ class BraintreeEmulator(EmulatedAPI):
                 "status_history",
                 [{"status": d.status, "timestamp": d.created, "effective_date": d.received}],
             ),
-            "evidence": Array("evidence", []),
+            "evidence": Array("evidence", d.evidence),
         }
 
     # --- webhooks ------------------------------------------------------------------------
@@ -986,6 +1030,38 @@ class BraintreeEmulator(EmulatedAPI):
         if customer_id not in self.customers:
             raise Missing
         return 200, document("customer", self.customer_xml(customer_id))
+
+    def _update_customer(self, request: Request, body: Json) -> tuple[int, bytes]:
+        customer_id = request.path_params["id"]
+        if customer_id not in self.customers:
+            raise Missing
+        c = self.customers[customer_id]
+        params = _params(body, "customer")
+        for name in ("first_name", "last_name", "company"):
+            if name in params:
+                setattr(c, name, params[name] or None)
+        return 200, document("customer", self.customer_xml(customer_id))
+
+    def _save_address(self, request: Request, body: Json) -> tuple[int, bytes]:
+        """Create or update the customer's address (`/addresses` or `/addresses/{id}`)."""
+        customer_id = request.path_params["id"]
+        c = self.customers.get(customer_id)
+        if c is None or request.path_params.get("address_id", "ad" + customer_id[-4:]) != (
+            "ad" + customer_id[-4:]
+        ):
+            raise Missing
+        params = _params(body, "address")
+        fields = {"street_address": "line1", "extended_address": "line2", "locality": "city",
+                  "region": "state", "postal_code": "postal_code",
+                  "country_code_alpha2": "country"}  # fmt: skip
+        address = dict(c.address or {})
+        for theirs, ours in fields.items():
+            if theirs in params:
+                address[ours] = params[theirs] or None
+        c.address = address
+        return (201 if request.method == "POST" else 200), document(
+            "address", self.address_xml(customer_id)
+        )
 
     def _payment_method(self, request: Request, _: Json) -> tuple[int, bytes]:
         token = request.path_params["token"]
@@ -1076,6 +1152,44 @@ class BraintreeEmulator(EmulatedAPI):
         sale.move("submitted_for_settlement")
         return 200, document("transaction", self.transaction_xml(sale.id))
 
+    def _create_sale(self, request: Request, body: Json) -> tuple[int, bytes]:
+        """`Transaction.sale` on a vaulted card. As in the sandbox, an amount from 2000.00 to
+        2999.99 is processor-declined with that amount as its response code."""
+        params = _params(body, "transaction")
+        if params.get("type") != "sale":
+            raise Invalid("91509", "transaction", "type")
+        card = self.cards.get(str(params.get("payment_method_token") or ""))
+        if card is None:
+            raise Invalid("91565", "transaction", "payment_method_token")
+        customer = self.customers[card.customer_id]
+        account = str(params.get("merchant_account_id") or "") or next(
+            (a for a, (_, default) in self.merchant_accounts.items() if default),
+            self._account_for("USD"),
+        )
+        currency = self.merchant_accounts[account][0]
+        value = self._amount(params.get("amount"), currency, "transaction")
+        if value is None:
+            raise Invalid("81502", "transaction", "amount")
+        sale = TransactionRecord(
+            id=new_id(), type="sale", amount=value, currency=currency,
+            merchant_account_id=account, status="authorized", created=now(), updated=now(),
+            customer_id=customer.id, first_name=customer.first_name,
+            last_name=customer.last_name, email=customer.email, token=card.token,
+            order_id=str(params.get("order_id") or "") or None,
+        )  # fmt: skip
+        self.transactions[sale.id] = sale
+        if Decimal(2000) <= value < Decimal(3000):
+            sale.processor_response = (str(int(value)), "Insufficient Funds")
+            sale.move("processor_declined")
+            error = {"errors": {"errors": Array("error", [])}, "params": params,
+                     "message": "Insufficient Funds", "transaction": self.transaction_xml(sale.id)}  # fmt: skip
+            return 422, document("api_error_response", error)
+        sale.history.append(Event("authorized", sale.created, value))
+        options = params.get("options") if isinstance(params.get("options"), dict) else {}
+        if str(options.get("submit_for_settlement")).lower() == "true":
+            sale.move("submitted_for_settlement")
+        return 201, document("transaction", self.transaction_xml(sale.id))
+
     def _settle_transaction(self, request: Request, body: Json) -> tuple[int, bytes]:
         sale = self._transaction(request)
         self._settle(sale)
@@ -1090,6 +1204,78 @@ class BraintreeEmulator(EmulatedAPI):
     def _find_subscription(self, request: Request, _: Json) -> tuple[int, bytes]:
         return 200, document("subscription", self.subscription_xml(self._subscription(request).id))
 
+    def _discounted(self, sub: SubscriptionRecord) -> Decimal:
+        off = sum((self.discounts[d].amount for d in sub.discounts), Decimal(0))
+        return max(sub.price - off, Decimal(0))
+
+    def discount_xml(self, d: DiscountRecord, sub: SubscriptionRecord | None = None) -> Json:
+        currency = sub.currency if sub is not None else "USD"
+        value: Json = {
+            "id": d.id, "kind": "discount", "name": d.name, "description": None,
+            "amount": amount_text(d.amount, currency), "merchant_id": self.merchant_id,
+            "never_expires": d.cycles is None, "number_of_billing_cycles": d.cycles,
+            "created_at": d.created, "updated_at": d.created,
+        }  # fmt: skip
+        if sub is not None:
+            value |= {"quantity": 1, "current_billing_cycle": sub.current_cycle}
+        return value
+
+    def _list_discounts(self, request: Request, _: Json) -> tuple[int, bytes]:
+        return 200, document(
+            "discounts", Array("discount", [self.discount_xml(d) for d in self.discounts.values()])
+        )
+
+    def _change_discounts(self, sub: SubscriptionRecord, change: Json) -> None:
+        """`<discounts><add>` inherited from the account's, `<remove>` by ID."""
+        added = change.get("add") or []
+        removed = change.get("remove") or []
+        for entry in added if isinstance(added, list) else [added]:
+            found = entry.get("inherited_from_id") if isinstance(entry, dict) else None
+            if found not in self.discounts:
+                raise Invalid("92013", "subscription", "inherited_from_id")
+            if found not in sub.discounts:
+                sub.discounts.append(str(found))
+        for gone in removed if isinstance(removed, list) else [removed]:
+            if gone not in sub.discounts:
+                raise Invalid("92016", "subscription", "discounts")
+            sub.discounts.remove(str(gone))
+
+    def _create_subscription(self, request: Request, body: Json) -> tuple[int, bytes]:
+        """`POST /subscriptions`: a plan on a stored card; billed now unless it has a trial
+        (`trial_period`, `trial_duration` days). A chosen `id` must be new."""
+        params = _params(body, "subscription")
+        plan = self.plans.get(str(params.get("plan_id")))
+        if plan is None:
+            raise Invalid("91904", "subscription", "plan_id")
+        token = str(params.get("payment_method_token"))
+        if token not in self.cards:
+            raise Invalid("91903", "subscription", "payment_method_token")
+        sub_id = str(params.get("id") or new_id(6))
+        if sub_id in self.subscriptions:
+            raise Invalid("81906", "subscription", "id")
+        trial = str(params.get("trial_period")).lower() == "true"
+        days = int(params.get("trial_duration") or 0) if trial else 0
+        created = now()
+        sub = SubscriptionRecord(
+            id=sub_id, plan_id=plan.id, price=plan.price, currency=plan.currency,
+            merchant_account_id=self._account_for(plan.currency), token=token, status="Active",
+            created=created, first_billing=(created + timedelta(days=days)).date(),
+            current_cycle=0 if trial else 1, billing_frequency=plan.billing_frequency,
+            trial=trial,
+        )  # fmt: skip
+        sub.history.append(Event("Active", created, Decimal(0), "api", "chargedesk_api"))
+        self.subscriptions[sub.id] = sub
+        card = self.cards[token]
+        card.subscriptions.append(sub.id)
+        if not trial:
+            sale_id = self.add_sale(
+                card.customer_id, amount_text(sub.price, sub.currency), sub.currency,
+                days_ago=0, subscription_id=sub.id,
+            )  # fmt: skip
+            self.transactions[sale_id].plan_id = plan.id
+            sub.transactions.insert(0, sale_id)
+        return 201, document("subscription", self.subscription_xml(sub.id))
+
     def _update_subscription(self, request: Request, body: Json) -> tuple[int, bytes]:
         sub = self._subscription(request)
         params = _params(body, "subscription")
@@ -1101,12 +1287,43 @@ class BraintreeEmulator(EmulatedAPI):
             raise Invalid("91908", "subscription", "number_of_billing_cycles")
         if cycles is not None and int(cycles) < sub.current_cycle:
             raise Invalid("91909", "subscription", "number_of_billing_cycles")
+        if "plan_id" in params:
+            if params["plan_id"] not in self.plans:
+                raise Invalid("91904", "subscription", "plan_id")
+            sub.plan_id = str(params["plan_id"])
         if "price" in params:
             price = self._amount(params["price"], sub.currency, "subscription")
-            sub.price = price if price is not None else sub.price
+            if price is not None and price != sub.price:
+                options = params.get("options") if isinstance(params.get("options"), dict) else {}
+                if str(options.get("prorate_charges")).lower() == "true":
+                    self._prorate(sub, price - sub.price)
+                sub.price = price
         sub.never_expires, sub.cycles = bool(never), int(cycles) if cycles is not None else None
+        if isinstance(params.get("discounts"), dict):
+            self._change_discounts(sub, params["discounts"])
         sub.updated = now()
         return 200, document("subscription", self.subscription_xml(sub.id))
+
+    def _prorate(self, sub: SubscriptionRecord, difference: Decimal) -> None:
+        """The difference for the days left in the billing cycle (today included): charged at
+        once when the price rises, kept as the subscription's balance when it falls."""
+        start, end = sub.period()
+        today = now().date()
+        if not sub.current_cycle or today > end:
+            return
+        part = difference * ((end - today).days + 1) / ((end - start).days + 1)
+        cents = Decimal(10) ** -decimals(sub.currency)
+        amount = abs(part).quantize(cents, rounding=ROUND_HALF_UP)
+        if difference > 0 and amount > 0:
+            card = self.cards[sub.token]
+            sale_id = self.add_sale(
+                card.customer_id, amount_text(amount, sub.currency), sub.currency,
+                days_ago=0, subscription_id=sub.id,
+            )  # fmt: skip
+            self.transactions[sale_id].plan_id = sub.plan_id
+            sub.transactions.insert(0, sale_id)
+        elif difference < 0:
+            sub.balance -= amount
 
     def _cancel_subscription(self, request: Request, body: Json) -> tuple[int, bytes]:
         sub = self._subscription(request)
@@ -1179,6 +1396,78 @@ class BraintreeEmulator(EmulatedAPI):
         }
         return 200, document("plan", value)
 
+    # --- disputes: accept, evidence, finalize --------------------------------------------
+
+    def _open_dispute(self, request: Request, code: str) -> DisputeRecord:
+        dispute = self.disputes.get(request.path_params["id"])
+        if dispute is None:
+            raise Missing
+        if dispute.status != "open":
+            raise Invalid(code, "dispute", "status")
+        return dispute
+
+    def _accept_dispute(self, request: Request, _: Json) -> tuple[int, bytes]:
+        self._open_dispute(request, "95704").status = "accepted"
+        return 200, b""
+
+    def _finalize_dispute(self, request: Request, _: Json) -> tuple[int, bytes]:
+        self._open_dispute(request, "95705").status = "disputed"
+        return 200, b""
+
+    def _add_evidence(self, request: Request, body: Json) -> tuple[int, bytes]:
+        dispute = self._open_dispute(request, "95701")
+        params = _params(body, "evidence")
+        document_id = params.get("document_upload_id")
+        if document_id is not None and str(document_id) not in self.document_uploads:
+            raise Invalid("95703", "evidence", "document_upload_id")
+        if document_id is None and not str(params.get("comments") or "").strip():
+            raise Invalid("95708", "evidence", "comments")
+        evidence = {
+            "id": new_id(16),
+            "comment": None if document_id is not None else str(params["comments"]),
+            "category": params.get("category"),
+            "sequence_number": params.get("sequence_number"),
+            "created_at": now(),
+            "sent_to_processor_at": None,
+            "url": f"{self.base_url}/documents/{document_id}" if document_id is not None else None,
+        }
+        dispute.evidence.append(evidence)
+        return 201, document("evidence", evidence)
+
+    def _upload(self, request: Request, body: bytes) -> tuple[int, bytes]:
+        """`POST /document_uploads`: multipart, a file of kind `evidence_document`."""
+        if not self._authenticated(request):
+            return 401, b""
+        parts = {p.name: p for p in parse_form(request.headers.get("content-type", ""), body)}
+        kind = parts.get("document_upload[kind]")
+        upload = parts.get("file")
+        if kind is None or kind.data != b"evidence_document":
+            return 422, self._error_document(
+                Invalid("84901", "document_upload", "kind"), request, {}
+            )
+        if upload is None or not upload.data:
+            return 422, self._error_document(
+                Invalid("84906", "document_upload", "file"), request, {}
+            )
+        upload_id = new_id(16)
+        self.document_uploads[upload_id] = (upload.filename or "file", upload.data)
+        value = {
+            "id": upload_id,
+            "kind": "evidence_document",
+            "content_type": upload.content_type,
+            "name": upload.filename,
+            "size": len(upload.data),
+        }
+        return 201, document("document_upload", value)
+
+    def _upload_endpoint(self) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await self._exchange(
+                request, self._upload, lambda status: (status, b""), _xml_response
+            )
+
+        return endpoint
+
     # --- plumbing ------------------------------------------------------------------------
 
     def app(self) -> Starlette:
@@ -1187,27 +1476,37 @@ class BraintreeEmulator(EmulatedAPI):
             ("/customers/advanced_search_ids", "POST", self._customer_ids),
             ("/customers/advanced_search", "POST", self._customer_search),
             ("/customers/{id}", "GET", self._find_customer),
+            ("/customers/{id}", "PUT", self._update_customer),
+            ("/customers/{id}/addresses", "POST", self._save_address),
+            ("/customers/{id}/addresses/{address_id}", "PUT", self._save_address),
             ("/payment_methods/any/{token}", "GET", self._payment_method),
             ("/transactions/advanced_search_ids", "POST", self._transaction_ids),
             ("/transactions/advanced_search", "POST", self._transaction_search),
+            ("/transactions", "POST", self._create_sale),
             ("/transactions/{id}", "GET", self._find_transaction),
             ("/transactions/{id}/refund", "POST", self._refund_transaction),
             ("/transactions/{id}/void", "PUT", self._void_transaction),
             ("/transactions/{id}/submit_for_settlement", "PUT", self._submit_for_settlement),
             ("/transactions/{id}/settle", "PUT", self._settle_transaction),
+            ("/subscriptions", "POST", self._create_subscription),
             ("/subscriptions/{id}", "GET", self._find_subscription),
             ("/subscriptions/{id}", "PUT", self._update_subscription),
             ("/subscriptions/{id}/cancel", "PUT", self._cancel_subscription),
             ("/disputes/advanced_search", "POST", self._dispute_search),
             ("/disputes/{id}", "GET", self._find_dispute),
+            ("/disputes/{id}/accept", "PUT", self._accept_dispute),
+            ("/disputes/{id}/evidence", "POST", self._add_evidence),
+            ("/disputes/{id}/finalize", "PUT", self._finalize_dispute),
             ("/merchant_accounts/{id}", "GET", self._merchant_account),
             ("/plans/{id}", "GET", self._find_plan),
+            ("/discounts/", "GET", self._list_discounts),
         ]
         return Starlette(
             routes=[
                 Route(base + path, self._endpoint(handler), methods=[method])
                 for path, method, handler in routes
             ]
+            + [Route(base + "/document_uploads", self._upload_endpoint(), methods=["POST"])]
         )
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

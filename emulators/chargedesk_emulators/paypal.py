@@ -3,7 +3,8 @@
 It follows PayPal's REST reference for the endpoints the gateway uses: OAuth
 client credentials, Payments v2 (captures, authorizations, refunds), the one
 Orders v2 read that ties them to a payer, Billing Subscriptions v1, Transaction
-Search (at most 31 days per request), Invoicing v2 (search, read, send) and
+Search (at most 31 days per request), Invoicing v2 (search, read, send), Customer
+Disputes v1 (list, read, accept-claim, provide-evidence as a multipart form) and
 webhook signature verification. Errors carry PayPal's own `name` and
 `details[].issue`; every answer carries a `Paypal-Debug-Id` header. What it
 answers is checked against PayPal's OpenAPI descriptions (emulators/chargedesk_emulators/data/paypal)
@@ -40,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chargedesk_emulators.multipart import parse_form
 from chargedesk_emulators.openapi_check import exchange_problems
 from chargedesk_emulators.serve import command, running
 from chargedesk_emulators.traffic import EmulatedAPI, Exchange, Refused
@@ -56,8 +58,18 @@ _DESCRIPTIONS = {
     "/v1/reporting/": "reporting_transactions_v1",
     "/v2/invoicing/": "invoicing_v2",
     "/v1/notifications/": "notifications_webhooks_v1",
+    "/v1/customer/": "customer_disputes_v1",
 }
 _SERVER = "https://api-m.sandbox.paypal.com"
+# A dispute's status, as the `dispute_state` filter of the list groups them.
+_DISPUTE_STATES = {
+    "OPEN": "REQUIRED_ACTION",
+    "WAITING_FOR_SELLER_RESPONSE": "REQUIRED_ACTION",
+    "WAITING_FOR_BUYER_RESPONSE": "REQUIRED_OTHER_PARTY_ACTION",
+    "UNDER_REVIEW": "UNDER_PAYPAL_REVIEW",
+    "RESOLVED": "RESOLVED",
+    "OTHER": "UNDER_PAYPAL_REVIEW",
+}
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 _PAYER_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 _NOT_FOUND_DESCRIPTION = (
@@ -290,6 +302,26 @@ class InvoiceRecord:
 
 
 @dataclass
+class DisputeRecord:
+    """A chargeback or claim on one capture; what the seller answered is kept as sent."""
+
+    id: str
+    capture_id: str
+    reason: str
+    amount: Decimal
+    currency: str
+    created: datetime
+    due: datetime
+    status: str = "WAITING_FOR_SELLER_RESPONSE"
+    stage: str = "CHARGEBACK"
+    outcome: str | None = None
+    updated: datetime | None = None
+    accept_note: str | None = None
+    evidences: list[Json] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # by the name the seller gave
+
+
+@dataclass
 class Row:
     """One line of Transaction Search: a T-code, a signed amount, a payer."""
 
@@ -345,6 +377,7 @@ class PayPalEmulator(EmulatedAPI):
         self.refunds: dict[str, RefundRecord] = {}
         self.subscriptions: dict[str, SubscriptionRecord] = {}
         self.invoices: dict[str, InvoiceRecord] = {}
+        self.disputes: dict[str, DisputeRecord] = {}
         self.rows: list[Row] = []
         self._tokens: dict[str, float] = {}
         self._replays: dict[tuple[str, str], tuple[int, Json | None]] = {}
@@ -499,6 +532,33 @@ class PayPalEmulator(EmulatedAPI):
         with self._lock:
             capture = self.captures[capture_id]
             return self._refund(capture, Decimal(value), None, None).id
+
+    def add_dispute(
+        self,
+        capture_id: str,
+        *,
+        reason: str = "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+        value: str | None = None,
+        status: str = "WAITING_FOR_SELLER_RESPONSE",
+        due_in_days: float = 10,
+        days_ago: float = 0,
+    ) -> str:
+        """A chargeback on a capture (the whole of it unless `value`), waiting for the seller."""
+        with self._lock:
+            capture = self.captures[capture_id]
+            created = now() - timedelta(days=days_ago)
+            dispute = DisputeRecord(
+                id=f"PP-D-{secrets.randbelow(10**6):06d}",
+                capture_id=capture_id,
+                reason=reason,
+                amount=Decimal(value) if value is not None else capture.amount,
+                currency=capture.currency,
+                created=created,
+                due=(created + timedelta(days=due_in_days)).replace(microsecond=0),
+                status=status,
+            )
+            self.disputes[dispute.id] = dispute
+            return dispute.id
 
     def _new_order(
         self, intent: str, payer_id: str, amount: Decimal, currency: str, when: datetime
@@ -931,6 +991,42 @@ class PayPalEmulator(EmulatedAPI):
             }
         return detail
 
+    def dispute_json(self, dispute_id: str, *, summary: bool = False) -> Json:
+        d = self.disputes[dispute_id]
+        answer: Json = {
+            "dispute_id": d.id,
+            "create_time": timestamp(d.created),
+            "update_time": timestamp(d.updated or d.created),
+            "reason": d.reason,
+            "status": d.status,
+            "dispute_amount": money(d.amount, d.currency),
+        }
+        if summary:  # what the list answers by default
+            return {**answer, "links": [self._link(f"/v1/customer/disputes/{d.id}", "self")]}
+        capture = self.captures[d.capture_id]
+        payer = self.payers.get(capture.payer_id)
+        transaction: Json = {
+            "seller_transaction_id": capture.id,
+            "create_time": timestamp(capture.created),
+            "transaction_status": capture.status,
+            "gross_amount": money(capture.amount, capture.currency),
+        }
+        if payer is not None:
+            transaction["buyer"] = {"name": f"{payer.given_name} {payer.surname}"}
+        answer |= {
+            "disputed_transactions": [transaction],
+            "dispute_life_cycle_stage": d.stage,
+            "dispute_channel": "EXTERNAL" if d.stage == "CHARGEBACK" else "INTERNAL",
+            "links": [self._link(f"/v1/customer/disputes/{d.id}", "self")],
+        }
+        if d.status in ("WAITING_FOR_SELLER_RESPONSE", "OPEN"):
+            answer["seller_response_due_date"] = timestamp(d.due)
+        if d.outcome is not None:
+            answer["dispute_outcome"] = {"outcome_code": d.outcome}
+        if d.evidences:
+            answer["evidences"] = d.evidences
+        return answer
+
     def _link(self, path: str, rel: str, method: str = "GET") -> Json:
         return {
             "href": f"{self.base_url or 'https://api-m.sandbox.paypal.com'}{path}",
@@ -1126,6 +1222,68 @@ class PayPalEmulator(EmulatedAPI):
         sub.next_billing = None
         return 204, None
 
+    def _suspend_subscription(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        return self._switch_subscription(request, body, "ACTIVE", "SUSPENDED", "suspend")
+
+    def _activate_subscription(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        return self._switch_subscription(request, body, "SUSPENDED", "ACTIVE", "activate")
+
+    def _switch_subscription(
+        self, request: Request, body: bytes, expected: str, new: str, verb: str
+    ) -> tuple[int, Json | None]:
+        """Suspend (a reason required) or activate (a reason optional) a subscription."""
+        sub = self.subscriptions.get(request.path_params["id"])
+        if sub is None:
+            raise not_found()
+        reason = _json_body(body).get("reason") if body else None
+        if verb == "suspend" and (not isinstance(reason, str) or not reason):
+            raise invalid_request("/reason", None, "MISSING_REQUIRED_PARAMETER", "body")
+        if isinstance(reason, str) and len(reason) > 128:
+            raise invalid_request("/reason", reason, "INVALID_STRING_MAX_LENGTH", "body")
+        if sub.status != expected:
+            raise unprocessable(
+                "SUBSCRIPTION_STATUS_INVALID",
+                f"Invalid subscription status for {verb} action; subscription status should "
+                f"be {expected.lower()}.",
+            )
+        sub.status = new
+        sub.status_change_note = reason if isinstance(reason, str) else None
+        sub.status_updated = now()
+        return 204, None
+
+    def _subscription_transactions(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """`GET /v1/billing/subscriptions/{id}/transactions`: its payments in a time range."""
+        sub = self.subscriptions.get(request.path_params["id"])
+        if sub is None:
+            raise not_found()
+        bounds: dict[str, datetime] = {}
+        for name in ("start_time", "end_time"):
+            raw = request.query_params.get(name)
+            if raw is None:
+                raise invalid_request(name, None, "MISSING_REQUIRED_PARAMETER", "query")
+            try:
+                bounds[name] = parse_time(raw)
+            except ValueError:
+                raise invalid_request(name, raw, "INVALID_PARAMETER_SYNTAX", "query") from None
+        payer = self.payers[sub.payer_id]
+        paid = [
+            self.captures[r.transaction_id]
+            for r in self.rows
+            if r.reference_id == sub.id and r.event_code == "T0002"
+            and bounds["start_time"] <= r.when <= bounds["end_time"]
+        ]  # fmt: skip
+        transactions = [{
+            "id": c.id, "status": c.status,
+            "amount_with_breakdown": {
+                "gross_amount": money(c.amount, c.currency),
+                "net_amount": money(c.amount, c.currency),
+            },
+            "payer_name": {"given_name": payer.given_name, "surname": payer.surname},
+            "payer_email": payer.email, "time": timestamp(c.created),
+        } for c in sorted(paid, key=lambda c: c.created, reverse=True)]  # fmt: skip
+        return 200, {"transactions": transactions, "total_items": len(transactions),
+                     "total_pages": 1, "links": [self._link(request.url.path, "self")]}  # fmt: skip
+
     def _search_transactions(self, request: Request, body: bytes) -> tuple[int, Json | None]:
         query = request.query_params
         bounds: dict[str, datetime] = {}
@@ -1262,6 +1420,94 @@ class PayPalEmulator(EmulatedAPI):
         )
         return 200, {"verification_status": "SUCCESS" if genuine else "FAILURE"}
 
+    def _list_disputes(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """Newest first, filtered by transaction or states; pages by `next_page_token`."""
+        query = request.query_params
+        page_size = _int_param(query, "page_size", 10, 1, 50)
+        found = sorted(self.disputes.values(), key=lambda d: d.created, reverse=True)
+        if query.get("disputed_transaction_id"):
+            found = [d for d in found if d.capture_id == query["disputed_transaction_id"]]
+        if query.get("dispute_state"):
+            states = set(query["dispute_state"].split(","))
+            found = [d for d in found if _DISPUTE_STATES[d.status] in states]
+        start = int(query.get("next_page_token") or 0)
+        answer: Json = {
+            "items": [
+                self.dispute_json(d.id, summary=True) for d in found[start : start + page_size]
+            ],
+            "links": [self._link("/v1/customer/disputes", "self")],
+        }
+        if start + page_size < len(found):
+            token = str(start + page_size)
+            answer["links"].append(self._link(f"/v1/customer/disputes?page_size={page_size}"
+                                              f"&next_page_token={token}", "next"))  # fmt: skip
+        if not answer["items"]:
+            del answer["items"]  # the description wants at least one item when present
+        return 200, answer
+
+    def _get_dispute(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        dispute_id = request.path_params["id"]
+        if dispute_id not in self.disputes:
+            raise not_found()
+        return 200, self.dispute_json(dispute_id)
+
+    def _answerable(self, request: Request, *statuses: str) -> DisputeRecord:
+        dispute = self.disputes.get(request.path_params["id"])
+        if dispute is None:
+            raise not_found()
+        if dispute.status not in statuses:
+            # PayPal documents no issue name for this case; the generic 422 stands in.
+            raise ApiError(
+                422,
+                "UNPROCESSABLE_ENTITY",
+                "The requested action could not be performed, semantically incorrect, or failed business validation.",
+            )
+        return dispute
+
+    def _accept_claim(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """A JSON body (`note`, as PayPal's reference shows it) or a form with `input`."""
+        dispute = self._answerable(request, "WAITING_FOR_SELLER_RESPONSE", "OPEN")
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/"):
+            parts = {p.name: p for p in parse_form(content_type, body)}
+            payload = _json_body(parts["input"].data) if "input" in parts else {}
+        else:
+            payload = _json_body(body)
+        if not payload.get("note"):
+            raise invalid_request("note", None, "MISSING_REQUIRED_PARAMETER", "body")
+        dispute.accept_note = str(payload["note"])
+        dispute.status, dispute.outcome, dispute.updated = (
+            "RESOLVED",
+            "RESOLVED_BUYER_FAVOUR",
+            now(),
+        )
+        return 200, {"links": [self._link(f"/v1/customer/disputes/{dispute.id}", "self")]}
+
+    def _provide_evidence(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """`input` (JSON: evidences) and the files its documents name, as one form."""
+        # PayPal: "A merchant can provide evidence for disputes with the
+        # WAITING_FOR_SELLER_RESPONSE status".
+        dispute = self._answerable(request, "WAITING_FOR_SELLER_RESPONSE")
+        try:
+            parts = parse_form(request.headers.get("content-type", ""), body)
+        except ValueError:
+            raise invalid_request("/", None, "INVALID_REQUEST_BODY", "body") from None
+        files = {p.filename: p.data for p in parts if p.filename}
+        given = next((p for p in parts if p.name == "input" and not p.filename), None)
+        evidences = (_json_body(given.data) if given else {}).get("evidences") or []
+        named = [doc.get("name") for e in evidences for doc in e.get("documents") or []]
+        if not evidences or any(n not in files for n in named) or set(files) - set(named):
+            raise invalid_request("evidences", None, "INVALID_EVIDENCE_FILE", "body")
+        stamp = timestamp(now())
+        for evidence in evidences:
+            kept = {
+                k: evidence[k] for k in ("evidence_type", "notes", "documents") if k in evidence
+            }
+            dispute.evidences.append({**kept, "source": "SUBMITTED_BY_SELLER", "date": stamp})
+        dispute.files.update(files)
+        dispute.status, dispute.updated = "UNDER_REVIEW", now()
+        return 200, {"links": [self._link(f"/v1/customer/disputes/{dispute.id}", "self")]}
+
     @staticmethod
     def _prefer(request: Request, full: Json) -> Json:
         if "return=representation" in request.headers.get("prefer", ""):
@@ -1297,11 +1543,23 @@ class PayPalEmulator(EmulatedAPI):
             ("/v2/checkout/orders/{id}", "GET", self._get_order, True),
             ("/v1/billing/subscriptions/{id}", "GET", self._get_subscription, True),
             ("/v1/billing/subscriptions/{id}/cancel", "POST", self._cancel_subscription, True),
+            (
+                "/v1/billing/subscriptions/{id}/transactions",
+                "GET",
+                self._subscription_transactions,
+                True,
+            ),
+            ("/v1/billing/subscriptions/{id}/suspend", "POST", self._suspend_subscription, True),
+            ("/v1/billing/subscriptions/{id}/activate", "POST", self._activate_subscription, True),
             ("/v1/reporting/transactions", "GET", self._search_transactions, True),
             ("/v2/invoicing/search-invoices", "POST", self._search_invoices, True),
             ("/v2/invoicing/invoices/{invoice_id}", "GET", self._get_invoice, True),
             ("/v2/invoicing/invoices/{invoice_id}/send", "POST", self._send_invoice, True),
             ("/v1/notifications/verify-webhook-signature", "POST", self._verify_webhook, True),
+            ("/v1/customer/disputes", "GET", self._list_disputes, True),
+            ("/v1/customer/disputes/{id}", "GET", self._get_dispute, True),
+            ("/v1/customer/disputes/{id}/accept-claim", "POST", self._accept_claim, True),
+            ("/v1/customer/disputes/{id}/provide-evidence", "POST", self._provide_evidence, True),
         ]
         return Starlette(
             routes=[
@@ -1472,8 +1730,13 @@ def schema_problems(exchanges: Iterable[Exchange], *, requests: bool = False) ->
         name = next((n for p, n in _DESCRIPTIONS.items() if exchange.path.startswith(p)), None)
         if name is None or exchange.status == 429:
             continue
-        # PayPal marks the event's fields read-only, yet this call exists to send them back.
-        check_request = requests and exchange.path != "/v1/notifications/verify-webhook-signature"
+        # PayPal marks the event's fields read-only, yet this call exists to send them back;
+        # a form body (dispute evidence) cannot be checked as the JSON the check reads.
+        check_request = (
+            requests
+            and exchange.path != "/v1/notifications/verify-webhook-signature"
+            and not exchange.headers.get("content-type", "").startswith("multipart/")
+        )
         problems += exchange_problems(description(name), exchange, _SERVER, request=check_request)
     return problems
 

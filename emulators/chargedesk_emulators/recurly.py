@@ -294,6 +294,8 @@ class Subscription:
     expiration_reason: str | None = None
     invoice_ids: list[str] = field(default_factory=list)
     updated: datetime | None = None
+    paused_at: datetime | None = None  # when a pause starts (the next renewal)
+    remaining_pause_cycles: int | None = None
 
 
 @dataclass
@@ -1108,6 +1110,8 @@ class RecurlyEmulator(EmulatedAPI):
             "updated_at": timestamp(sub.updated or sub.created),
             "activated_at": timestamp(sub.created), "canceled_at": timestamp(sub.canceled),
             "expires_at": timestamp(sub.expires),
+            "paused_at": timestamp(sub.paused_at) if sub.paused_at else None,
+            "remaining_pause_cycles": sub.remaining_pause_cycles,
         })  # fmt: skip
 
     def coupon_json(self, coupon: Coupon) -> Json:
@@ -1217,6 +1221,16 @@ class RecurlyEmulator(EmulatedAPI):
     def _get_account(self, request: Request, body: Json) -> tuple[int, Any]:
         return 200, self.account_json(self._account(request.path_params["account_id"]))
 
+    def _update_account(self, request: Request, body: Json) -> tuple[int, Any]:
+        """`PUT /accounts/{id}`: the names given; an address replaces the whole address."""
+        account = self._account(request.path_params["account_id"])
+        for name in ("first_name", "last_name", "company"):
+            if name in body:
+                setattr(account, name, body[name] or None)
+        if isinstance(body.get("address"), dict):
+            account.address = {k: v for k, v in body["address"].items() if v}
+        return 200, self.account_json(account)
+
     def _account_transactions(self, request: Request, body: Json) -> tuple[int, Any]:
         account = self._account(request.path_params["account_id"])
         found = [t for t in self.transactions.values() if t.account_id == account.id]
@@ -1260,6 +1274,18 @@ class RecurlyEmulator(EmulatedAPI):
         ]
         data = [self.redemption_json(r) for r in sorted(found, key=lambda r: r.created)]
         return 200, {"object": "list", "has_more": False, "next": None, "data": data}
+
+    def _remove_redemption(self, request: Request, body: Json) -> tuple[int, Any]:
+        """One active redemption ends: the account's own first, else the oldest."""
+        account = self._account(request.path_params["account_id"])
+        active = sorted(
+            (r for r in self.redemptions.values() if r.account_id == account.id and r.state == "active"),
+            key=lambda r: (r.subscription_id is not None, r.created),
+        )  # fmt: skip
+        if not active:
+            raise not_found("CouponRedemption", "active")
+        active[0].state = "inactive"
+        return 200, self.redemption_json(active[0])
 
     def _redeem(self, request: Request, body: Json) -> tuple[int, Any]:
         account = self._account(request.path_params["account_id"])
@@ -1339,6 +1365,30 @@ class RecurlyEmulator(EmulatedAPI):
         self._terminate(sub, refund)
         return 200, self.subscription_json(sub)
 
+    def _pause_subscription(self, request: Request, body: Json) -> tuple[int, Any]:
+        """A pause starts at the next renewal and lasts `remaining_pause_cycles`; 0 cancels
+        a pause that has not started."""
+        sub = self._subscription(request.path_params["subscription_id"])
+        cycles = body.get("remaining_pause_cycles")
+        if not isinstance(cycles, int) or isinstance(cycles, bool) or cycles < 0:
+            raise invalid("remaining_pause_cycles", "must be a number greater than or equal to 0")
+        if sub.state not in ("active", "paused"):
+            raise ApiError(422, "invalid_transition", f"Subscription is {sub.state}")
+        if cycles == 0:
+            sub.paused_at, sub.remaining_pause_cycles = None, None
+        else:
+            sub.paused_at, sub.remaining_pause_cycles = sub.paused_at or sub.period_end, cycles
+        sub.updated = now()
+        return 200, self.subscription_json(sub)
+
+    def _resume_subscription(self, request: Request, body: Json) -> tuple[int, Any]:
+        sub = self._subscription(request.path_params["subscription_id"])
+        if sub.state != "paused":
+            raise ApiError(422, "invalid_transition", "Subscription is not paused")
+        sub.state, sub.paused_at, sub.remaining_pause_cycles = "active", None, None
+        sub.updated = now()
+        return 200, self.subscription_json(sub)
+
     def _get_coupon(self, request: Request, body: Json) -> tuple[int, Any]:
         return 200, self.coupon_json(self._coupon(request.path_params["coupon_id"]))
 
@@ -1351,11 +1401,13 @@ class RecurlyEmulator(EmulatedAPI):
         routes: list[tuple[str, str, Handler]] = [
             ("/accounts", "GET", self._list_accounts),
             ("/accounts/{account_id}", "GET", self._get_account),
+            ("/accounts/{account_id}", "PUT", self._update_account),
             ("/accounts/{account_id}/transactions", "GET", self._account_transactions),
             ("/accounts/{account_id}/invoices", "GET", self._account_invoices),
             ("/accounts/{account_id}/subscriptions", "GET", self._account_subscriptions),
             ("/accounts/{account_id}/coupon_redemptions/active", "POST", self._redeem),
             ("/accounts/{account_id}/coupon_redemptions/active", "GET", self._active_redemptions),
+            ("/accounts/{account_id}/coupon_redemptions/active", "DELETE", self._remove_redemption),
             ("/transactions/{transaction_id}", "GET", self._get_transaction),
             ("/invoices/{invoice_id}", "GET", self._get_invoice),
             ("/invoices/{invoice_id}/related_invoices", "GET", self._related_invoices),
@@ -1363,6 +1415,8 @@ class RecurlyEmulator(EmulatedAPI):
             ("/subscriptions/{subscription_id}", "GET", self._get_subscription),
             ("/subscriptions/{subscription_id}", "DELETE", self._terminate_subscription),
             ("/subscriptions/{subscription_id}/cancel", "PUT", self._cancel_subscription),
+            ("/subscriptions/{subscription_id}/pause", "PUT", self._pause_subscription),
+            ("/subscriptions/{subscription_id}/resume", "PUT", self._resume_subscription),
             ("/coupons/{coupon_id}", "GET", self._get_coupon),
             ("/plans/{plan_id}", "GET", self._get_plan),
         ]

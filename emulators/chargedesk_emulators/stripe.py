@@ -50,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from chargedesk_emulators.multipart import parse_form
 from chargedesk_emulators.serve import ServerThread, wait_for_interrupt
 
 FIXTURES_PATH = Path(__file__).parent / "data" / "stripe" / "fixtures.json"
@@ -66,9 +67,20 @@ THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
 # Stripe's test payment methods this emulator knows, by what they do.
 DECLINING_CARDS = frozenset({"pm_card_chargeDeclined", "pm_card_visa_chargeDeclined"})
+# Declined with a decline code of their own; and a card whose bank always wants 3-D Secure.
+DECLINE_CODES = {"pm_card_visa_chargeDeclinedInsufficientFunds": "insufficient_funds"}
+AUTHENTICATING_CARDS = frozenset({"pm_card_authenticationRequired"})
 DISPUTING_CARDS = frozenset({"pm_card_createDispute"})
 
 REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+# Dispute evidence fields that name an uploaded file, and what a file may be uploaded for.
+DISPUTE_FILE_FIELDS = frozenset({
+    "cancellation_policy", "customer_communication", "customer_signature",
+    "duplicate_charge_documentation", "receipt", "refund_policy", "service_documentation",
+    "shipping_documentation", "uncategorized_file",
+})  # fmt: skip
+FILE_PURPOSES = frozenset({"dispute_evidence", "identity_document", "additional_verification",
+                           "business_icon", "business_logo", "customer_signature"})  # fmt: skip
 CANCELABLE_INTENTS = frozenset(
     {
         "requires_payment_method",
@@ -183,6 +195,9 @@ def _allowed(params: dict[str, Any], allowed: frozenset[str] | set[str]) -> None
             raise ApiError(
                 400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name
             )
+
+
+_ADDRESS_KEYS = ("city", "country", "line1", "line2", "postal_code", "state")
 
 
 def _str(params: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -359,6 +374,8 @@ class StripeEmulator:
         self.requests: list[Recorded] = []
         self.events: list[dict[str, Any]] = []
         self.sent_invoices: list[str] = []
+        self.file_contents: dict[str, bytes] = {}  # uploaded file ID -> the bytes sent
+        self._uploads: dict[str, tuple[str, bytes]] = {}  # sha256 -> (filename, bytes)
         self._fixtures = load_fixtures()
         self._lock = threading.RLock()
         self._objects: dict[str, dict[str, Any]] = {}
@@ -399,6 +416,8 @@ class StripeEmulator:
             self.events.clear()
             self.sent_invoices.clear()
             self.portal_card_updates.clear()
+            self.file_contents.clear()
+            self._uploads.clear()
 
     # --- faults ----------------------------------------------------------------------------
 
@@ -442,7 +461,10 @@ class StripeEmulator:
         path = request.url.path
         method = request.method
         key = request.headers.get("idempotency-key")
-        if method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if method == "POST" and content_type.startswith("multipart/form-data"):
+            pairs = self._form_pairs(content_type, await request.body())  # a file upload
+        elif method == "POST":
             pairs = parse_qsl((await request.body()).decode(), keep_blank_values=True)
         else:
             pairs = parse_qsl(request.url.query, keep_blank_values=True)
@@ -546,8 +568,9 @@ class StripeEmulator:
              "payment_method invoice_settings phone"),
             ("GET", "/v1/customers/{id}", h._h_get_customer, ""),
             ("POST", "/v1/customers/{id}", h._h_update_customer, "email name description "
-             "metadata invoice_settings phone"),
+             "metadata invoice_settings phone address"),
             ("DELETE", "/v1/customers/{id}", h._h_delete_customer, ""),
+            ("DELETE", "/v1/customers/{id}/discount", h._h_delete_customer_discount, ""),
             ("GET", "/v1/customers/{id}/tax_ids", h._h_list_tax_ids, "+list"),
             ("POST", "/v1/customers/{id}/tax_ids", h._h_create_tax_id, "type value"),
             ("GET", "/v1/customers/{id}/tax_ids/{id}", h._h_get_tax_id, ""),
@@ -557,7 +580,8 @@ class StripeEmulator:
             ("POST", "/v1/charges/{id}/capture", h._h_capture_charge, "amount"),
             ("GET", "/v1/payment_intents", h._h_list_intents, "+list customer"),
             ("POST", "/v1/payment_intents", h._h_create_intent, "amount currency customer "
-             "payment_method capture_method confirm metadata description payment_method_types"),
+             "payment_method capture_method confirm metadata description payment_method_types "
+             "off_session"),
             ("GET", "/v1/payment_intents/{id}", h._h_get_intent, ""),
             ("POST", "/v1/payment_intents/{id}/capture", h._h_capture_intent,
              "amount_to_capture metadata"),
@@ -568,9 +592,13 @@ class StripeEmulator:
             ("GET", "/v1/refunds/{id}", h._h_get_refund, ""),
             ("GET", "/v1/disputes", h._h_list_disputes, "+list charge payment_intent"),
             ("GET", "/v1/disputes/{id}", h._h_get_dispute, ""),
+            ("POST", "/v1/disputes/{id}", h._h_update_dispute, "evidence metadata submit"),
+            ("POST", "/v1/disputes/{id}/close", h._h_close_dispute, ""),
+            ("POST", "/v1/files", h._h_create_file, "file purpose file_link_data"),
             ("POST", "/v1/coupons", h._h_create_coupon, "id name percent_off amount_off currency "
              "duration duration_in_months max_redemptions metadata"),
             ("GET", "/v1/coupons/{id}", h._h_get_coupon, ""),
+            ("DELETE", "/v1/subscriptions/{id}/discount", h._h_delete_subscription_discount, ""),
             ("GET", "/v1/promotion_codes", h._h_list_promotion_codes, "+list code active coupon "
              "customer"),
             ("POST", "/v1/promotion_codes", h._h_create_promotion_code, "code promotion coupon "
@@ -582,21 +610,32 @@ class StripeEmulator:
             ("GET", "/v1/prices/{id}", h._h_get_price, ""),
             ("GET", "/v1/subscriptions", h._h_list_subscriptions, "+list customer status price"),
             ("POST", "/v1/subscriptions", h._h_create_subscription, "customer items discounts "
-             "metadata payment_behavior collection_method days_until_due"),
+             "metadata payment_behavior collection_method days_until_due trial_period_days"),
             ("GET", "/v1/subscriptions/{id}", h._h_get_subscription, ""),
             ("POST", "/v1/subscriptions/{id}", h._h_update_subscription, "cancel_at_period_end "
-             "cancellation_details metadata discounts"),
+             "cancellation_details metadata discounts items proration_behavior proration_date "
+             "payment_behavior pause_collection"),
+            ("POST", "/v1/invoices/create_preview", h._h_preview_invoice, "customer subscription "
+             "subscription_details"),
             ("DELETE", "/v1/subscriptions/{id}", h._h_cancel_subscription, "cancellation_details "
              "invoice_now prorate"),
+            ("GET", "/v1/invoices/search", h._h_search_invoices, "query limit page"),
             ("GET", "/v1/invoices", h._h_list_invoices, "+list customer subscription status"),
             ("POST", "/v1/invoices", h._h_create_invoice, "customer collection_method "
              "days_until_due auto_advance description metadata pending_invoice_items_behavior "
              "currency"),
             ("GET", "/v1/invoices/{id}", h._h_get_invoice, ""),
+            ("GET", "/v1/invoice_payments", h._h_list_invoice_payments, "+list invoice"),
             ("POST", "/v1/invoices/{id}/finalize", h._h_finalize_invoice, "auto_advance"),
             ("POST", "/v1/invoices/{id}/send", h._h_send_invoice, ""),
             ("POST", "/v1/invoiceitems", h._h_create_invoice_item, "customer amount currency "
              "description invoice metadata"),
+            ("GET", "/v1/customers/{id}/payment_methods", h._h_list_payment_methods, "+list type"),
+            ("POST", "/v1/checkout/sessions", h._h_create_checkout_session, "mode customer "
+             "line_items metadata payment_intent_data success_url cancel_url expires_at "
+             "client_reference_id"),
+            ("GET", "/v1/checkout/sessions/{id}", h._h_get_checkout_session, ""),
+            ("POST", "/v1/checkout/sessions/{id}/expire", h._h_expire_checkout_session, ""),
             ("POST", "/v1/billing_portal/sessions", h._h_create_portal_session, "customer "
              "return_url configuration locale"),
             ("GET", "/v1/events", h._h_list_events, "+list type"),
@@ -825,6 +864,11 @@ class StripeEmulator:
                 customer[name] = _str(params, name)
         if "metadata" in params:
             customer["metadata"] = _merge_metadata(customer["metadata"], _dict(params, "metadata"))
+        if "address" in params:  # Stripe replaces the given keys; "" clears one
+            given = _dict(params, "address")
+            old = customer["address"] or dict.fromkeys(_ADDRESS_KEYS)
+            customer["address"] = {k: (given[k] or None) if k in given else old.get(k)
+                                   for k in _ADDRESS_KEYS}  # fmt: skip
         if "invoice_settings" in params:
             pm = _str(_dict(params, "invoice_settings"), "default_payment_method")
             customer["invoice_settings"]["default_payment_method"] = pm
@@ -843,26 +887,31 @@ class StripeEmulator:
         return self._page(found, params, "/v1/customers")
 
     def _h_search_customers(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._search("customer", ("email", "name", "phone"), params)
+
+    def _search(self, kind: str, fields: tuple[str, ...], params: dict[str, Any]) -> dict[str, Any]:
+        """`GET /v1/<kind>s/search`: what matches, newest first; new objects after `search_lag`."""
+        url = f"/v1/{kind}s/search"
         if not self.search:
             raise ApiError(
                 404,
-                "Unrecognized request URL (GET: /v1/customers/search). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                f"Unrecognized request URL (GET: {url}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
             )
         query = _str(params, "query", required=True) or ""
         limit = _int(params, "limit") or 10
-        matches = _search_matcher(query)
+        matches = _search_matcher(query, fields, kind)
         visible_before = time.time() - self.search_lag
         found = [
-            c
-            for c in self._sorted(self._of("customer"))
-            if matches(c) and c["_indexed_at"] <= visible_before
+            o
+            for o in self._sorted(self._of(kind))
+            if matches(o) and o.get("_indexed_at", 0) <= visible_before
         ]
         return {
             "object": "search_result",
-            "data": [self._render(c) for c in found[:limit]],
+            "data": [self._render(o) for o in found[:limit]],
             "has_more": len(found) > limit,
             "next_page": None,
-            "url": "/v1/customers/search",
+            "url": url,
         }
 
     # --- tax IDs ---------------------------------------------------------------------------
@@ -939,6 +988,7 @@ class StripeEmulator:
         confirm: bool,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        off_session: bool = False,
     ) -> dict[str, Any]:
         if customer_id is not None:
             self._live_customer(customer_id, "customer")
@@ -990,20 +1040,32 @@ class StripeEmulator:
                     code="payment_intent_unexpected_state",
                     payment_intent=self._render(intent),
                 )
-            self._confirm(intent)
+            self._confirm(intent, off_session=off_session)
         return intent
 
-    def _confirm(self, intent: dict[str, Any]) -> None:
+    def _confirm(self, intent: dict[str, Any], *, off_session: bool = False) -> None:
         manual = intent["capture_method"] == "manual"
-        declined = intent["payment_method"] in DECLINING_CARDS
+        method = intent["payment_method"]
+        if method in AUTHENTICATING_CARDS and not off_session:
+            intent["status"] = "requires_action"
+            intent["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {}}
+            self._emit("payment_intent.requires_action", intent)
+            return
+        decline_code = DECLINE_CODES.get(method, "generic_decline")
+        error_code = "card_declined"
+        if method in AUTHENTICATING_CARDS:  # off session: nobody is there to authenticate
+            decline_code = error_code = "authentication_required"
+        declined = (
+            method in DECLINING_CARDS or method in DECLINE_CODES or error_code != "card_declined"
+        )
         charge = self._new_charge(intent, declined=declined, captured=not manual)
         intent["latest_charge"] = charge["id"]
         if declined:
             intent["status"] = "requires_payment_method"
             intent["last_payment_error"] = {
                 "charge": charge["id"],
-                "code": "card_declined",
-                "decline_code": "generic_decline",
+                "code": error_code,
+                "decline_code": decline_code,
                 "message": "Your card was declined.",
                 "type": "card_error",
             }
@@ -1013,8 +1075,8 @@ class StripeEmulator:
                 402,
                 "Your card was declined.",
                 kind="card_error",
-                code="card_declined",
-                decline_code="generic_decline",
+                code=error_code,
+                decline_code=decline_code,
                 charge=charge["id"],
                 payment_intent=self._render(intent),
             )
@@ -1100,6 +1162,7 @@ class StripeEmulator:
             confirm=bool(_bool(params, "confirm")),
             description=_str(params, "description"),
             metadata=_dict(params, "metadata"),
+            off_session=bool(_bool(params, "off_session")),
         )
         return self._out(intent, params)
 
@@ -1363,6 +1426,82 @@ class StripeEmulator:
         ]
         return self._page(found, params, "/v1/disputes")
 
+    def _h_update_dispute(self, params: dict[str, Any], dispute_id: str) -> dict[str, Any]:
+        """Evidence, and with `submit=true` the answer: once submitted it cannot change."""
+        dispute = self._get(dispute_id, "dispute")
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise ApiError(
+                400,
+                f"This dispute is {dispute['status']}: its evidence was already submitted or "
+                "it is closed, so it can no longer be updated.",
+            )
+        evidence = params.get("evidence") or {}
+        if not isinstance(evidence, dict):
+            raise ApiError(400, "Invalid object", code="parameter_invalid_object", param="evidence")
+        for name, value in evidence.items():
+            if name not in dispute["evidence"] or name == "enhanced_evidence":
+                raise ApiError(400, f"Received unknown parameter: evidence[{name}]",
+                               code="parameter_unknown", param=f"evidence[{name}]")  # fmt: skip
+            if name in DISPUTE_FILE_FIELDS:
+                upload = self._objects.get(str(value))
+                if upload is None or upload.get("object") != "file":
+                    raise missing("file", str(value), f"evidence[{name}]")
+                if upload["purpose"] != "dispute_evidence":
+                    raise ApiError(400, f"The file {value} was not uploaded for dispute evidence.",
+                                   param=f"evidence[{name}]")  # fmt: skip
+            dispute["evidence"][name] = value
+        if "metadata" in params:
+            dispute["metadata"] = {**dispute["metadata"], **(params["metadata"] or {})}
+        details = dispute["evidence_details"]
+        details["has_evidence"] = details["has_evidence"] or bool(evidence)
+        if _bool(params, "submit"):
+            details["submission_count"] += 1
+            dispute["status"] = dispute["status"].replace("needs_response", "under_review")
+        self._emit("charge.dispute.updated", dispute)
+        return self._out(dispute, params)
+
+    def _h_close_dispute(self, params: dict[str, Any], dispute_id: str) -> dict[str, Any]:
+        """Accepting a dispute: lost, irreversibly."""
+        dispute = self._get(dispute_id, "dispute")
+        if dispute["status"] not in ("needs_response", "warning_needs_response"):
+            raise ApiError(
+                400, f"This dispute is already {dispute['status']} and cannot be closed."
+            )
+        dispute["status"] = "lost"
+        self._emit("charge.dispute.closed", dispute)
+        return self._out(dispute, params)
+
+    def _form_pairs(self, content_type: str, body: bytes) -> list[tuple[str, str]]:
+        """A multipart body's fields; each file part is kept aside and named by its digest."""
+        pairs = []
+        for part in parse_form(content_type, body):
+            if part.filename is None:
+                pairs.append((part.name, part.data.decode()))
+                continue
+            digest = hashlib.sha256(part.data).hexdigest()
+            with self._lock:
+                self._uploads[digest] = (part.filename, part.data)
+            pairs.append((part.name, f"upload:{digest}"))
+        return pairs
+
+    def _h_create_file(self, params: dict[str, Any]) -> dict[str, Any]:
+        purpose = _str(params, "purpose", required=True)
+        if purpose not in FILE_PURPOSES:
+            raise ApiError(400, f"Invalid purpose: {purpose}", code="parameter_invalid_string",
+                           param="purpose")  # fmt: skip
+        upload = self._uploads.get(str(_str(params, "file", required=True)).removeprefix("upload:"))
+        if upload is None:
+            raise ApiError(400, "The file must be sent as multipart/form-data.", param="file")
+        filename, data = upload
+        extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else None
+        created = self._new("file", "file", filename=filename, purpose=purpose, size=len(data),
+                            title=None, type=extension, expires_at=None)  # fmt: skip
+        created["links"] = {"object": "list", "data": [], "has_more": False,
+                            "url": f"/v1/file_links?file={created['id']}"}  # fmt: skip
+        created["url"] = f"{self.url}/v1/files/{created['id']}/contents"
+        self.file_contents[created["id"]] = data
+        return self._out(created, params)
+
     # --- coupons, promotion codes, discounts -----------------------------------------------
 
     def _create_coupon(
@@ -1494,6 +1633,33 @@ class StripeEmulator:
             subscription=subscription,
             subscription_item=None,
         )
+
+    def _deleted_discount(self, discount_id: str, owner: str) -> dict[str, Any]:
+        """A discount removed, as Stripe answers its DELETE: the discount, `deleted: true`."""
+        discount = self._objects.pop(discount_id, None)
+        if discount is None:
+            raise ApiError(404, f"No active discount for {owner}", code="resource_missing")
+        return {**self._render(discount), "deleted": True}
+
+    def _h_delete_customer_discount(
+        self, params: dict[str, Any], customer_id: str
+    ) -> dict[str, Any]:
+        customer = self._get(customer_id, "customer")
+        discount = customer.get("discount")
+        customer["discount"] = None
+        found = discount.get("id") if isinstance(discount, dict) else discount
+        return self._deleted_discount(str(found or ""), f"customer {customer_id}")
+
+    def _h_delete_subscription_discount(
+        self, params: dict[str, Any], sub_id: str
+    ) -> dict[str, Any]:
+        """Every discount of the subscription goes; the answer is the first of them."""
+        sub = self._get(sub_id, "subscription")
+        ids = list(sub.get("discounts") or [])
+        sub["discounts"] = []
+        for later in ids[1:]:
+            self._objects.pop(later, None)
+        return self._deleted_discount(ids[0] if ids else "", f"subscription {sub_id}")
 
     def _discounts(self, sub: dict[str, Any], wanted: list[Any]) -> list[str]:
         """`discounts` as Stripe takes it (`[{coupon|promotion_code|discount}]`) into discount IDs."""
@@ -1656,6 +1822,7 @@ class StripeEmulator:
         collection_method: str = "charge_automatically",
         days_until_due: int | None = None,
         bill: bool = True,
+        trial_days: int | None = None,
     ) -> dict[str, Any]:
         customer = self._live_customer(customer_id, "customer")
         if not items:
@@ -1675,13 +1842,14 @@ class StripeEmulator:
             )
         now = int(time.time())
         sub_id = new_id("sub")
+        trial_end = now + trial_days * 86400 if trial_days else None
         sub_items = []
         for price, quantity in prices:
             item = copy.deepcopy(self._fixtures["subscription_item"])
             item.update(
                 billing_thresholds=None,
                 created=now,
-                current_period_end=_period_end(now, price["recurring"]["interval"]),
+                current_period_end=trial_end or _period_end(now, price["recurring"]["interval"]),
                 current_period_start=now,
                 discounts=[],
                 id=new_id("si"),
@@ -1734,13 +1902,15 @@ class StripeEmulator:
             pending_update=None,
             schedule=None,
             start_date=now,
-            status="active",
+            status="trialing" if trial_end else "active",
             test_clock=None,
             transfer_data=None,
-            trial_end=None,
-            trial_start=None,
+            trial_end=trial_end,
+            trial_start=now if trial_end else None,
         )
         if bill:
+            # A trial's first invoice is for nothing (Stripe: "Trial period for Pro").
+            prices = [(dict(p, unit_amount=0) if trial_end else p, q) for p, q in prices]
             total = sum(p["unit_amount"] * q for p, q in prices)
             invoice = self._create_invoice(
                 customer_id,
@@ -1784,6 +1954,7 @@ class StripeEmulator:
             metadata=_dict(params, "metadata"),
             collection_method=collection,
             days_until_due=_positive(params, "days_until_due"),
+            trial_days=_positive(params, "trial_period_days"),
         )
         if "discounts" in params:
             sub["discounts"] = self._discounts(sub, _items(params, "discounts"))
@@ -1843,8 +2014,119 @@ class StripeEmulator:
             )
         if "discounts" in params:
             sub["discounts"] = self._discounts(sub, _items(params, "discounts"))
+        if "pause_collection" in params:
+            sub["pause_collection"] = _pause_collection(params["pause_collection"])
+        if "items" in params:
+            self._change_items(sub, params)
         self._emit("customer.subscription.updated", sub)
         return self._out(sub, params)
+
+    # --- plan changes: prorations and their preview (Stripe's proration per item) ------
+
+    def _item_changes(
+        self, sub: dict[str, Any], entries: list[Any]
+    ) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+        """(item, new price, new quantity) for each `items[n]` naming an item by `id`."""
+        changes = []
+        for index, entry in enumerate(entries):
+            entry = entry if isinstance(entry, dict) else {}
+            _allowed(entry, {"id", "price", "plan", "quantity"})
+            item_id = _str(entry, "id", required=True)
+            item = next((i for i in sub["items"]["data"] if i["id"] == item_id), None)
+            if item is None:
+                raise missing("subscription item", item_id or "", f"items[{index}][id]")
+            price_id = _str(entry, "price") or _str(entry, "plan") or item["price"]["id"]
+            price = self._get(price_id, "price", f"items[{index}][price]")
+            if price["recurring"] is None or price["currency"].lower() != sub["currency"].lower():
+                raise ApiError(
+                    400,
+                    "All prices on a subscription must be recurring and in one currency.",
+                    param=f"items[{index}][price]",
+                )
+            changes.append((item, price, _positive(entry, "quantity") or item["quantity"]))
+        return changes
+
+    def _proration_lines(
+        self, changes: list[tuple[dict[str, Any], dict[str, Any], int]], at: int
+    ) -> list[tuple[int, str]]:
+        """Unused time on the old price credited, remaining time on the new one charged."""
+        lines = []
+        for item, price, quantity in changes:
+            start, end = item["current_period_start"], item["current_period_end"]
+            left = end - min(max(at, start), end)
+            if left <= 0 or end <= start:
+                continue
+            old = item["price"]["unit_amount"] * item["quantity"]
+            new = price["unit_amount"] * quantity
+            name_old = item["price"]["nickname"] or item["price"]["id"]
+            name_new = price["nickname"] or price["id"]
+            lines.append((-_half_up(old * left, end - start), f"Unused time on {name_old}"))
+            lines.append((_half_up(new * left, end - start), f"Remaining time on {name_new}"))
+        return lines
+
+    def _prorate(
+        self, sub: dict[str, Any], details: dict[str, Any], *, store: bool
+    ) -> dict[str, Any] | None:
+        """The invoice a change of items bills now (`always_invoice`), stored or as a preview."""
+        behavior = _str(details, "proration_behavior") or "create_prorations"
+        if behavior not in ("create_prorations", "always_invoice", "none"):
+            raise ApiError(
+                400, f"Invalid proration_behavior: {behavior}", param="proration_behavior"
+            )
+        changes = self._item_changes(sub, _items(details, "items"))
+        at = _int(details, "proration_date") or int(time.time())
+        if behavior == "none" or sub["status"] == "trialing":
+            lines: list[tuple[int, str]] = []
+        else:
+            lines = self._proration_lines(changes, at)
+        events = len(self.events)
+        invoice = self._create_invoice(
+            sub["customer"], sub["currency"], collection_method=sub["collection_method"],
+            days_until_due=sub["days_until_due"], subscription=sub["id"], lines=lines,
+        )  # fmt: skip
+        invoice["billing_reason"] = "subscription_update"
+        for item, price, quantity in changes if store else ():
+            item.update(plan=self._plan_of(price), price=self._render(price), quantity=quantity)
+        if not store:  # a preview is never kept: no object, no event
+            for event in self.events[events:]:
+                self._objects.pop(event["id"], None)
+            del self.events[events:]
+            self._objects.pop(invoice["id"], None)
+            invoice = copy.deepcopy(invoice)
+            invoice["id"] = f"upcoming_{invoice['id']}"
+            invoice["amount_due"] = invoice["amount_remaining"] = max(0, invoice["total"])
+            return invoice
+        if behavior != "always_invoice" or not lines:
+            self._objects.pop(invoice["id"], None)
+            return None
+        total = invoice["total"]
+        invoice["amount_due"] = invoice["amount_remaining"] = max(0, total)
+        customer = self._objects[sub["customer"]]
+        if total < 0:  # a credit goes to the customer's balance, used by the next invoice
+            customer["balance"] += total
+        sub["latest_invoice"] = invoice["id"]
+        self._finalize(invoice, auto_advance=True)
+        payment_method = customer["invoice_settings"]["default_payment_method"]
+        if invoice["status"] != "paid" and payment_method is not None:
+            self._pay(invoice, payment_method)
+        return invoice
+
+    def _change_items(self, sub: dict[str, Any], params: dict[str, Any]) -> None:
+        self._prorate(sub, params, store=True)
+
+    def _h_preview_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        sub_id = _str(params, "subscription", required=True) or ""
+        sub = self._get(sub_id, "subscription", "subscription")
+        customer = _str(params, "customer")
+        if customer is not None and customer != sub["customer"]:
+            raise ApiError(
+                400, "The subscription does not belong to this customer.", param="customer"
+            )
+        details = _dict(params, "subscription_details")
+        _allowed(details, {"items", "proration_behavior", "proration_date"})
+        preview = self._prorate(sub, details, store=False)
+        assert preview is not None
+        return self._out(preview, params)
 
     def _h_cancel_subscription(self, params: dict[str, Any], sub_id: str) -> dict[str, Any]:
         sub = self._get(sub_id, "subscription")
@@ -2048,7 +2330,7 @@ class StripeEmulator:
         invoice["attempted"] = True
         invoice["attempt_count"] += 1
         try:
-            self._create_intent(
+            intent = self._create_intent(
                 invoice["amount_due"],
                 invoice["currency"],
                 invoice["customer"],
@@ -2061,6 +2343,20 @@ class StripeEmulator:
             self._emit("invoice.payment_failed", invoice)
             return
         self._mark_paid(invoice)
+        # How an invoice names what paid it since API 2025-03-31: `GET /v1/invoice_payments`.
+        paid_at = invoice["status_transitions"]["paid_at"]
+        self._new(
+            "invoice_payment", "inpay", amount_paid=invoice["amount_paid"],
+            amount_requested=invoice["amount_due"], currency=invoice["currency"],
+            invoice=invoice["id"], is_default=True, status="paid",
+            payment={"type": "payment_intent", "payment_intent": intent["id"]},
+            status_transitions={"canceled_at": None, "paid_at": paid_at},
+        )  # fmt: skip
+
+    def _h_list_invoice_payments(self, params: dict[str, Any]) -> dict[str, Any]:
+        invoice = _str(params, "invoice")
+        found = [p for p in self._of("invoice_payment") if invoice in (None, p["invoice"])]
+        return self._page(found, params, "/v1/invoice_payments")
 
     def _h_create_invoice(self, params: dict[str, Any]) -> dict[str, Any]:
         customer_id = _str(params, "customer", required=True) or ""
@@ -2133,6 +2429,9 @@ class StripeEmulator:
     def _h_get_invoice(self, params: dict[str, Any], invoice_id: str) -> dict[str, Any]:
         return self._out(self._get(invoice_id, "invoice"), params)
 
+    def _h_search_invoices(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._search("invoice", ("number", "customer", "status", "subscription"), params)
+
     def _h_list_invoices(self, params: dict[str, Any]) -> dict[str, Any]:
         customer, sub, status = (
             _str(params, "customer"),
@@ -2190,6 +2489,85 @@ class StripeEmulator:
         return Response(_tiny_pdf(text), media_type="application/pdf")
 
     # --- billing portal --------------------------------------------------------------------
+
+    # --- saved cards and Checkout ----------------------------------------------------------
+
+    def _h_list_payment_methods(self, params: dict[str, Any], customer_id: str) -> dict[str, Any]:
+        """The customer's saved card: the emulator keeps one, its default payment method."""
+        customer = self._live_customer(customer_id)
+        method = customer["invoice_settings"]["default_payment_method"]
+        cards = [{"id": method, "object": "payment_method", "type": "card",
+                  "customer": customer_id}] if method else []  # fmt: skip
+        return {"object": "list", "data": cards, "has_more": False,
+                "url": f"/v1/customers/{customer_id}/payment_methods"}  # fmt: skip
+
+    def _h_create_checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        if _str(params, "mode", required=True) != "payment":
+            raise ApiError(400, "The emulator supports mode=payment only.", param="mode")
+        customer_id = _str(params, "customer")
+        if customer_id is not None:
+            self._live_customer(customer_id, "customer")
+        total, currency = 0, None
+        for index, item in enumerate(_items(params, "line_items")):
+            data = _dict(item, "price_data")
+            unit = _positive(data, "unit_amount", required=True) or 0
+            currency = _currency(data)
+            if not _str(_dict(data, "product_data"), "name"):
+                raise ApiError(400, f"Missing required param: line_items[{index}][price_data]"
+                               "[product_data][name].", code="parameter_missing")  # fmt: skip
+            total += unit * (_positive(item, "quantity", required=True) or 0)
+        if currency is None:
+            raise ApiError(400, "Missing required param: line_items.", code="parameter_missing")
+        now = int(time.time())
+        expires_at = _int(params, "expires_at") or now + 24 * 3600
+        if not now + 1800 <= expires_at <= now + 24 * 3600:
+            raise ApiError(400, "The `expires_at` timestamp must be between 30 minutes and "
+                           "24 hours from Checkout Session creation.", param="expires_at")  # fmt: skip
+        secret = secrets.token_urlsafe(24)
+        session = self._new(
+            "checkout.session", "cs_test", amount_subtotal=total, amount_total=total,
+            client_reference_id=_str(params, "client_reference_id"), currency=currency,
+            customer=customer_id, customer_details=None, expires_at=expires_at,
+            metadata=_dict(params, "metadata"), payment_intent=None, payment_status="unpaid",
+            shipping_address_collection=None, shipping_cost=None, status="open",
+            success_url=_str(params, "success_url"), cancel_url=_str(params, "cancel_url"),
+            invoice_creation=None, total_details={"amount_discount": 0, "amount_shipping": 0,
+                                                  "amount_tax": 0},
+        )  # fmt: skip
+        # Like Stripe's: the session's page, and the key to it in the fragment.
+        session["url"] = f"https://checkout.stripe.com/c/pay/{session['id']}#{secret}"
+        session["_intent_metadata"] = _dict(_dict(params, "payment_intent_data"), "metadata")
+        return self._out(session, params)
+
+    def _h_get_checkout_session(self, params: dict[str, Any], session_id: str) -> dict[str, Any]:
+        return self._out(self._get(session_id, "checkout.session"), params)
+
+    def _h_expire_checkout_session(self, params: dict[str, Any], session_id: str) -> dict[str, Any]:
+        session = self._get(session_id, "checkout.session")
+        if session["status"] != "open":
+            raise ApiError(400, f"Only Checkout Sessions with a status in [\"open\"] can be "
+                           f"expired. This Checkout Session has a status of "
+                           f"\"{session['status']}\".")  # fmt: skip
+        session.update(status="expired", url=None)
+        self._emit("checkout.session.expired", session)
+        return self._out(session, params)
+
+    def pay_checkout_session(
+        self, session_id: str, payment_method: str = "pm_card_visa"
+    ) -> dict[str, Any]:
+        """The customer pays on Checkout's page; returns `checkout.session.completed`."""
+        with self._seeding():
+            session = self._get(session_id, "checkout.session")
+            if session["status"] != "open":
+                raise ValueError(f"Checkout Session {session_id} is {session['status']}")
+            intent = self._create_intent(
+                session["amount_total"], session["currency"], session["customer"],
+                payment_method=payment_method, manual=False, confirm=True,
+                metadata=session["_intent_metadata"],
+            )  # fmt: skip
+            session.update(status="complete", payment_status="paid", url=None,
+                           payment_intent=intent["id"])  # fmt: skip
+            return self._emit("checkout.session.completed", session)
 
     def _h_create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
         customer_id = _str(params, "customer", required=True) or ""
@@ -2385,6 +2763,14 @@ class StripeEmulator:
                 self._create_subscription(customer_id, [(price_id, quantity)], bill=bill)
             )
 
+    def move_period(self, subscription_id: str, seconds: int) -> None:
+        """Shift a subscription's current period `seconds` into the past (its items' starts
+        and ends): as if it began that long before it did, its payment unchanged."""
+        with self._seeding():
+            for item in self._get(subscription_id, "subscription")["items"]["data"]:
+                item["current_period_start"] -= seconds
+                item["current_period_end"] -= seconds
+
     def add_coupon(
         self,
         coupon_id: str | None = None,
@@ -2495,17 +2881,70 @@ def _fault_body(status: int) -> dict[str, Any]:
     return ApiError(status, "An unknown error occurred", kind="api_error").payload()
 
 
+def _half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator to the nearest integer, halves away from zero."""
+    quotient, remainder = divmod(abs(numerator), denominator)
+    quotient += 2 * remainder >= denominator
+    return quotient if numerator >= 0 else -quotient
+
+
+def _pause_collection(value: Any) -> dict[str, Any] | None:
+    """`pause_collection[behavior]=void` pauses; an empty `pause_collection=` resumes."""
+    if value in ("", None):
+        return None
+    if not isinstance(value, dict):
+        raise ApiError(400, "Invalid pause_collection", param="pause_collection")
+    _allowed(value, {"behavior", "resumes_at"})
+    behavior = _str(value, "behavior", required=True)
+    if behavior not in ("keep_as_draft", "mark_uncollectible", "void"):
+        raise ApiError(
+            400,
+            f"Invalid pause_collection[behavior]: {behavior}",
+            param="pause_collection[behavior]",
+        )
+    return {"behavior": behavior, "resumes_at": _int(value, "resumes_at")}
+
+
 def _period_end(start: int, interval: str) -> int:
     days = {"day": 1, "week": 7, "month": 30, "year": 365}.get(interval, 30)
     return start + days * 86400
 
 
 _CLAUSE = re.compile(r"\s*(\w+(?:\['[^']*'\])?)\s*([:~])\s*'((?:[^'\\]|\\.)*)'\s*")
+_JOIN = re.compile(r"(AND|OR)(?=\s)")
 
 
-def _search_matcher(query: str) -> Callable[[dict[str, Any]], bool]:
-    """Stripe's search language, for customers: `email:'x' AND name~'y' OR metadata['k']:'v'`."""
-    joins = re.findall(r"\s(AND|OR)\s", query)
+def _search_matcher(
+    query: str, fields: tuple[str, ...] = ("email", "name", "phone"), what: str = "customer"
+) -> Callable[[dict[str, Any]], bool]:
+    """Stripe's search language: `email:'x' AND name~'y' OR metadata['k']:'v'`, read clause
+    by clause so that AND or OR inside a quoted value stays part of the value."""
+    clauses = []
+    joins: list[str] = []
+    at = 0
+    while True:
+        match = _CLAUSE.match(query, at)
+        if match is None:
+            raise ApiError(
+                400, f"Invalid query: {query}", code="parameter_invalid_string", param="query"
+            )
+        field_name, operator, raw = match.groups()
+        value = re.sub(r"\\(.)", r"\1", raw)
+        if field_name not in fields and not field_name.startswith("metadata["):
+            raise ApiError(
+                400, f"Field {field_name} is not supported in {what} search.", param="query"
+            )
+        clauses.append((field_name, operator, value))
+        at = match.end()
+        if at == len(query):
+            break
+        join = _JOIN.match(query, at)
+        if join is None:
+            raise ApiError(
+                400, f"Invalid query: {query}", code="parameter_invalid_string", param="query"
+            )
+        joins.append(join.group(1))
+        at = join.end()
     if len(set(joins)) > 1:
         raise ApiError(
             400,
@@ -2513,20 +2952,6 @@ def _search_matcher(query: str) -> Callable[[dict[str, Any]], bool]:
             code="parameter_invalid_string",
             param="query",
         )
-    clauses = []
-    for part in re.split(r"\s(?:AND|OR)\s", query):
-        match = _CLAUSE.fullmatch(part)
-        if match is None:
-            raise ApiError(
-                400, f"Invalid query: {query}", code="parameter_invalid_string", param="query"
-            )
-        field_name, operator, raw = match.groups()
-        value = re.sub(r"\\(.)", r"\1", raw)
-        if field_name not in ("email", "name", "phone") and not field_name.startswith("metadata["):
-            raise ApiError(
-                400, f"Field {field_name} is not supported in customer search.", param="query"
-            )
-        clauses.append((field_name, operator, value))
 
     def field_of(customer: dict[str, Any], name: str) -> str:
         if name.startswith("metadata["):

@@ -997,6 +997,7 @@ class WooCommerceEmulator(EmulatedAPI):
         table: list[tuple[str, str, Callable[..., _Answer], bool]] = [
             ("GET", r"customers", self._list_customers, False),
             ("GET", r"customers/(\d+)", self._get_customer, False),
+            ("PUT", r"customers/(\d+)", self._update_customer, False),
             ("GET", r"orders", self._list_orders, False),
             ("GET", r"orders/(\d+)", self._get_order, False),
             ("GET", r"orders/(\d+)/refunds", self._list_refunds, False),
@@ -1007,6 +1008,7 @@ class WooCommerceEmulator(EmulatedAPI):
             ("GET", r"payment_gateways/([\w-]+)", self._get_payment_gateway, False),
             ("GET", r"subscriptions", self._list_subscriptions, True),
             ("GET", r"subscriptions/(\d+)", self._get_subscription, True),
+            ("GET", r"subscriptions/(\d+)/orders", self._subscription_orders, True),
             ("PUT", r"subscriptions/(\d+)", self._update_subscription, True),
             ("POST", r"subscriptions/(\d+)", self._update_subscription, True),
             ("PATCH", r"subscriptions/(\d+)", self._update_subscription, True),
@@ -1085,6 +1087,8 @@ class WooCommerceEmulator(EmulatedAPI):
             if not _EMAIL.match(email):
                 raise invalid_param("email", "Invalid email address.", "rest_invalid_email")
             found = [c for c in found if c.email.lower() == email.lower()]
+        if not php_empty(query.get("search")):
+            found = [c for c in found if _user_matches(c, str(query["search"]).lower())]
         found.sort(key=lambda c: (f"{c.first_name} {c.last_name}".lower(), c.id))
         return self._page(found, query, path, lambda c: self.customer_json(c.id))
 
@@ -1093,6 +1097,21 @@ class WooCommerceEmulator(EmulatedAPI):
     ) -> _Answer:
         if customer_id not in self.customers:
             raise WPError("woocommerce_rest_invalid_id", "Invalid resource ID.", 404)
+        return _Answer(200, self.customer_json(customer_id))
+
+    def _update_customer(
+        self, key: ApiKey, query: dict[str, Any], body: Json, path: str, customer_id: int
+    ) -> _Answer:
+        """`PUT /customers/{id}`: the names and the billing fields given; others stay."""
+        if customer_id not in self.customers:
+            raise WPError("woocommerce_rest_invalid_id", "Invalid resource ID.", 404)
+        c = self.customers[customer_id]
+        c.first_name = str(body.get("first_name", c.first_name))
+        c.last_name = str(body.get("last_name", c.last_name))
+        billing = body.get("billing")
+        if isinstance(billing, dict):
+            c.billing = {**c.billing, **{k: str(v) for k, v in billing.items()}}
+        c.modified = now()
         return _Answer(200, self.customer_json(customer_id))
 
     # --- orders --------------------------------------------------------------------------
@@ -1309,6 +1328,16 @@ class WooCommerceEmulator(EmulatedAPI):
             200, self.order_json(self._subscription(subscription_id).id, self._dp(query))
         )
 
+    def _subscription_orders(
+        self, key: ApiKey, query: dict[str, Any], body: Json, path: str, subscription_id: int
+    ) -> _Answer:
+        """The subscription's related orders (here its parent order), newest first."""
+        sub = self._subscription(subscription_id)
+        related = [o for o in self.orders.values() if o.id == sub.parent_id]
+        related.sort(key=lambda o: (o.created, o.id), reverse=True)
+        dp = self._dp(query)
+        return _Answer(200, [self.order_json(o.id, dp) for o in related])
+
     def _update_subscription(
         self, key: ApiKey, query: dict[str, Any], body: Json, path: str, subscription_id: int
     ) -> _Answer:
@@ -1338,6 +1367,8 @@ class WooCommerceEmulator(EmulatedAPI):
         elif status == "pending-cancel" and sub.status == "active":
             sub.status, sub.cancelled = "pending-cancel", moment
             sub.end, sub.next_payment = sub.next_payment or moment, None
+        elif (sub.status, status) in (("active", "on-hold"), ("on-hold", "active")):
+            sub.status = status  # suspend, reactivate: the schedule stays as it was
         elif status == sub.status:
             return
         else:
@@ -1419,6 +1450,16 @@ def _int_param(query: dict[str, Any], name: str, default: int, low: int, high: i
 
 def _flat(query: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in query.items() if isinstance(v, str)}
+
+
+def _user_matches(customer: CustomerRecord, term: str) -> bool:
+    """`WP_User_Query` searching `*term*` as the customers endpoint asks it: with an @ the
+    e-mail only; otherwise the login, e-mail and display name (WooCommerce sets it to the
+    first and last name)."""
+    if "@" in term:
+        return term in customer.email.lower()
+    names = (customer.username, customer.email, f"{customer.first_name} {customer.last_name}")
+    return any(term in value.lower() for value in names)
 
 
 def _matches(order: OrderRecord, term: str) -> bool:

@@ -273,7 +273,13 @@ async def test_login_syncs_billing_subcommands_with_typed_options(discord_bot):
         assert subs[group]["type"] == 2
         assert [o["name"] for o in subs[group]["options"]] == [spec.name for spec in specs]
     refund = {o["name"]: o for o in subs["refund"]["options"]}
-    assert [o["name"] for o in subs["refund"]["options"]] == ["charge", "reason", "amount"]
+    assert [o["name"] for o in subs["refund"]["options"]] == [
+        "charge",
+        "reason",
+        "amount",
+        "method",
+    ]
+    assert [c["value"] for c in refund["method"]["choices"]] == ["gateway", "manual"]
     assert (
         refund["charge"]["type"] == 3
         and refund["charge"]["required"]

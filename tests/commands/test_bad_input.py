@@ -36,7 +36,12 @@ async def counts(services) -> tuple[int, int, int]:
         ("refund ch_jane_disputed reason: duplicate x", "charge_disputed", "disputed"),
         ("refund ch_jane_auth reason: duplicate x", "not_settled", "void it"),
         ("refund 'drop; reason: duplicate x", "invalid_arguments", '"\'drop;" is malformed'),
-        ("refund ch_jane_1 1 2 reason: duplicate x", "usage", "too many arguments"),
+        (
+            "refund ch_jane_1 1 2 reason: duplicate x",
+            "invalid_arguments",
+            "method '2': type manual",
+        ),
+        ("refund ch_jane_1 1 manual 2 reason: duplicate x", "usage", "too many arguments"),
         ("frobnicate", "unknown_command", "unknown command 'frobnicate'"),
         ("", "unknown_command", "help"),
         (

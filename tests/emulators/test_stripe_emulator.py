@@ -69,6 +69,8 @@ class Api:
 # Stripe's examples show an error object with its one required field; the rest are optional.
 OPTIONAL_KEYS = {
     "last_payment_error": {"charge", "code", "decline_code", "doc_url", "message", "param"},
+    # An invoice payment's `payment` names what paid, by its `type`.
+    "payment": {"charge", "payment_intent", "payment_record"},
 }
 # Fields Stripe's examples show but its answers include only when expanded, by object.
 INCLUDABLE = {"charge": {"refunds"}}
@@ -197,7 +199,15 @@ def world() -> Iterator[tuple[StripeEmulator, dict[str, list[dict[str, Any]]]]]:
         listed = api.ok("GET", "/v1/charges", {"customer": cid, "expand": ["data.refunds"]})
         for charge in listed["data"]:
             keep(charge)
-        keep(api.ok("GET", "/v1/disputes", {"charge": disputed["latest_charge"]})["data"][0])
+        dispute = api.ok("GET", "/v1/disputes", {"charge": disputed["latest_charge"]})["data"][0]
+        uploaded = api.http.post(
+            "/v1/files",
+            data={"purpose": "dispute_evidence"},
+            files={"file": ("R-1.pdf", b"%PDF-1.7", "application/pdf")},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        evidence = {"evidence": {"receipt": keep(uploaded.json())["id"]}, "submit": True}
+        keep(api.ok("POST", f"/v1/disputes/{dispute['id']}", evidence))
         keep(
             api.ok("GET", f"/v1/payment_intents/{declined.json()['error']['payment_intent']['id']}")
         )
@@ -271,6 +281,12 @@ def world() -> Iterator[tuple[StripeEmulator, dict[str, list[dict[str, Any]]]]]:
                 {"customer": cid, "return_url": "https://shop.example.com/account"},
             )
         )
+        line = {"currency": "eur", "unit_amount": 900, "product_data": {"name": "Order 9"}}
+        checkout = {"mode": "payment", "customer": cid, "success_url": "https://shop.example.com",
+                    "line_items": [{"quantity": 1, "price_data": line}]}  # fmt: skip
+        keep(api.ok("POST", "/v1/checkout/sessions", checkout))
+        expired = api.ok("POST", "/v1/checkout/sessions", checkout)
+        keep(api.ok("POST", f"/v1/checkout/sessions/{expired['id']}/expire"))
         draft = keep(
             api.ok(
                 "POST",
@@ -301,6 +317,8 @@ def world() -> Iterator[tuple[StripeEmulator, dict[str, list[dict[str, Any]]]]]:
         for invoice in api.ok("GET", "/v1/invoices", {"customer": cid, "limit": 100})["data"]:
             keep(invoice)
             got.setdefault("line_item", []).extend(invoice["lines"]["data"])
+            paid = api.ok("GET", "/v1/invoice_payments", {"invoice": invoice["id"]})["data"]
+            got.setdefault("invoice_payment", []).extend(paid)
         for listing in api.ok("GET", "/v1/subscriptions", {"customer": cid, "status": "all"})[
             "data"
         ]:

@@ -78,9 +78,10 @@ async def contract_env(
     email: str,
     currency: str,
     skips: dict[str, str] | None = None,
+    unsupported: Capability = Capability.create_subscription,
 ) -> AsyncIterator[ContractEnv]:
     """The emulator served and seeded, with our gateway on it, as the contract suite's
-    backend; every emulated gateway lacks `create_subscription`."""
+    backend; `unsupported` is a capability the gateway lacks."""
     with serve() as api:
         seeded = seed(api)
         gateway = connect(api)
@@ -93,7 +94,7 @@ async def contract_env(
                 charge_id=seeded.charge_id,
                 authorized_ids=seeded.authorized_ids,
                 subscription_ids=seeded.subscription_ids,
-                unsupported=Capability.create_subscription,
+                unsupported=unsupported,
                 skips=skips or {},
             )
         finally:

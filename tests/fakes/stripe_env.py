@@ -108,6 +108,16 @@ async def stripe_fake_env() -> AsyncIterator[ContractEnv]:
         yield fake.env
 
 
+@asynccontextmanager
+async def stripe_beside(services: Any) -> AsyncIterator[FakeStripe]:
+    """Our emulator's gateway as one more gateway of `services` (beside the ledger)."""
+    from bot.gateways.registry import Gateways
+
+    async with stripe_fake() as fake:
+        services.gateways = Gateways([*services.gateways, fake.gateway], timeout=5)
+        yield fake
+
+
 # --- localstripe ------------------------------------------------------------------------
 
 

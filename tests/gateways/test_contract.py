@@ -45,7 +45,7 @@ async def ledger_env(db) -> AsyncIterator[ContractEnv]:  # type: ignore[no-untyp
     yield ContractEnv(
         gateway=LedgerGateway(db), email="contract@example.com", customer_id="cus_c", currency="EUR",
         charge_id="ch_c_paid", authorized_ids=("ch_c_auth1", "ch_c_auth2"), subscription_ids=("sub_c_1", "sub_c_2"),
-        unsupported=Capability.create_subscription,
+        unsupported=Capability.send_invoice,
     )  # fmt: skip
 
 

@@ -1132,8 +1132,8 @@ async def test_stripe_supports_every_capability_and_links_to_its_dashboard(
     fake: FakeStripe,
 ) -> None:
     gw = fake.gateway
-    assert gw.capabilities == frozenset(Capability)
-    for capability in Capability:
+    assert gw.capabilities == frozenset(Capability) - {Capability.manual_refund}
+    for capability in gw.capabilities:
         gw.require(capability)
     assert gw.dashboard_url("pi_123") == "https://dashboard.stripe.com/test/payments/pi_123"
     assert gw.dashboard_url("cus_9") == "https://dashboard.stripe.com/test/customers/cus_9"

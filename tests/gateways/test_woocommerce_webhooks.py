@@ -256,8 +256,9 @@ async def test_the_refund_command_says_plainly_when_the_payment_method_cannot_re
     assert reply.approval is None  # refused before anyone is asked to approve it
     assert reply.error.message == (
         f"order {cash} was paid with Cash on delivery, which cannot refund through WooCommerce: "
-        "nothing was refunded. Pay the customer back another way, then record it with "
-        "“Refund manually” on the order in WooCommerce."
+        "nothing was refunded. Pay the customer back another way, then record it: "
+        f"`refund woocommerce:{cash} 10.00 manual reason: …` (or “Refund manually” on the "
+        "order in WooCommerce)."
     )
     assert api.refunds == {}
 

@@ -34,10 +34,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from bot.actors import Role
 from bot.services import Services
 from bot.web import create_app
 from chargedesk_emulators.zendesk import ZendeskEmulator
-from tests.conftest import REPO, refunded
+from tests.conftest import REPO, person, refunded, say
 from tests.panel.conftest import AGENT, JANE, MANAGER, entry_app, panel_settings
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -298,17 +299,29 @@ async def test_a_post_from_another_site_is_refused_by_the_panel(site, browser):
 
 async def test_the_panel_pages_have_no_accessibility_violations(site, browser):
     axe = axe_api.Axe()
+    refund = "refund ch_jane_1 20 reason: goodwill"  # a row and a chart for the reports page
+    assert (await say(site.services, person("alex", Role.agent), refund)).error is None
     for size in (SIDEBAR, DESKTOP):
         page = await (await browser.new_context(viewport=size)).new_page()
         await page.goto(site.enter(MANAGER))
         visited = ["card"]
         await page.get_by_role("button", name="Refund ch_jane_1").click()
         visited.append("form")
-        for name, step in (("form", None), ("search", "Search"), ("approvals", "Approvals")):
+        for name, step in (("form", None), ("search", "Search"), ("approvals", "Approvals"),
+                           ("reports", "Reports")):  # fmt: skip
             if step is not None:
                 await page.get_by_role("link", name=step).first.click()
             results = await axe.run(page)
             assert results.violations_count == 0, (name, size, results.generate_snapshot())
+        await page.get_by_role("button", name="Show the report").click()  # its card and files
+        chart = page.get_by_role("img", name="Chart: Refunds by person and reason", exact=False)
+        await page.wait_for_load_state("load")
+        assert await chart.evaluate("img => img.complete && img.naturalWidth > 0")
+        results = await axe.run(page)
+        assert results.violations_count == 0, ("report", size, results.generate_snapshot())
+        await no_sideways_scroll(page)
+        shot = f"reports-{'320' if size is SIDEBAR else 'desktop'}.png"
+        await page.screenshot(path=site.shots / shot, full_page=True)
         await page.goto(site.enter(MANAGER))
         results = await axe.run(page)
         assert results.violations_count == 0, ("card", size, results.generate_snapshot())

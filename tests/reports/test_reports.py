@@ -209,3 +209,10 @@ def test_a_name_with_tex_or_newlines_is_drawn_as_text() -> None:
     report = Report("refunds", "t", parse_period("2026-11"), ("a",), (), chart=bars)
     png = render_chart(report)
     assert png is not None and png.startswith(b"\x89PNG")
+
+
+async def test_report_words_come_in_any_order_even_after_a_period(services, manager):
+    for line in ("report refunds 2026-11 csv", "report refunds csv 2026-11"):
+        reply = await say(services, manager, line)
+        assert reply.error is None, reply.error
+        assert reply.files[0].name == "refunds-2026-11.csv"

@@ -313,6 +313,22 @@ class BraintreeAPI:
         )
         return result.transaction
 
+    async def sale(self, params: dict[str, Any]) -> Any:
+        """`Transaction.sale`, sent once: its transaction, or the refusal (a decline)."""
+        result = await self.write(
+            lambda sdk: sdk.transaction.sale(params), verb="charge", what="the saved card"
+        )
+        return result.transaction
+
+    async def transactions_by_order(self, order_id: str) -> list[Any]:
+        """Transactions carrying this order ID: how a sale of ours is read back."""
+
+        def search(sdk: SDK) -> list[Any]:
+            found = sdk.transaction.search(braintree.TransactionSearch.order_id == order_id)
+            return list(itertools.islice(found.items, 10))
+
+        return await self.read(search, verb="search", what=f"transactions of order {order_id}")
+
     async def cancel_subscription(self, subscription_id: str) -> Any:
         result = await self.write(
             lambda sdk: sdk.subscription.cancel(subscription_id),

@@ -20,18 +20,24 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from bot.disputes.evidence import Evidence
 from bot.gateways.base import (
     Capability,
     ErrorCode,
     Gateway,
     GatewayError,
     LookupQuery,
+    Unsupported,
+    split_name,
 )
+from bot.gateways.braintree import discounts, disputes, sales, search
 from bot.gateways.braintree.client import BraintreeAPI
 from bot.gateways.braintree.mapping import (
     CAPTURED,
@@ -39,11 +45,13 @@ from bot.gateways.braintree.mapping import (
     SETTLING,
     UNSETTLED,
     VOIDED,
+    as_utc,
     changed_through_api,
     customer_id_of,
     ends_at_period_end,
     field,
     guest_customer,
+    interval,
     is_refund,
     last_change,
     money_from_braintree,
@@ -59,7 +67,22 @@ from bot.gateways.braintree.mapping import (
 from bot.gateways.braintree.webhooks import verify_and_parse
 from bot.gateways.checks import check_capture, check_refund, require_status, same_currency
 from bot.gateways.events import GatewayEvent
-from bot.models import Charge, ChargeStatus, Customer, GatewayProfile, Refund, Subscription
+from bot.gateways.proration import prorated_days
+from bot.gateways.termination import PaidPeriod, nothing_paid
+from bot.models import (
+    Address,
+    Charge,
+    ChargeStatus,
+    Coupon,
+    Customer,
+    Dispute,
+    GatewayProfile,
+    PlanChange,
+    PlanPrice,
+    Refund,
+    Subscription,
+    SubscriptionStatus,
+)
 from bot.money import Money
 from bot.settings import BraintreeSettings
 
@@ -90,16 +113,34 @@ class BraintreeGateway(Gateway):
             Capability.capture,
             Capability.void,
             Capability.cancel_subscription,
+            Capability.create_subscription,
+            Capability.change_plan,
+            Capability.cancel_with_refund,
             Capability.disputes,
+            Capability.accept_dispute,
+            Capability.dispute_evidence,
             Capability.webhooks,
+            Capability.coupon,
+            Capability.customer_details,
+            Capability.charge_saved_card,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
+        Capability.charge_saved_card: "in a currency the customer paid in before",
         Capability.refund: "settled payments; an unsettled one is voided, in full",
         Capability.partial_refund: "settled payments only",
         Capability.cancel_subscription: "at period end by ending its billing cycles",
+        Capability.coupon: "the account's discounts, on subscriptions only",
+        Capability.create_subscription: "one seat, on the customer's default payment method",
+        Capability.change_plan: "from now only, prorated by the day",
         # Braintree announces refunds only for bank payments (ACH, SEPA), when they settle.
         Capability.webhooks: "no refund notices for card payments",
+    }
+    missing: ClassVar[Mapping[Capability, str]] = {
+        Capability.payment_link: "Braintree has no pay page of its own: its Drop-in UI runs "
+        "on your site",
+        Capability.pause_subscription: "Braintree has no pause: cancel the subscription "
+        "(at period end), then subscribe the customer again",
     }
 
     def __init__(
@@ -114,6 +155,20 @@ class BraintreeGateway(Gateway):
 
     async def close(self) -> None:
         await self._api.close()
+
+    async def get_dispute(self, dispute_id: str) -> Dispute:
+        return parse_dispute(await disputes.read(self._api, dispute_id))
+
+    async def open_disputes(self) -> list[Dispute]:
+        return await disputes.open_disputes(self._api)
+
+    async def accept_dispute(self, dispute_id: str, *, idempotency_key: str) -> Dispute:
+        return await disputes.accept(self._api, dispute_id)
+
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: Evidence, *, idempotency_key: str
+    ) -> Dispute:
+        return await disputes.submit(self._api, dispute_id, evidence, idempotency_key)
 
     def dashboard_url(self, object_id: str) -> str | None:
         """A payment's or refund's page in the Braintree Control Panel (None for a local base URL)."""
@@ -217,7 +272,12 @@ class BraintreeGateway(Gateway):
 
     # --- lookup --------------------------------------------------------------------------
 
+    lookup_kinds = frozenset({"email", "id", "name", "partial_email"})
+
     async def lookup(self, query: LookupQuery) -> list[GatewayProfile]:
+        if query.kind in ("name", "partial_email"):  # the pick list needs the customer only
+            found = await search.customers(self._api, query)
+            return [GatewayProfile(gateway=NAME, customer=parse_customer(c)) for c in found]
         if query.kind == "email":
             return await self._by_email(query.value.lower())
         value = query.value.strip()
@@ -316,7 +376,33 @@ class BraintreeGateway(Gateway):
             refunds=tuple(parse_refund(c) for c in credits.values()),
             subscriptions=tuple(parsed),
             disputes=disputes,
+            discounts=tuple(
+                text
+                for s, p in zip(subscriptions, parsed, strict=True)
+                if p.status != SubscriptionStatus.canceled
+                for text in discounts.describe(field(s, "discounts") or [], p.amount.currency, p.id)
+            ),
         )
+
+    # --- coupons: the account's discounts, on subscriptions --------------------------------
+
+    async def coupon(self, code: str, *, currency: str | None = None) -> Coupon:
+        return await discounts.find(self._api, code, currency)
+
+    async def precheck_coupon(self, target_id: str, *, subscription: bool, remove: bool) -> None:
+        if not subscription:
+            raise Unsupported(NAME, Capability.coupon, discounts.ON_SUBSCRIPTIONS)
+
+    async def apply_coupon(self, target_id: str, code: str, *, idempotency_key: str) -> str:
+        subscription = await self._subscription_object(target_id)
+        currency = (await self._context(subscription)).currency
+        found = await discounts.find(self._api, code, currency)
+        await discounts.change(self._api, subscription, found.code)
+        return found.describe()
+
+    async def remove_discount(self, target_id: str, *, idempotency_key: str) -> str:
+        await discounts.change(self._api, await self._subscription_object(target_id), None)
+        return target_id
 
     # --- refunds -------------------------------------------------------------------------
 
@@ -425,6 +511,14 @@ class BraintreeGateway(Gateway):
             captured = fresh
         return parse_transaction(captured, [])
 
+    async def charge_saved_card(
+        self, customer_id: str, amount: Money, *, description: str, idempotency_key: str
+    ) -> Charge:
+        sale = await sales.charge_vaulted(
+            self._api, customer_id, amount, description=description, key=idempotency_key
+        )
+        return parse_transaction(sale, [])
+
     async def void(self, charge_id: str, *, idempotency_key: str) -> Charge:
         sale = await self._sale(charge_id)
         charge = parse_transaction(sale, [])
@@ -443,6 +537,201 @@ class BraintreeGateway(Gateway):
         return parse_transaction(voided, [])
 
     # --- subscriptions -------------------------------------------------------------------
+
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None = None,
+        address: Address | None = None,
+        idempotency_key: str,
+    ) -> Customer:
+        """The customer's first and last name (`customer.update`), and their first address
+        (`address.update`, or `address.create` when they have none): a retry finds the address
+        made and updates it, so nothing is made twice."""
+        what = f"customer {customer_id}"
+        if name is not None:
+            first, last = split_name(name)
+            names = {"first_name": first, "last_name": last}
+            await self._api.write(
+                lambda sdk: sdk.customer.update(customer_id, names), verb="update", what=what
+            )
+        if address is not None:
+            fields = {
+                "street_address": address.line1 or "", "extended_address": address.line2 or "",
+                "locality": address.city or "", "region": address.state or "",
+                "postal_code": address.postal_code or "",
+                "country_code_alpha2": address.country or "",
+            }  # fmt: skip
+            held = field(await self._stored_customer(customer_id), "addresses") or []
+            if held:
+                address_id = str(held[0].id)
+                await self._api.write(
+                    lambda sdk: sdk.address.update(customer_id, address_id, fields),
+                    verb="update", what=f"the address of {what}",
+                )  # fmt: skip
+            else:
+                await self._api.write(
+                    lambda sdk: sdk.address.create({"customer_id": customer_id, **fields}),
+                    verb="add", what=f"an address to {what}",
+                )  # fmt: skip
+        return parse_customer(await self._stored_customer(customer_id))
+
+    async def _stored_customer(self, customer_id: str) -> Any:
+        found = await self._api.customer(customer_id)
+        if found is None:
+            raise GatewayError(ErrorCode.not_found, f"no customer {customer_id}", gateway=NAME)
+        return found
+
+    async def subscription_payment(self, subscription_id: str) -> PaidPeriod:
+        """The newest sale among the subscription's transactions (Braintree lists them newest
+        first), and the billing period it paid for (its end date is the last day paid)."""
+        subscription = await self._subscription_object(subscription_id)
+        sale = next(
+            (t for t in field(subscription, "transactions") or []
+             if field(t, "type") == "sale" and field(t, "status") not in ("failed", "voided",
+                                                                          "gateway_rejected",
+                                                                          "processor_declined")),
+            None,
+        )  # fmt: skip
+        paid_for = field(sale, "subscription_details") if sale is not None else None
+        start = as_utc(field(paid_for, "billing_period_start_date"))
+        last_day = as_utc(field(paid_for, "billing_period_end_date"))
+        if sale is None or start is None or last_day is None:
+            raise nothing_paid(NAME, subscription_id, "no paid billing period")
+        return PaidPeriod(await self.get_charge(str(sale.id)), start, last_day + timedelta(days=1))
+
+    async def get_price(self, price: str) -> PlanPrice:
+        plan = await self._api.plan(price)
+        if plan is None:
+            raise GatewayError(ErrorCode.not_found, f"Braintree has no plan {price}", gateway=NAME)
+        return PlanPrice(
+            gateway=NAME, id=str(plan.id), name=str(field(plan, "name") or plan.id),
+            amount=money_from_braintree(plan.price, str(plan.currency_iso_code)),
+            interval=interval(field(plan, "billing_frequency")),
+        )  # fmt: skip
+
+    async def create_subscription(
+        self,
+        customer_id: str,
+        price: str,
+        *,
+        idempotency_key: str,
+        quantity: int = 1,
+        trial_days: int | None = None,
+        coupon: str | None = None,
+    ) -> Subscription:
+        """On the customer's default payment method. Braintree keeps no key for a create, so
+        the subscription's ID is made from it: a retry finds the one it made."""
+        if quantity != 1:
+            raise GatewayError(
+                ErrorCode.rejected,
+                "a Braintree subscription has no quantity: bill seats with an add-on",
+                gateway=NAME,
+            )
+        sub_id = "cd" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+        if await self._api.subscription(sub_id) is None:
+            params: dict[str, Any] = {
+                "id": sub_id, "plan_id": price,
+                "payment_method_token": await self._default_token(customer_id),
+            }  # fmt: skip
+            if trial_days:
+                params |= {"trial_period": True, "trial_duration": trial_days,
+                           "trial_duration_unit": "day"}  # fmt: skip
+            try:
+                await self._api.write(
+                    lambda sdk: sdk.subscription.create(params),
+                    verb="subscribe", what=f"a subscription to {price} for {customer_id}",
+                )  # fmt: skip
+            except GatewayError:
+                if await self._api.subscription(sub_id) is None:  # an unknown outcome, settled
+                    raise
+        if coupon is not None:
+            await self.apply_coupon(sub_id, coupon, idempotency_key=f"{idempotency_key}:coupon")
+        return await self.get_subscription(sub_id)
+
+    async def preview_plan_change(
+        self, subscription_id: str, price: str, *, now: bool, prorate: bool, at: int | None = None
+    ) -> PlanChange:
+        """Braintree has no preview: the difference for the days left in the billing cycle,
+        today included, as Braintree prorates a price change (`prorate_charges`)."""
+        if not now:
+            raise GatewayError(
+                ErrorCode.rejected,
+                "Braintree changes a plan at once: use `now none` to bill the new price from "
+                "the next billing date without proration",
+                gateway=NAME,
+            )
+        subscription = await self._subscription_object(subscription_id)
+        plan, context = await asyncio.gather(self.get_price(price), self._context(subscription))
+        if plan.amount.currency != context.currency:
+            raise GatewayError(
+                ErrorCode.currency_mismatch,
+                f"plan {price} bills {plan.amount.currency}: {subscription_id} bills "
+                f"{context.currency}",
+                gateway=NAME,
+            )
+        when = at or int(datetime.now(UTC).timestamp())
+        old = money_from_braintree(subscription.price, context.currency).minor
+        first = field(subscription, "billing_period_start_date")
+        last = field(subscription, "billing_period_end_date")
+        due = 0
+        if prorate and first and last:  # a trial has no billing period: nothing to prorate
+            today = datetime.fromtimestamp(when, UTC).date()
+            due = prorated_days(old, plan.amount.minor, first=first, last=last, today=today)
+        return PlanChange(
+            gateway=NAME, subscription_id=str(subscription.id), price=plan.id, plan=plan.name,
+            now=True, prorate=prorate, at=when, recurring=plan.amount,
+            due_now=Money(minor=due, currency=context.currency), interval=plan.interval,
+        )  # fmt: skip
+
+    async def change_plan(self, change: PlanChange, *, idempotency_key: str) -> Subscription:
+        """Braintree keeps no key for an update: a subscription already on the plan at the
+        plan's price is the same result (a retry of ours finds it so)."""
+        subscription = await self._subscription_object(change.subscription_id)
+        context = await self._context(subscription)
+        price = money_to_braintree(change.recurring)
+        if (
+            field(subscription, "plan_id") == change.price
+            and money_from_braintree(subscription.price, context.currency) == change.recurring
+        ):
+            return context.parse(subscription)
+        day = datetime.fromtimestamp(change.at, UTC).date()
+        if change.prorate and day != datetime.now(UTC).date():
+            raise GatewayError(
+                ErrorCode.invalid_state,
+                f"the preview was for {day.isoformat()} and Braintree prorates by today's "
+                "date: preview the change again",
+                gateway=NAME,
+            )
+        params = {"plan_id": change.price, "price": price,
+                  "options": {"prorate_charges": change.prorate}}  # fmt: skip
+        what = f"the plan change of {change.subscription_id}"
+        try:
+            await self._api.write(
+                lambda sdk: sdk.subscription.update(change.subscription_id, params),
+                verb="change", what=what,
+            )  # fmt: skip
+        except GatewayError:
+            fresh = await self._subscription_object(change.subscription_id)
+            if field(fresh, "plan_id") != change.price:  # the outcome, settled by a re-read
+                raise
+        return context.parse(await self._subscription_object(change.subscription_id))
+
+    async def _default_token(self, customer_id: str) -> str:
+        customer = await self._api.customer(customer_id)
+        if customer is None:
+            raise GatewayError(
+                ErrorCode.not_found, f"Braintree has no customer {customer_id}", gateway=NAME
+            )
+        for method in field(customer, "payment_methods") or []:
+            if field(method, "default"):
+                return str(method.token)
+        raise GatewayError(
+            ErrorCode.invalid_state,
+            f"customer {customer_id} has no default payment method to bill",
+            gateway=NAME,
+        )
 
     async def cancel_subscription(
         self, subscription_id: str, *, at_period_end: bool, reason: str, idempotency_key: str

@@ -15,20 +15,28 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.disputes.evidence import Evidence
 from bot.gateways.base import (
     Capability,
     ErrorCode,
     Gateway,
     GatewayError,
     LookupQuery,
+    SyncPage,
 )
-from bot.gateways.checks import check_capture, check_refund, require_status
+from bot.gateways.checks import (
+    check_capture,
+    check_refund,
+    require_status,
+    require_unanswered,
+)
+from bot.gateways.ledger import coupons, search, sync
 from bot.gateways.ledger.forward import Forwarder, Forwarding, money_json, snapshot
 from bot.gateways.ledger.mapping import (
     NAME,
@@ -39,12 +47,21 @@ from bot.gateways.ledger.mapping import (
     invoice_of,
     refund_of,
     subscription_of,
+    tax_id_id,
     tax_ids_of,
 )
+from bot.gateways.proration import period_after, period_before, prorated
 from bot.models import (
+    Address,
     Charge,
     ChargeStatus,
+    Coupon,
+    Customer,
+    Dispute,
+    DisputeStatus,
     GatewayProfile,
+    PlanChange,
+    PlanPrice,
     Refund,
     Subscription,
     SubscriptionStatus,
@@ -58,10 +75,11 @@ from bot.store.tables import (
     LedgerDispute,
     LedgerInvoice,
     LedgerOperation,
+    LedgerPrice,
     LedgerRefund,
     LedgerSubscription,
 )
-from bot.tax_ids import checked_tax_id
+from bot.tax_ids import checked_tax_id, normalize_tax_id
 
 T = TypeVar("T")
 KEY_MAX = 128  # ledger_operations.idempotency_key
@@ -84,11 +102,32 @@ class LedgerGateway(Gateway):
             Capability.cancel_subscription,
             Capability.invoices,
             Capability.disputes,
+            Capability.accept_dispute,
+            Capability.dispute_evidence,
             Capability.tax_id,
+            Capability.customer_details,
+            Capability.create_subscription,
+            Capability.change_plan,
+            Capability.pause_subscription,
+            Capability.coupon,
+            Capability.charge_saved_card,
+            Capability.sync,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
         Capability.tax_id: "one per customer: a new one replaces it",
+        Capability.change_plan: "from now only; a prorated charge is an open invoice",
+        Capability.charge_saved_card: "a charge record, sent to your system to collect",
+    }
+    # The ledger moves no money itself: its refund is already a record (and is sent to the
+    # business's forward URL, whose answer decides), so a second, unforwarded kind would not fit.
+    missing: ClassVar[Mapping[Capability, str]] = {
+        Capability.manual_refund: "a ledger refund is a record already, sent to your system "
+        "when a forward URL is set: use refund without manual",
+        Capability.payment_link: "the ledger has no payment page of its own: send your own "
+        "invoice, or request the payment on a card gateway",
+        Capability.cancel_with_refund: "its payments name no subscription: cancel it, then "
+        "refund the payment",
     }
 
     def __init__(
@@ -105,10 +144,21 @@ class LedgerGateway(Gateway):
 
     # --- reads ---------------------------------------------------------------------------
 
+    lookup_kinds = frozenset({"email", "id", "invoice_number", "name", "partial_email"})
+
     async def lookup(self, query: LookupQuery) -> list[GatewayProfile]:
         async with self.db.read() as s:
+            if query.kind in ("name", "partial_email"):  # the pick list needs the customer only
+                find = search.named if query.kind == "name" else search.by_email_part
+                rows = [await s.get(LedgerCustomer, cid) for cid in await find(s, query.value)]
+                return [GatewayProfile(gateway=NAME, customer=customer_of(r)) for r in rows if r]
             ids = await self._customer_ids(s, query)
             return [await self._profile(s, cid) for cid in ids]
+
+    async def sync_page(
+        self, kind: str, cursor: str | None, *, since: datetime | None, limit: int
+    ) -> SyncPage:
+        return await sync.page(self.db, kind, cursor, since=since, limit=limit)
 
     async def get_charge(self, charge_id: str) -> Charge:
         async with self.db.read() as s:
@@ -127,6 +177,8 @@ class LedgerGateway(Gateway):
                 select(LedgerCustomer.id).where(LedgerCustomer.email == query.value)
             )
             return list(rows)
+        if query.kind == "invoice_number":
+            return await search.by_invoice_number(s, query.value)
         for table, column in (
             (LedgerCustomer, LedgerCustomer.id),
             (LedgerCharge, LedgerCharge.customer_id),
@@ -141,7 +193,10 @@ class LedgerGateway(Gateway):
             .join(LedgerDispute, LedgerDispute.charge_id == LedgerCharge.id)
             .where(LedgerDispute.id == query.value)
         )
-        return [dispute] if dispute else []
+        if dispute:
+            return [dispute]
+        refunded = await search.by_refund(s, query.value)
+        return [refunded] if refunded else []
 
     async def _profile(self, s: AsyncSession, customer_id: str) -> GatewayProfile:
         customer = await s.get(LedgerCustomer, customer_id)
@@ -177,6 +232,7 @@ class LedgerGateway(Gateway):
             invoices=tuple(invoice_of(i) for i in invoices),
             disputes=tuple(dispute_of(d) for d in disputes),
             tax_ids=tax_ids_of(customer),
+            discounts=await coupons.discounts_of(s, customer_id),
         )
 
     async def _row(self, s: AsyncSession, table: type[T], object_id: str, what: str) -> T:
@@ -284,6 +340,175 @@ class LedgerGateway(Gateway):
         await self._operate("cancel", subscription_id, idempotency_key, check, apply, payload)
         return await self.get_subscription(subscription_id)
 
+    # --- subscriptions: subscribe, plan, pause (bot/gateways/proration.py prices changes) ---
+
+    async def get_price(self, price: str) -> PlanPrice:
+        async with self.db.read() as s:
+            row = await self._row(s, LedgerPrice, price, "plan")
+        if not row.active:
+            raise GatewayError(ErrorCode.invalid_state, f"plan {price} is retired", gateway=NAME)
+        return PlanPrice(
+            gateway=NAME, id=row.id, name=row.name, interval=row.interval,
+            amount=Money(minor=row.amount, currency=row.currency),
+        )  # fmt: skip
+
+    async def create_subscription(
+        self,
+        customer_id: str,
+        price: str,
+        *,
+        idempotency_key: str,
+        quantity: int = 1,
+        trial_days: int | None = None,
+        coupon: str | None = None,
+    ) -> Subscription:
+        plan = await self.get_price(price)
+
+        async def check(s: AsyncSession) -> LedgerCustomer:
+            return await self._locked(s, LedgerCustomer, customer_id, "customer")
+
+        async def apply(s: AsyncSession, row: LedgerCustomer, reference: str | None) -> str:
+            start = _now()
+            trial_end = start + timedelta(days=trial_days) if trial_days else None
+            sub = LedgerSubscription(
+                id=new_id("sub"), customer_id=row.id, plan=plan.name, price_id=plan.id,
+                status=SubscriptionStatus.trialing if trial_end else SubscriptionStatus.active,
+                amount=plan.amount.minor, currency=plan.amount.currency, interval=plan.interval,
+                quantity=quantity, trial_end=trial_end, current_period_start=start,
+                current_period_end=trial_end or period_after(start, plan.interval),
+                cancel_at_period_end=False, paused=False,
+            )  # fmt: skip
+            s.add(sub)
+            return sub.id
+
+        payload = {"price": price, "quantity": quantity, "trial_days": trial_days}
+        sub_id = await self._operate(
+            "subscribe", customer_id, idempotency_key, check, apply, payload
+        )
+        if coupon is not None:  # a gateway without coupons raises Unsupported before approval
+            await self.apply_coupon(sub_id, coupon, idempotency_key=f"{idempotency_key}:coupon")
+        return await self.get_subscription(sub_id)
+
+    def _preview(
+        self, row: LedgerSubscription, plan: PlanPrice, *, now: bool, prorate: bool, at: int
+    ) -> PlanChange:
+        if not now:
+            raise GatewayError(
+                ErrorCode.rejected,
+                "the ledger changes plans from now only: it bills no renewals itself",
+                gateway=NAME,
+            )
+        if plan.amount.currency != row.currency or plan.interval != row.interval:
+            raise GatewayError(
+                ErrorCode.currency_mismatch,
+                f"plan {plan.id} bills {plan.amount.currency} per {plan.interval}: "
+                f"{row.id} bills {row.currency} per {row.interval}",
+                gateway=NAME,
+            )
+        quantity = row.quantity or 1
+        due = 0
+        if prorate and row.current_period_end is not None and row.status != "trialing":
+            end = row.current_period_end
+            due = prorated(
+                row.amount * quantity, plan.amount.minor * quantity,
+                start=row.current_period_start or period_before(end, row.interval), end=end,
+                at=datetime.fromtimestamp(at, UTC),
+            )  # fmt: skip
+        return PlanChange(
+            gateway=NAME, subscription_id=row.id, price=plan.id, plan=plan.name, now=now,
+            prorate=prorate, at=at, due_now=Money(minor=due, currency=row.currency),
+            recurring=Money(minor=plan.amount.minor * quantity, currency=row.currency),
+            interval=plan.interval, quantity=quantity,
+        )  # fmt: skip
+
+    async def preview_plan_change(
+        self, subscription_id: str, price: str, *, now: bool, prorate: bool, at: int | None = None
+    ) -> PlanChange:
+        plan = await self.get_price(price)
+        async with self.db.read() as s:
+            row = await self._row(s, LedgerSubscription, subscription_id, "subscription")
+            return self._preview(
+                row, plan, now=now, prorate=prorate, at=at or int(_now().timestamp())
+            )
+
+    async def change_plan(self, change: PlanChange, *, idempotency_key: str) -> Subscription:
+        plan = await self.get_price(change.price)
+
+        async def check(s: AsyncSession) -> LedgerSubscription:
+            row = await self._locked(s, LedgerSubscription, change.subscription_id, "subscription")
+            if row.status == SubscriptionStatus.canceled:
+                raise GatewayError(
+                    ErrorCode.invalid_state, f"subscription {row.id} is canceled", gateway=NAME
+                )
+            fresh = self._preview(row, plan, now=change.now, prorate=change.prorate, at=change.at)
+            if (fresh.due_now, fresh.recurring) != (change.due_now, change.recurring):
+                raise GatewayError(
+                    ErrorCode.invalid_state,
+                    f"subscription {row.id} changed since the preview: preview it again",
+                    gateway=NAME,
+                )
+            return row
+
+        async def apply(s: AsyncSession, row: LedgerSubscription, reference: str | None) -> str:
+            row.plan, row.price_id, row.amount = plan.name, plan.id, plan.amount.minor
+            if change.due_now.minor > 0:  # the business collects it: an open invoice today
+                s.add(LedgerInvoice(
+                    id=new_id("in"), customer_id=row.customer_id, status="open",
+                    amount_due=change.due_now.minor, amount_paid=0, currency=row.currency,
+                    created=_now(), due_date=None, lines=[{
+                        "description": f"{plan.name} (prorated)", "quantity": 1,
+                        "amount": change.due_now.minor,
+                    }],
+                ))  # fmt: skip
+            return row.id
+
+        payload = {"preview": change.model_dump(mode="json")}
+        await self._operate("plan", change.subscription_id, idempotency_key, check, apply, payload)
+        return await self.get_subscription(change.subscription_id)
+
+    async def set_paused(
+        self, subscription_id: str, paused: bool, *, idempotency_key: str
+    ) -> Subscription:
+        async def check(s: AsyncSession) -> LedgerSubscription:
+            row = await self._locked(s, LedgerSubscription, subscription_id, "subscription")
+            if row.status == SubscriptionStatus.canceled:
+                raise GatewayError(
+                    ErrorCode.invalid_state, f"subscription {row.id} is canceled", gateway=NAME
+                )
+            return row
+
+        async def apply(s: AsyncSession, row: LedgerSubscription, reference: str | None) -> str:
+            row.paused = paused  # already so: the same result, nothing else changes
+            return row.id
+
+        action = "pause" if paused else "resume"
+        await self._operate(action, subscription_id, idempotency_key, check, apply, {})
+        return await self.get_subscription(subscription_id)
+
+    async def charge_saved_card(
+        self, customer_id: str, amount: Money, *, description: str, idempotency_key: str
+    ) -> Charge:
+        """A succeeded charge row: the ledger takes no money itself; with a forward URL the
+        business's system collects it first and its answer decides."""
+
+        async def check(s: AsyncSession) -> LedgerCustomer:
+            return await self._locked(s, LedgerCustomer, customer_id, "customer")
+
+        async def apply(s: AsyncSession, row: LedgerCustomer, reference: str | None) -> str:
+            charge = LedgerCharge(
+                id=new_id("ch"), customer_id=row.id, amount=amount.minor, currency=amount.currency,
+                amount_captured=amount.minor, amount_refunded=0, status=ChargeStatus.succeeded,
+                description=description[:500], created=_now(),
+            )  # fmt: skip
+            s.add(charge)
+            return charge.id
+
+        payload = {"amount": money_json(amount), "description": description}
+        charge_id = await self._operate(
+            "charge", customer_id, idempotency_key, check, apply, payload
+        )
+        return await self.get_charge(charge_id)
+
     async def add_tax_id(
         self, customer_id: str, tax_id: str, *, idempotency_key: str, replace: bool = False
     ) -> TaxId:
@@ -307,6 +532,103 @@ class LedgerGateway(Gateway):
         async with self.db.read() as s:
             row = await self._row(s, LedgerCustomer, customer_id, "customer")
             return tax_ids_of(row)[0]
+
+    # --- disputes ------------------------------------------------------------------------
+
+    async def get_dispute(self, dispute_id: str) -> Dispute:
+        async with self.db.read() as s:
+            return dispute_of(await self._row(s, LedgerDispute, dispute_id, "dispute"))
+
+    async def open_disputes(self) -> list[Dispute]:
+        async with self.db.read() as s:
+            rows = await s.scalars(
+                select(LedgerDispute).where(LedgerDispute.status == DisputeStatus.needs_response)
+            )
+            return [dispute_of(row) for row in rows]
+
+    async def accept_dispute(self, dispute_id: str, *, idempotency_key: str) -> Dispute:
+        async def apply(s: AsyncSession, row: LedgerDispute, reference: str | None) -> str:
+            row.status = DisputeStatus.lost
+            return row.id
+
+        await self._operate(
+            "accept_dispute", dispute_id, idempotency_key, self._unanswered(dispute_id), apply, {}
+        )
+        return await self.get_dispute(dispute_id)
+
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: Evidence, *, idempotency_key: str
+    ) -> Dispute:
+        async def apply(s: AsyncSession, row: LedgerDispute, reference: str | None) -> str:
+            row.status = DisputeStatus.under_review
+            row.evidence = evidence.stored()
+            row.evidence_submitted_at = _now()
+            return row.id
+
+        await self._operate(
+            "dispute_evidence", dispute_id, idempotency_key, self._unanswered(dispute_id), apply,
+            {"evidence": evidence.stored()},
+        )  # fmt: skip
+        return await self.get_dispute(dispute_id)
+
+    def _unanswered(self, dispute_id: str) -> Callable[[AsyncSession], Awaitable[LedgerDispute]]:
+        async def check(s: AsyncSession) -> LedgerDispute:
+            row = await self._locked(s, LedgerDispute, dispute_id, "dispute")
+            require_unanswered(dispute_of(row))
+            return row
+
+        return check
+
+    async def remove_tax_id(self, customer_id: str, tax_id: str, *, idempotency_key: str) -> str:
+        """Clear the customer's one tax ID if it is `tax_id` (number or ID)."""
+        wanted = {normalize_tax_id(tax_id), tax_id_id(customer_id)}
+
+        async def check(s: AsyncSession) -> LedgerCustomer:
+            return await self._locked(s, LedgerCustomer, customer_id, "customer")
+
+        async def apply(s: AsyncSession, row: LedgerCustomer, reference: str | None) -> str:
+            if row.tax_id_value and normalize_tax_id(row.tax_id_value) in wanted:
+                row.tax_id_type, row.tax_id_value = None, None
+            return row.id
+
+        payload = {"tax_id": {"remove": normalize_tax_id(tax_id)}}
+        await self._operate("tax_id_remove", customer_id, idempotency_key, check, apply, payload)
+        return normalize_tax_id(tax_id)
+
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None = None,
+        address: Address | None = None,
+        idempotency_key: str,
+    ) -> Customer:
+        async def check(s: AsyncSession) -> LedgerCustomer:
+            return await self._locked(s, LedgerCustomer, customer_id, "customer")
+
+        async def apply(s: AsyncSession, row: LedgerCustomer, reference: str | None) -> str:
+            if name is not None:
+                row.name = name
+            if address is not None:
+                row.address = address.model_dump(exclude_none=True)
+            return row.id
+
+        payload = {
+            "name": name, "address": address.model_dump(exclude_none=True) if address else None
+        }  # fmt: skip
+        await self._operate("customer", customer_id, idempotency_key, check, apply, payload)
+        async with self.db.read() as s:
+            return customer_of(await self._row(s, LedgerCustomer, customer_id, "customer"))
+
+    async def coupon(self, code: str, *, currency: str | None = None) -> Coupon:
+        async with self.db.read() as s:
+            return await coupons.read_coupon(s, code)
+
+    async def apply_coupon(self, target_id: str, code: str, *, idempotency_key: str) -> str:
+        return await coupons.apply(self, target_id, code, idempotency_key)
+
+    async def remove_discount(self, target_id: str, *, idempotency_key: str) -> str:
+        return await coupons.remove(self, target_id, idempotency_key)
 
     async def _operate(
         self,

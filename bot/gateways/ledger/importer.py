@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -36,6 +37,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -50,6 +52,7 @@ from bot.store.db import Database
 from bot.store.tables import (
     Base,
     LedgerCharge,
+    LedgerCoupon,
     LedgerCustomer,
     LedgerDispute,
     LedgerInvoice,
@@ -60,7 +63,7 @@ from bot.store.tables import (
 from bot.tax_ids import checked_tax_id
 
 # Summary order; it is also a valid write order (customers and charges come first).
-KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes")
+KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes", "coupons")
 MAX_PROBLEMS_SHOWN = 20
 # Old SQLite builds cap a statement at 999 parameters; one query binds two chunks.
 _IN_CHUNK = 400
@@ -110,6 +113,7 @@ class ImportSummary:
     subscriptions: int = 0
     invoices: int = 0
     disputes: int = 0
+    coupons: int = 0
 
     @property
     def total(self) -> int:
@@ -481,6 +485,40 @@ class DisputeRow(_Row):
         }
 
 
+class CouponRow(_Row):
+    """A coupon: `id` is the code agents apply; a percentage off or an amount off."""
+
+    table = LedgerCoupon
+
+    name: Text200 | None = None
+    percent_off: Annotated[Decimal, Field(gt=0, le=100, decimal_places=2)] | None = None
+    currency: CurrencyCode | None = None
+    amount_off: PositiveMinor | None = None
+    duration: Literal["once", "repeating", "forever"] = "once"
+    duration_in_months: Annotated[int, Field(ge=1, le=120)] | None = None
+    active: bool = True
+
+    def problems(self) -> list[tuple[str, str]]:
+        if (self.percent_off is None) == (self.amount_off is None):
+            return [("percent_off", "give either percent_off or amount_off")]
+        if self.amount_off is not None and self.currency is None:
+            return [("currency", "is needed beside amount_off")]
+        if (self.duration == "repeating") != (self.duration_in_months is not None):
+            return [("duration_in_months", "is given for a repeating coupon, and only then")]
+        return []
+
+    def columns(self) -> dict[str, Any]:
+        percent = self.percent_off
+        return {
+            "id": self.id, "name": self.name,
+            "percent_off_bp": int(percent * 100) if percent is not None else None,
+            "amount_off": self.amount_off,
+            "currency": self.currency if self.amount_off is not None else None,
+            "duration": self.duration, "duration_in_months": self.duration_in_months,
+            "active": self.active,
+        }  # fmt: skip
+
+
 ROWS: dict[str, type[_Row]] = {
     "customers": CustomerRow,
     "charges": ChargeRow,
@@ -488,6 +526,7 @@ ROWS: dict[str, type[_Row]] = {
     "subscriptions": SubscriptionRow,
     "invoices": InvoiceRow,
     "disputes": DisputeRow,
+    "coupons": CouponRow,
 }
 
 

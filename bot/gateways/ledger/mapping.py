@@ -112,11 +112,14 @@ def subscription_of(row: LedgerSubscription) -> Subscription:
         customer_id=row.customer_id,
         plan=row.plan,
         status=SubscriptionStatus(row.status),
-        amount=Money(minor=row.amount, currency=row.currency),
+        amount=Money(minor=row.amount * (row.quantity or 1), currency=row.currency),
         interval=row.interval,
         current_period_end=row.current_period_end,
         cancel_at_period_end=row.cancel_at_period_end,
         canceled_at=row.canceled_at,
+        paused=bool(row.paused),
+        quantity=row.quantity or 1,
+        trial_end=row.trial_end,
     )
 
 

@@ -89,6 +89,8 @@ _NAMES: dict[str, ErrorCode] = {
     "INTERNAL_SERVER_ERROR": ErrorCode.unavailable,
     "SERVICE_UNAVAILABLE": ErrorCode.unavailable,
 }
+# One part of a multipart/form-data body: (name, (filename or None, content, content type)).
+FormPart = tuple[str, tuple[str | None, bytes, str]]
 CREDENTIALS_HINT = (
     "check paypal.client_id and paypal.client_secret, and that they belong to the "
     "configured environment (sandbox or live)"
@@ -401,12 +403,14 @@ class PayPalAPI:
         json_body: Any = None,
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        form: list[FormPart] | None = None,
     ) -> Reply:
-        """A call the SDK cannot make, over httpx with the same token."""
+        """A call the SDK cannot make, over httpx with the same token; `form` sends a
+        multipart/form-data body (name, (filename or None, bytes, content type)) instead."""
 
         async def send() -> Reply:
             headers = {"Authorization": await self._bearer(), "Accept": "application/json"}
-            if json_body is not None or content is not None:
+            if form is None and (json_body is not None or content is not None):
                 headers["Content-Type"] = "application/json"
             try:
                 response = await self._http.request(
@@ -416,6 +420,7 @@ class PayPalAPI:
                     params=params,
                     json=json_body,
                     content=content,
+                    files=form,  # httpx sets the multipart Content-Type with its boundary
                 )
             except httpx.TimeoutException as exc:
                 raise Unreachable(True, type(exc).__name__) from exc

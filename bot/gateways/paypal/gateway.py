@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from bot.disputes.evidence import Evidence
 from bot.gateways.base import (
     Capability,
     ErrorCode,
@@ -39,6 +40,7 @@ from bot.gateways.base import (
 from bot.gateways.calls import optional
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.gateways.events import GatewayEvent
+from bot.gateways.paypal import disputes
 from bot.gateways.paypal.client import PayPalAPI, request_id
 from bot.gateways.paypal.mapping import (
     NAME,
@@ -70,10 +72,13 @@ from bot.gateways.paypal.mapping import (
     row_time,
 )
 from bot.gateways.paypal.webhooks import verify_and_parse
+from bot.gateways.termination import PaidPeriod, nothing_paid
 from bot.models import (
     Charge,
     ChargeStatus,
     Customer,
+    Dispute,
+    DisputeStatus,
     GatewayProfile,
     Invoice,
     Refund,
@@ -119,15 +124,40 @@ class PayPalGateway(Gateway):
             Capability.capture,
             Capability.void,
             Capability.cancel_subscription,
+            Capability.cancel_with_refund,
             Capability.invoices,
             Capability.send_invoice,
             Capability.webhooks,
+            Capability.pause_subscription,
+            Capability.disputes,
+            Capability.accept_dispute,
+            Capability.dispute_evidence,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
         # PayPal has no customer search: Transaction Search, which lags new payments.
-        Capability.lookup: "the e-mail search lags new payments by up to 3 h",
+        Capability.lookup: "by e-mail and ID, no name search; the e-mail search lags new "
+        "payments by up to 3 h",
         Capability.cancel_subscription: "now only: no cancel at period end",
+        Capability.disputes: "on payments of the last 180 days (the 20 newest on a card)",
+        Capability.dispute_evidence: "once it waits for the seller (not while an inquiry); "
+        "PDFs and notes, no tracking numbers",
+    }
+    missing: ClassVar[Mapping[Capability, str]] = {
+        Capability.charge_saved_card: "charging a PayPal buyer without them needs a vaulted "
+        "payment token (reference transactions), which this gateway does not keep",
+        Capability.payment_link: "not built yet: PayPal orders (v2/checkout/orders) are the way",
+        Capability.customer_details: "PayPal payer details belong to the payer: they change "
+        "them in their PayPal account",
+        Capability.tax_id: "PayPal payer details belong to the payer: PayPal keeps no tax ID "
+        "for them",
+        Capability.coupon: "PayPal subscriptions take no coupons: move the subscriber to a "
+        "cheaper plan, or refund part of a payment",
+        # Both need the buyer: PayPal sends them to approve the new subscription or price.
+        Capability.create_subscription: "a PayPal subscription starts when the buyer approves "
+        "it on PayPal: send them your subscribe button or link",
+        Capability.change_plan: "PayPal asks the buyer to approve a new plan or price: they "
+        "change it from their PayPal account or your site's subscribe button",
     }
 
     def __init__(
@@ -395,6 +425,10 @@ class PayPalGateway(Gateway):
                 full_name(subscriber.get("name")),
             )
             return Found(payer, subscriptions={object_id})
+        if object_id.startswith("PP-"):  # a dispute: its payment's payer
+            found = await optional(disputes.read(self._api, object_id))
+            charge_id = disputes.parse_dispute(found).charge_id if found else ""
+            return await self._seed(charge_id) if charge_id else None
         if object_id.startswith("INV2-"):
             invoice = await optional(self._invoice_json(object_id))
             if invoice is None:
@@ -405,7 +439,7 @@ class PayPalGateway(Gateway):
             resolved = await self._resolve(object_id)
         except GatewayError as exc:
             if exc.code == ErrorCode.not_found:
-                return None
+                return await self._refund_seed(object_id)
             raise
         payer = order_payer(resolved.order)
         if payer.id is None and payer.email is None:
@@ -418,6 +452,19 @@ class PayPalGateway(Gateway):
         else:
             seed.authorizations[object_id] = None
         return seed
+
+    async def _refund_seed(self, refund_id: str) -> Found | None:
+        """A refund ID names the payer of the capture it paid back (its `up` link)."""
+        reply = await optional(
+            self._api.sdk(
+                self._api.sdk_client.payments.get_refund, {"refund_id": refund_id},
+                verb="read", what=f"refund {refund_id}",
+            )
+        )  # fmt: skip
+        links = (reply.body.get("links") or []) if reply is not None else []
+        up = next((str(link.get("href")) for link in links if link.get("rel") == "up"), "")
+        capture_id = up.rpartition("/captures/")[2]
+        return await self._seed(capture_id) if "/captures/" in up and capture_id else None
 
     async def _profile(self, found: Found) -> GatewayProfile:
         """Fetch what a payer owns: orders named by search rows, other payments one by one."""
@@ -491,6 +538,8 @@ class PayPalGateway(Gateway):
                 # Not served by the Payments API (an older sale): the row says enough.
                 charges.append(parse_row_charge(row, customer_id))
         charges.sort(key=lambda c: c.created or datetime.min.replace(tzinfo=UTC), reverse=True)
+        found_disputes = await disputes.of_charges(self._api, charges, _now())
+        charges = _disputed(charges, found_disputes)
         refunds = [
             parse_refund(r, capture_id)
             for capture_id, rs in refunds_by_capture.items()
@@ -509,6 +558,7 @@ class PayPalGateway(Gateway):
             refunds=tuple(refunds),
             subscriptions=tuple(parse_subscription(s) for s in subscriptions if s is not None),
             invoices=tuple(invoices),
+            disputes=tuple(found_disputes),
         )
 
     # --- actions -------------------------------------------------------------------------
@@ -643,6 +693,32 @@ class PayPalGateway(Gateway):
             raise
         return True
 
+    async def subscription_payment(self, subscription_id: str) -> PaidPeriod:
+        """The newest completed payment of the subscription's transactions (from its last
+        payment's day on), for the period up to its next billing time."""
+        sub = await self._subscription_json(subscription_id)
+        billing = sub.get("billing_info") or {}
+        last = paypal_time((billing.get("last_payment") or {}).get("time"))
+        end = paypal_time(billing.get("next_billing_time"))
+        paid: list[Json] = []
+        if last is not None:
+            reply = await self._api.sdk(
+                self._api.sdk_client.subscriptions.list_subscription_transactions,
+                {"id": subscription_id, "start_time": _stamp(last - timedelta(days=1)),
+                 "end_time": _stamp(_now())},
+                verb="read", what=f"payments of subscription {subscription_id}",
+            )  # fmt: skip
+            paid = [
+                t for t in reply.body.get("transactions") or [] if t.get("status") == "COMPLETED"
+            ]
+        paid.sort(key=lambda t: paypal_time(t.get("time")) or _now(), reverse=True)
+        start = paypal_time(paid[0].get("time")) if paid else None
+        if start is None or end is None or end <= start:
+            raise nothing_paid(
+                NAME, subscription_id, "no completed payment for a period still running"
+            )
+        return PaidPeriod(await self.get_charge(str(paid[0]["id"])), start, end)
+
     async def cancel_subscription(
         self, subscription_id: str, *, at_period_end: bool, reason: str, idempotency_key: str
     ) -> Subscription:
@@ -670,6 +746,30 @@ class PayPalGateway(Gateway):
                 raise
             # Cancelled meanwhile, perhaps by a concurrent run of this same key.
             return self._cancelled_by(await self._subscription_json(subscription_id), marker)
+        return parse_subscription(await self._subscription_json(subscription_id))
+
+    async def set_paused(
+        self, subscription_id: str, paused: bool, *, idempotency_key: str
+    ) -> Subscription:
+        """Suspend or activate: no request ID here, so the status is read first and after an
+        unknown outcome (already so: the same result)."""
+        verb, target = ("suspend", "SUSPENDED") if paused else ("activate", "ACTIVE")
+        current = await self._subscription_json(subscription_id)
+        if current.get("status") == target:
+            return parse_subscription(current)
+        call = getattr(self._api.sdk_client.subscriptions, f"{verb}_subscription")
+        marker = _reference(idempotency_key)
+        reason = _cancel_reason("paused" if paused else "resumed", marker)
+        try:
+            await self._api.sdk(
+                call, {"id": subscription_id, "body": {"reason": reason}},
+                verb=verb, what=f"subscription {subscription_id}", retry=False,
+            )  # fmt: skip
+        except GatewayError:
+            fresh = await self._subscription_json(subscription_id)
+            if fresh.get("status") != target:  # done meanwhile, perhaps by this same key
+                raise
+            return parse_subscription(fresh)
         return parse_subscription(await self._subscription_json(subscription_id))
 
     def _cancelled_by(self, body: Json, marker: str) -> Subscription:
@@ -705,6 +805,22 @@ class PayPalGateway(Gateway):
         # Already with the customer: sending again would e-mail them twice on a retry.
         return parse_invoice(invoice, (recipient_email(invoice) or UNKNOWN_PAYER).lower())
 
+    # --- disputes (bot/gateways/paypal/disputes.py) ---------------------------------------
+
+    async def get_dispute(self, dispute_id: str) -> Dispute:
+        return await disputes.get(self._api, dispute_id)
+
+    async def open_disputes(self) -> list[Dispute]:
+        return await disputes.open_disputes(self._api)
+
+    async def accept_dispute(self, dispute_id: str, *, idempotency_key: str) -> Dispute:
+        return await disputes.accept(self._api, dispute_id, idempotency_key)
+
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: Evidence, *, idempotency_key: str
+    ) -> Dispute:
+        return await disputes.submit(self._api, dispute_id, evidence, idempotency_key)
+
     # --- webhooks ------------------------------------------------------------------------
 
     async def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[GatewayEvent]:
@@ -729,6 +845,16 @@ def _windows(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetim
         stop = min(cursor + SEARCH_WINDOW, end)
         yield cursor, stop
         cursor = stop
+
+
+def _disputed(charges: list[Charge], found: list[Dispute]) -> list[Charge]:
+    """A payment with a dispute not yet decided shows as disputed (PayPal's capture does not)."""
+    undecided = DisputeStatus.needs_response, DisputeStatus.under_review
+    held = {d.charge_id for d in found if d.status in undecided}
+    return [
+        c.model_copy(update={"status": ChargeStatus.disputed}) if c.id in held else c
+        for c in charges
+    ]
 
 
 def _reference(key: str) -> str:

@@ -473,6 +473,7 @@ def parse_subscription(body: Json) -> Subscription:
         interval=interval,
         current_period_end=paypal_time(billing.get("next_billing_time")),
         canceled_at=paypal_time(body.get("status_update_time")) if cancelled else None,
+        paused=status_text == "SUSPENDED",
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from bot.gateways.base import WebhookRejected
 from bot.gateways.events import EventKind, GatewayEvent
 from bot.gateways.paypal.client import PayPalAPI
+from bot.gateways.paypal.disputes import dispute_status
 from bot.gateways.paypal.mapping import NAME, Json, money_from_paypal, paypal_time, up_id
 from bot.money import Money
 
@@ -137,6 +138,7 @@ def parse_event(event: Json) -> GatewayEvent:
     customer: str | None = None
     amount = _event_money(resource.get("amount"))
     status = resource.get("status") or resource.get("state")
+    detail: dict[str, str] = {"summary": event["summary"]} if event.get("summary") else {}
     if raw_type.startswith("PAYMENT.CAPTURE.") or raw_type.startswith("PAYMENT.SALE."):
         if kind == EventKind.refund:
             related = related_ids.get("capture_id") or resource.get("sale_id") or up_id(resource)
@@ -152,6 +154,10 @@ def parse_event(event: Json) -> GatewayEvent:
         related = disputed.get("seller_transaction_id")
         amount = _event_money(resource.get("dispute_amount"))
         customer = (disputed.get("buyer") or {}).get("payer_id")
+        status = dispute_status(resource).value if status else None  # in the card's words
+        due = paypal_time(resource.get("seller_response_due_date"))
+        if due is not None:
+            detail["evidence_due_by"] = f"{due:%Y-%m-%d %H:%M} UTC"
     elif raw_type.startswith("INVOICING.INVOICE."):
         invoice = resource.get("invoice") or resource
         object_id = str(invoice.get("id") or object_id)
@@ -175,5 +181,5 @@ def parse_event(event: Json) -> GatewayEvent:
         customer_id=customer,
         amount=amount,
         status=str(status) if status else None,
-        detail={"summary": event.get("summary")} if event.get("summary") else {},
+        detail=detail,
     )

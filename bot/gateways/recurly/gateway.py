@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -38,6 +38,7 @@ from bot.gateways.base import (
     GatewayError,
     LookupQuery,
     Unsupported,
+    split_name,
 )
 from bot.gateways.checks import check_refund
 from bot.gateways.events import GatewayEvent
@@ -48,6 +49,7 @@ from bot.gateways.recurly.mapping import (
     PAYMENT_TYPES,
     Json,
     amount_to_recurly,
+    coupon_of,
     describe_coupon,
     fixed_currencies,
     is_invoice_number,
@@ -60,25 +62,45 @@ from bot.gateways.recurly.mapping import (
     parse_invoice,
     parse_refund,
     parse_subscription,
+    recurly_time,
     refund_note,
     refunds_by_charge,
     refunds_in,
 )
 from bot.gateways.recurly.webhooks import parse_event, to_read, verify
-from bot.models import Charge, GatewayProfile, Invoice, Refund, Subscription
+from bot.gateways.termination import PaidPeriod, PlannedRefund, nothing_paid
+from bot.models import (
+    Address,
+    Charge,
+    Coupon,
+    Customer,
+    GatewayProfile,
+    Invoice,
+    Refund,
+    Subscription,
+)
 from bot.money import Money
 from bot.settings import RecurlySettings
 
 log = logging.getLogger(__name__)
 
 TerminationRefund = Literal["none", "partial", "full"]
+# A refund Recurly made this long before the termination it came with is an older one.
+_TERMINATION_SLACK = timedelta(minutes=1)
 REFUND_METHOD = "all_transaction"  # money back to payments, or a refusal: never account credit
 _UNKNOWN_OUTCOME = (ErrorCode.timeout, ErrorCode.unavailable)
+# Recurly pauses for a number of billing cycles, never open-ended: `resume` ends it sooner.
+PAUSE_CYCLES = 12
 _REMEMBERED = 10_000  # admin paths kept for dashboard links
 _ENDED = ("expired", "failed")
 _HOLDS = (
     "a Recurly authorization is a card check that Recurly releases itself, and captures of "
     "authorized purchases are not built here: use Recurly's admin"
+)
+
+
+_NO_DISPUTES = (
+    "Recurly has no dispute API: answer the chargeback in your payment processor's dashboard"
 )
 
 
@@ -96,14 +118,29 @@ class RecurlyGateway(Gateway):
             Capability.refund,
             Capability.partial_refund,
             Capability.cancel_subscription,
+            Capability.cancel_with_refund,
             Capability.coupon,
             Capability.invoices,
             Capability.webhooks,
             Capability.hosted_card_update,
+            Capability.customer_details,
+            Capability.pause_subscription,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
         Capability.hosted_card_update: "needs recurly.subdomain",
+        Capability.pause_subscription: f"from the next renewal, for {PAUSE_CYCLES} billing "
+        "cycles at most (Recurly pauses for a number of cycles)",
+        Capability.cancel_with_refund: "Recurly's terminate (refund full or partial): it "
+        "prorates the partial refund itself",
+        Capability.lookup: "by e-mail, ID and number: no search by name or part of an e-mail",
+        Capability.coupon: "removed from the account (Recurly removes no single subscription's)",
+    }
+    missing: ClassVar[Mapping[Capability, str]] = {
+        Capability.charge_saved_card: "not built yet: a one-off purchase (POST /purchases)",
+        Capability.payment_link: "not built yet: the account's hosted payment pages",
+        Capability.accept_dispute: _NO_DISPUTES,
+        Capability.dispute_evidence: _NO_DISPUTES,
     }
     max_listed = 100  # subscriptions, accounts and coupon redemptions read per lookup
 
@@ -473,6 +510,31 @@ class RecurlyGateway(Gateway):
 
     # --- subscriptions -----------------------------------------------------------------------
 
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None = None,
+        address: Address | None = None,
+        idempotency_key: str,
+    ) -> Customer:
+        """`PUT /accounts/{id}`: first and last name, the billing address. The same values
+        twice change nothing, so a retry needs no key of its own."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["first_name"], body["last_name"] = split_name(name)
+        if address is not None:
+            body["address"] = {
+                "street1": address.line1 or "", "street2": address.line2 or "",
+                "city": address.city or "", "region": address.state or "",
+                "postal_code": address.postal_code or "", "country": address.country or "",
+            }  # fmt: skip
+        account = await self._api.write(
+            lambda c: c.update_account(customer_id, body),
+            verb="update", what=f"account {customer_id}",
+        )  # fmt: skip
+        return parse_customer(account)
+
     async def cancel_subscription(
         self,
         subscription_id: str,
@@ -522,6 +584,85 @@ class RecurlyGateway(Gateway):
             changed = fresh
         self._remember(changed)
         return parse_subscription(changed, plan)
+
+    async def set_paused(
+        self, subscription_id: str, paused: bool, *, idempotency_key: str
+    ) -> Subscription:
+        """`PUT .../pause` (0 cycles cancels a pause not yet started) or `.../resume` (a
+        paused one). No key here: read first, and again after an unknown outcome."""
+        cycles = PAUSE_CYCLES if paused else 0
+        sub = await self._subscription(subscription_id)
+        plan = await self._plan(mini_id(sub.get("plan")))
+        if parse_subscription(sub, plan).paused == (cycles > 0):
+            return parse_subscription(sub, plan)  # already so: the same result
+        if sub.get("state") == "paused":
+            call: Any = lambda c: c.resume_subscription(subscription_id)  # noqa: E731
+        else:
+            body = {"remaining_pause_cycles": cycles}
+            call = lambda c: c.pause_subscription(subscription_id, body)  # noqa: E731
+        verb = "pause" if cycles else "resume"
+        try:
+            changed = await self._api.write(call, verb=verb, what=f"subscription {subscription_id}")
+        except GatewayError as exc:
+            if exc.code not in _UNKNOWN_OUTCOME:
+                raise
+            changed = await self._subscription(subscription_id)
+            if parse_subscription(changed, plan).paused != (cycles > 0):
+                raise
+        self._remember(changed)
+        return parse_subscription(changed, plan)
+
+    async def subscription_payment(self, subscription_id: str) -> PaidPeriod:
+        """The newest paid charge invoice naming the subscription, its successful payment,
+        and the subscription's current period."""
+        sub = await self._subscription(subscription_id)
+        account_id = mini_id(sub.get("account")) or ""
+        invoices = await self._api.items(
+            lambda c: c.list_account_invoices(account_id, **listing(type="charge")),
+            f"invoices of account {account_id}",
+            self.max_charges,
+        )
+        paid = sorted(
+            (i for i in invoices
+             if subscription_id in (i.get("subscription_ids") or []) and i.get("state") == "paid"),
+            key=lambda i: str(i.get("created_at") or ""), reverse=True,
+        )  # fmt: skip
+        payment = next(
+            (t for i in paid for t in i.get("transactions") or []
+             if t.get("type") in PAYMENT_TYPES and t.get("status") == "success"),
+            None,
+        )  # fmt: skip
+        start = recurly_time(sub.get("current_period_started_at"))
+        end = recurly_time(sub.get("current_period_ends_at"))
+        if payment is None or start is None or end is None:
+            raise nothing_paid(NAME, subscription_id, "no paid invoice")
+        return PaidPeriod(await self.get_charge(str(payment["id"])), start, end)
+
+    async def cancel_and_refund(
+        self, subscription_id: str, refund: PlannedRefund, *, reason: str, idempotency_key: str
+    ) -> Refund:
+        """Recurly's own terminate, with `full` (last) or `partial` (prorated): one call, which a
+        retry does not repeat (it finds the subscription ended). Recurly works the partial
+        amount out itself as it terminates: if time passed since the request, a little less
+        than the card said. The refund returned is the one Recurly made of the planned payment
+        as it terminated."""
+        ended = await self.cancel_subscription(
+            subscription_id, at_period_end=False, reason=reason, idempotency_key=idempotency_key,
+            refund="full" if refund.mode == "last" else "partial",
+        )  # fmt: skip
+        since = (ended.canceled_at or datetime.now(UTC)) - _TERMINATION_SLACK
+        made = [
+            t for t in await self._refunds_of(await self._payment(refund.charge_id))
+            if (recurly_time(t.get("created_at")) or since) >= since
+        ]  # fmt: skip
+        if not made:
+            raise GatewayError(
+                ErrorCode.invalid_state,
+                f"{subscription_id} is ended, but Recurly refunded nothing of "
+                f"{refund.charge_id}: check it in Recurly",
+                gateway=NAME,
+            )
+        return parse_refund(max(made, key=lambda t: str(t.get("created_at") or "")), reason)
 
     # --- not offered, each with its reason -----------------------------------------------
 
@@ -615,6 +756,60 @@ class RecurlyGateway(Gateway):
                 raise exc from None
         return described
 
+    async def coupon(self, code: str, *, currency: str | None = None) -> Coupon:
+        found = await self._api.find(lambda c: c.get_coupon(f"code-{code}"), f"coupon {code}")
+        if found is None:
+            raise GatewayError(ErrorCode.not_found, f"Recurly has no coupon {code}", gateway=NAME)
+        if found.get("state") != "redeemable":
+            raise GatewayError(
+                ErrorCode.invalid_state,
+                f"coupon {code} is {found.get('state')}: it can no longer be redeemed",
+                gateway=NAME,
+            )
+        return coupon_of(found, currency)
+
+    async def precheck_coupon(self, target_id: str, *, subscription: bool, remove: bool) -> None:
+        if remove and subscription:
+            raise GatewayError(
+                ErrorCode.rejected,
+                "Recurly removes coupons from an account, not from one subscription: name "
+                "the customer's account instead",
+                gateway=NAME,
+            )
+
+    async def remove_discount(self, target_id: str, *, idempotency_key: str) -> str:
+        """End the account's active coupon redemptions, one DELETE each, re-reading between:
+        Recurly has no idempotency key, and what is gone already is not removed twice."""
+        account = await self._api.find(lambda c: c.get_account(target_id), f"account {target_id}")
+        if account is None:
+            raise GatewayError(
+                ErrorCode.not_found,
+                f"Recurly removes coupons from an account: no account {target_id} (a "
+                "subscription's coupon comes off its account)",
+                gateway=NAME,
+            )
+        account_id = str(account["id"])
+        for _ in range(self.max_listed):
+            if not await self._active_redemptions(account_id):
+                break
+            try:
+                await self._api.write(
+                    lambda c: c.remove_coupon_redemption(account_id),
+                    verb="remove",
+                    what=f"the coupon of account {account_id}",
+                )
+            except GatewayError as exc:
+                if exc.code != ErrorCode.not_found:  # 404: none left, as a retry finds
+                    raise
+        return account_id
+
+    async def _active_redemptions(self, account_id: str) -> list[Json]:
+        return await self._api.items(
+            lambda c: c.list_active_coupon_redemptions(account_id),
+            f"coupons of account {account_id}",
+            self.max_listed,
+        )
+
     async def _currency_of(self, account_id: str, sub: Mapping[str, Any] | None) -> str | None:
         if sub is not None:
             return str(sub["currency"])
@@ -627,11 +822,7 @@ class RecurlyGateway(Gateway):
         return currencies.pop() if len(currencies) == 1 else None
 
     async def _redeemed(self, account_id: str, coupon_id: str, subscription_id: str | None) -> bool:
-        active = await self._api.items(
-            lambda c: c.list_active_coupon_redemptions(account_id),
-            f"coupons of account {account_id}",
-            self.max_listed,
-        )
+        active = await self._active_redemptions(account_id)
         return any(
             (r.get("coupon") or {}).get("id") == coupon_id
             and (subscription_id is None or r.get("subscription_id") == subscription_id)

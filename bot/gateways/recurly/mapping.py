@@ -27,6 +27,7 @@ from bot.models import (
     Address,
     Charge,
     ChargeStatus,
+    Coupon,
     Customer,
     Invoice,
     InvoiceLine,
@@ -428,6 +429,8 @@ def parse_subscription(
         canceled_at=recurly_time(sub.get("canceled_at") or sub.get("expires_at"))
         if state in ("canceled", "expired")
         else None,
+        # Paused, or to pause at the next renewal (`paused_at`): payments stop either way.
+        paused=state == "paused" or bool(sub.get("paused_at")),
     )
 
 
@@ -464,6 +467,32 @@ def describe_coupon(coupon: Mapping[str, Any], currency: str | None = None) -> s
     else:
         when = str(duration or "forever")
     return f"{label}: {off}, {when}"
+
+
+def coupon_of(raw: Mapping[str, Any], currency: str | None = None) -> Coupon:
+    """A Recurly coupon as ours: a fixed amount in `currency` if it has one there, else in
+    its first currency; a free trial is neither a percentage nor an amount off."""
+    discount = raw.get("discount") or {}
+    prices = {p.get("currency"): p.get("amount") for p in discount.get("currencies") or []}
+    chosen = currency if currency in prices else next(iter(prices), None)
+    percent = discount.get("percent") if discount.get("type") == "percent" else None
+    unit, count = raw.get("temporal_unit"), raw.get("temporal_amount") or 0
+    months = {"month": count, "year": 12 * count}.get(str(unit)) if count else None
+    return Coupon(
+        gateway=NAME,
+        code=str(raw.get("code") or raw.get("id")),
+        name=raw.get("name"),
+        percent_off=Decimal(str(percent)) if percent is not None else None,
+        amount_off=(
+            money_from_recurly(prices[chosen], chosen)
+            if discount.get("type") == "fixed" and chosen is not None
+            else None
+        ),
+        duration={"temporal": "repeating", "forever": "forever"}.get(
+            str(raw.get("duration")), "once"
+        ),
+        duration_in_months=months,
+    )
 
 
 def fixed_currencies(coupon: Mapping[str, Any]) -> list[str]:

@@ -76,7 +76,10 @@ class StripeAPI:
         self._api_key = settings.api_key.get_secret_value()
         self._http = stripe.HTTPXClient(timeout=settings.timeout)
         base: dict[str, str] | None = (
-            {"api": str(settings.base_url).rstrip("/")} if settings.base_url else None
+            # Files (dispute evidence) go to files.stripe.com; an emulator serves both.
+            {"api": str(settings.base_url).rstrip("/"), "files": str(settings.base_url).rstrip("/")}
+            if settings.base_url
+            else None
         )
         self._client = stripe.StripeClient(
             self._api_key,
@@ -180,6 +183,8 @@ class StripeAPI:
             )
 
         if isinstance(exc, stripe.CardError):
+            # The decline code (insufficient_funds, authentication_required) says the most.
+            raw_code = getattr(exc.error, "decline_code", None) or raw_code
             return error(ErrorCode.card_declined, f"the card was declined: {raw_message}")
         if isinstance(exc, stripe.RateLimitError):
             return error(ErrorCode.rate_limited, "Stripe is rate-limiting us: try again shortly")

@@ -15,24 +15,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from bot.disputes.evidence import Evidence
 from bot.gateways.base import (
     Capability,
     ErrorCode,
     Gateway,
     GatewayError,
     LookupQuery,
+    SyncPage,
 )
 from bot.gateways.checks import check_capture, check_refund, require_status
 from bot.gateways.events import GatewayEvent
+from bot.gateways.stripe import disputes, payments, plans, search, sync
 from bot.gateways.stripe.client import StripeAPI, portal_unconfigured
 from bot.gateways.stripe.mapping import (
+    ADDRESS_FIELDS,
     KEY_META,
     NAME,
     REASON_META,
     clip_metadata,
+    coupon_of,
     describe_discount,
     discount_applies,
     expandable_id,
+    invoice_payment_id,
     metadata_of,
     parse_charge,
     parse_customer,
@@ -42,21 +48,30 @@ from bot.gateways.stripe.mapping import (
     parse_subscription,
     parse_tax_id,
     stripe_refund_reason,
+    subscription_period,
     to_stripe_amount,
 )
 from bot.gateways.stripe.webhooks import verify_and_parse
+from bot.gateways.termination import PaidPeriod, nothing_paid
 from bot.models import (
+    Address,
     Charge,
     ChargeStatus,
+    Coupon,
+    Customer,
+    Dispute,
     GatewayProfile,
     Invoice,
+    PayLink,
+    PlanChange,
+    PlanPrice,
     Refund,
     Subscription,
     TaxId,
 )
 from bot.money import Money
 from bot.settings import StripeSettings
-from bot.tax_ids import InvalidTaxId, checked_tax_id
+from bot.tax_ids import InvalidTaxId, checked_tax_id, normalize_tax_id
 
 _DASHBOARD_SECTIONS = {
     "cus": "customers",
@@ -74,7 +89,8 @@ _DASHBOARD_SECTIONS = {
 
 class StripeGateway(Gateway):
     name = NAME
-    capabilities = frozenset(Capability)
+    # Every refund goes back through Stripe: there is no record of money paid back by hand.
+    capabilities = frozenset(Capability) - {Capability.manual_refund}
     limits: ClassVar[Mapping[Capability, str]] = {
         # Since API 2025-03-31 a coupon lives on subscriptions, not on the customer.
         Capability.coupon: "on subscriptions: a customer's coupon goes on each live one",
@@ -99,21 +115,36 @@ class StripeGateway(Gateway):
         return f"{self.settings.dashboard_url.rstrip('/')}{test}/{section}/{object_id}"
 
     # --- reads -----------------------------------------------------------------------------
+    lookup_kinds = frozenset({"email", "id", "invoice_number", "name", "partial_email"})
+
     async def lookup(self, query: LookupQuery) -> list[GatewayProfile]:
+        if query.kind in ("name", "partial_email"):
+            return await search.customers(self._api, query)
         if query.kind == "email":
             customers = await self._customers_by_email(query.value)
         else:
-            customer_id = await self._customer_of(query.value)
-            found = (
+            owners = (
+                await search.invoice_customers(self._api, query.value)
+                if query.kind == "invoice_number"
+                else [await self._customer_of(query.value)]
+            )
+            found = [
                 await self._api.find(
-                    lambda: self._api.v1.customers.retrieve_async(customer_id),
+                    lambda customer_id=customer_id: self._api.v1.customers.retrieve_async(
+                        customer_id
+                    ),
                     f"customer {customer_id}",
                 )
+                for customer_id in owners
                 if customer_id
-                else None
-            )
-            customers = [found] if found and not found.get("deleted") else []
+            ]
+            customers = [c for c in found if c and not c.get("deleted")]
         return list(await asyncio.gather(*(self._profile(c) for c in customers)))
+
+    async def sync_page(
+        self, kind: str, cursor: str | None, *, since: datetime | None, limit: int
+    ) -> SyncPage:
+        return await sync.page(self._api, kind, cursor, since=since, limit=limit)
 
     async def get_charge(self, charge_id: str) -> Charge:
         raw, intent_status = await self._charge_raw(charge_id)
@@ -123,13 +154,11 @@ class StripeGateway(Gateway):
         return parse_subscription(await self._subscription_raw(subscription_id))
 
     async def _customers_by_email(self, email: str) -> list[dict[str, Any]]:
-        quoted = email.replace("\\", "\\\\").replace("'", "\\'")
-
-        async def search() -> list[dict[str, Any]]:
+        async def searched_email() -> list[dict[str, Any]]:
             try:
                 found = await self._api.get(
                     lambda: self._api.v1.customers.search_async(
-                        {"query": f"email:'{quoted}'", "limit": 100}
+                        {"query": f"email:{search.quoted(email)}", "limit": 100}
                     ),
                     f"customers with email {email}",
                 )
@@ -143,7 +172,7 @@ class StripeGateway(Gateway):
         # Search is case-insensitive but lags writes by up to a minute; list is exact
         # and immediate. Together they find every customer with the address.
         searched, listed = await asyncio.gather(
-            search(),
+            searched_email(),
             self._api.list(
                 lambda p: self._api.v1.customers.list_async(p),
                 {"email": email},
@@ -508,6 +537,33 @@ class StripeGateway(Gateway):
         await self._api.attempt(send, f"the void of {charge.id}")
         return await self.get_charge(charge.id)
 
+    async def subscription_payment(self, subscription_id: str) -> PaidPeriod:
+        """The newest paid invoice's payment (its invoice payments name it since API
+        2025-03-31), for the subscription's current period."""
+        sub = await self._subscription_raw(subscription_id)
+        v1 = self._api.v1
+        invoices = await self._api.get(
+            lambda: v1.invoices.list_async(
+                {"subscription": subscription_id, "status": "paid", "limit": 1}
+            ),
+            f"paid invoices of {subscription_id}",
+        )
+        newest = next(iter(invoices.get("data") or []), None)
+        paid_by = None
+        if newest is not None:
+            invoice_id = str(newest["id"])
+            payments = await self._api.get(
+                lambda: v1.invoice_payments.list_async({"invoice": invoice_id}),
+                f"payments of invoice {invoice_id}",
+            )
+            paid_by = next(
+                (p for p in map(invoice_payment_id, payments.get("data") or []) if p), None
+            )
+        period = subscription_period(sub)
+        if paid_by is None or period is None:
+            raise nothing_paid(NAME, subscription_id, "no paid invoice with a payment")
+        return PaidPeriod(await self.get_charge(paid_by), *period)
+
     async def cancel_subscription(
         self, subscription_id: str, *, at_period_end: bool, reason: str, idempotency_key: str
     ) -> Subscription:
@@ -563,7 +619,14 @@ class StripeGateway(Gateway):
         return parse_subscription(canceled)
 
     async def create_subscription(
-        self, customer_id: str, price: str, *, idempotency_key: str
+        self,
+        customer_id: str,
+        price: str,
+        *,
+        idempotency_key: str,
+        quantity: int = 1,
+        trial_days: int | None = None,
+        coupon: str | None = None,
     ) -> Subscription:
         existing = await self._api.list(
             lambda p: self._api.v1.subscriptions.list_async(p),
@@ -574,45 +637,105 @@ class StripeGateway(Gateway):
         for sub in existing:
             if metadata_of(sub).get(KEY_META) == idempotency_key:
                 return parse_subscription(sub)
-        # Legacy plans are accepted as prices; plan_ IDs go where older accounts expect them.
-        item = {"plan": price} if price.startswith("plan_") else {"price": price}
+        discount = (await self._resolve_coupon(coupon))[0] if coupon else None
+        params = plans.create_params(
+            customer_id, price, idempotency_key,
+            quantity=quantity, trial_days=trial_days, discount=discount,
+        )  # fmt: skip
         created = await self._api.get(
             lambda: self._api.v1.subscriptions.create_async(
-                {
-                    "customer": customer_id,
-                    "items": [item],
-                    "metadata": {KEY_META: idempotency_key},
-                },
-                {"idempotency_key": idempotency_key},
+                params, {"idempotency_key": idempotency_key}
             ),
             f"a subscription to {price} for {customer_id}",
         )
         return parse_subscription(created)
 
-    async def apply_coupon(self, target_id: str, code: str, *, idempotency_key: str) -> str:
+    async def get_price(self, price: str) -> PlanPrice:
+        return await plans.get_price(self._api, price)
+
+    async def preview_plan_change(
+        self, subscription_id: str, price: str, *, now: bool, prorate: bool, at: int | None = None
+    ) -> PlanChange:
+        sub, plan = await asyncio.gather(
+            self._subscription_raw(subscription_id), plans.get_price(self._api, price)
+        )
+        when = at or int(datetime.now(UTC).timestamp())
+        return await plans.preview(self._api, sub, plan, now=now, prorate=prorate, at=when)
+
+    async def change_plan(self, change: PlanChange, *, idempotency_key: str) -> Subscription:
+        sub = await self._subscription_raw(change.subscription_id)
+        return parse_subscription(await plans.change_plan(self._api, sub, change, idempotency_key))
+
+    async def set_paused(
+        self, subscription_id: str, paused: bool, *, idempotency_key: str
+    ) -> Subscription:
+        sub = await self._subscription_raw(subscription_id)
+        return parse_subscription(await plans.set_paused(self._api, sub, paused, idempotency_key))
+
+    async def _coupon_subscriptions(self, target_id: str, doing: str) -> list[dict[str, Any]]:
+        """The subscription, or the customer's live ones, that a coupon goes on or comes off."""
         if target_id.startswith("sub_"):
-            subs = [await self._subscription_raw(target_id, expand=["discounts"])]
-        elif target_id.startswith("cus_"):
-            listed = await self._api.list(
-                lambda p: self._api.v1.subscriptions.list_async(p),
-                {"customer": target_id, "expand": ["data.discounts"]},
-                f"subscriptions of {target_id}",
-                self.max_listed,
-            )
-            subs = [s for s in listed if s.get("status") not in ("canceled", "incomplete_expired")]
-            if not subs:
-                # Since API 2025-03-31 a coupon lives on subscriptions, not on the customer.
-                raise GatewayError(
-                    ErrorCode.invalid_state,
-                    f"customer {target_id} has no live subscription to apply {code} to",
-                    gateway=NAME,
-                )
-        else:
+            return [await self._subscription_raw(target_id, expand=["discounts"])]
+        if not target_id.startswith("cus_"):
             raise GatewayError(
                 ErrorCode.rejected,
                 f"a Stripe coupon goes on a customer (cus_...) or a subscription (sub_...), not {target_id}",
                 gateway=NAME,
             )
+        listed = await self._api.list(
+            lambda p: self._api.v1.subscriptions.list_async(p),
+            {"customer": target_id, "expand": ["data.discounts"]},
+            f"subscriptions of {target_id}",
+            self.max_listed,
+        )
+        subs = [s for s in listed if s.get("status") not in ("canceled", "incomplete_expired")]
+        if not subs:
+            # Since API 2025-03-31 a coupon lives on subscriptions, not on the customer.
+            raise GatewayError(
+                ErrorCode.invalid_state,
+                f"customer {target_id} has no live subscription to {doing}",
+                gateway=NAME,
+            )
+        return subs
+
+    async def coupon(self, code: str, *, currency: str | None = None) -> Coupon:
+        _, raw, promo_code = await self._resolve_coupon(code)
+        if raw.get("valid") is False:
+            raise GatewayError(
+                ErrorCode.invalid_state, f"coupon {code} is no longer valid", gateway=NAME
+            )
+        return coupon_of(raw, promo_code)
+
+    async def remove_discount(self, target_id: str, *, idempotency_key: str) -> str:
+        """Clear the subscription's discounts (each live one's, for a customer, and the
+        customer's own from before API 2025-03-31); gone already, nothing is sent."""
+        v1 = self._api.v1
+        if target_id.startswith("cus_"):
+            # DELETE takes no idempotency key: a repeat finds nothing (404) and moves on.
+            await self._api.find(
+                lambda: v1.customers.delete_discount_async(target_id),
+                f"the discount of {target_id}",
+            )
+        try:
+            subs = await self._coupon_subscriptions(target_id, "remove a discount from")
+        except GatewayError as exc:
+            if exc.code != ErrorCode.invalid_state or not target_id.startswith("cus_"):
+                raise
+            subs = []  # a customer without live subscriptions: only their own discount went
+        for sub in subs:
+            if not sub.get("discounts") and not sub.get("discount"):
+                continue
+            sub_id = sub["id"]
+            await self._api.get(
+                lambda sid=sub_id: v1.subscriptions.update_async(
+                    sid, {"discounts": ""}, {"idempotency_key": f"{idempotency_key}:{sid}"}
+                ),
+                f"the discounts of {sub_id}",
+            )
+        return target_id
+
+    async def apply_coupon(self, target_id: str, code: str, *, idempotency_key: str) -> str:
+        subs = await self._coupon_subscriptions(target_id, f"apply {code} to")
         wanted, coupon, promo_code = await self._resolve_coupon(code)
         for sub in subs:
             if sub.get("status") in ("canceled", "incomplete_expired"):
@@ -694,6 +817,40 @@ class StripeGateway(Gateway):
             if exc.code != ErrorCode.not_found:  # gone already: what we wanted
                 raise
 
+    async def remove_tax_id(self, customer_id: str, tax_id: str, *, idempotency_key: str) -> str:
+        """Delete the customer's tax IDs with this number (or this `txi_` ID); a retry finds none."""
+        number = normalize_tax_id(tax_id)
+        existing = await self._api.list(
+            lambda p: self._api.v1.customers.tax_ids.list_async(customer_id, p),
+            {}, f"tax IDs of {customer_id}", self.max_listed, page_size=None,
+        )  # fmt: skip
+        for old in existing:
+            if old["id"] == tax_id or normalize_tax_id(str(old.get("value") or "")) == number:
+                await self._delete_tax_id(customer_id, old["id"])
+        return number
+
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None = None,
+        address: Address | None = None,
+        idempotency_key: str,
+    ) -> Customer:
+        """`POST /v1/customers/{id}`; an address replaces the whole address ("" clears a field)."""
+        params: dict[str, Any] = {}
+        if name is not None:
+            params["name"] = name
+        if address is not None:
+            params["address"] = {k: getattr(address, k) or "" for k in ADDRESS_FIELDS}
+        raw = await self._api.get(
+            lambda: self._api.v1.customers.update_async(
+                customer_id, params, {"idempotency_key": idempotency_key}
+            ),
+            f"customer {customer_id}",
+        )
+        return parse_customer(customer_id, raw)
+
     async def card_update_url(self, customer_id: str, *, return_url: str) -> str:
         """A Billing Portal session: Stripe's own page, where the customer changes their card."""
         what = f"customer {customer_id}"
@@ -734,6 +891,45 @@ class StripeGateway(Gateway):
                 gateway=NAME,
             )
         return url
+
+    # --- new payments (bot/gateways/stripe/payments.py) ----------------------------------
+
+    async def charge_saved_card(
+        self, customer_id: str, amount: Money, *, description: str, idempotency_key: str
+    ) -> Charge:
+        charge_id = await payments.charge_off_session(
+            self._api, customer_id, amount, description=description, key=idempotency_key
+        )
+        return await self.get_charge(charge_id)
+
+    async def create_pay_link(
+        self, customer_id: str, amount: Money, *, description: str, reference: str,
+        idempotency_key: str,
+    ) -> PayLink:  # fmt: skip
+        return await payments.create_session(
+            self._api, customer_id, amount, description=description, reference=reference,
+            key=idempotency_key,
+        )  # fmt: skip
+
+    async def get_pay_link(self, link_id: str) -> PayLink:
+        return await payments.get_session(self._api, link_id)
+
+    async def cancel_pay_link(self, link_id: str) -> PayLink:
+        return await payments.expire_session(self._api, link_id)
+
+    async def get_dispute(self, dispute_id: str) -> Dispute:
+        return parse_dispute(await disputes.read(self._api, dispute_id))
+
+    async def open_disputes(self) -> list[Dispute]:
+        return await disputes.open_disputes(self._api)
+
+    async def accept_dispute(self, dispute_id: str, *, idempotency_key: str) -> Dispute:
+        return await disputes.accept(self._api, dispute_id, idempotency_key)
+
+    async def submit_dispute_evidence(
+        self, dispute_id: str, evidence: Evidence, *, idempotency_key: str
+    ) -> Dispute:
+        return await disputes.submit(self._api, dispute_id, evidence, idempotency_key)
 
     async def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:
         if not invoice_id.startswith("in_"):

@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+from bot.disputes.evidence import TEXT_FIELDS, Evidence, EvidenceFile
 from bot.gateways.base import ErrorCode, GatewayError
 from bot.models import (
     Address,
     Charge,
     ChargeStatus,
+    Coupon,
     Customer,
     Dispute,
     DisputeStatus,
@@ -163,6 +166,25 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def coupon_of(raw: Mapping[str, Any], code: str | None = None) -> Coupon:
+    """A Stripe coupon as ours; `code` is the promotion code it was found by, if any."""
+    percent, amount = raw.get("percent_off"), raw.get("amount_off")
+    return Coupon(
+        gateway=NAME,
+        code=code or raw["id"],
+        name=raw.get("name"),
+        # Stripe sends a JSON number (12.5): its shortest text is the exact percentage.
+        percent_off=Decimal(str(percent)) if percent is not None else None,
+        amount_off=(
+            from_stripe_amount(amount, raw["currency"])
+            if amount is not None and raw.get("currency")
+            else None
+        ),
+        duration=raw.get("duration") or "once",
+        duration_in_months=raw.get("duration_in_months"),
+    )
+
+
 def describe_discount(coupon: Mapping[str, Any], code: str | None = None) -> str:
     """`WELCOME10: 10% off, forever`, `SPRING: €5.00 off, for 3 months`."""
     label = code or coupon.get("name") or coupon.get("id") or "coupon"
@@ -270,7 +292,28 @@ def parse_subscription(raw: Mapping[str, Any]) -> Subscription:
         current_period_end=stripe_time(period_end),
         cancel_at_period_end=bool(raw.get("cancel_at_period_end")),
         canceled_at=stripe_time(raw.get("canceled_at")),
+        paused=bool(raw.get("pause_collection")),
+        quantity=first.get("quantity") or 1,
+        trial_end=stripe_time(raw.get("trial_end")),
     )
+
+
+def subscription_period(raw: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+    """The subscription's current period, from its items since API 2025-03-31."""
+    items = (raw.get("items") or {}).get("data") or []
+    starts = [i["current_period_start"] for i in items if i.get("current_period_start")]
+    ends = [i["current_period_end"] for i in items if i.get("current_period_end")]
+    start = stripe_time(raw.get("current_period_start") or (min(starts) if starts else None))
+    end = stripe_time(raw.get("current_period_end") or (max(ends) if ends else None))
+    return (start, end) if start is not None and end is not None else None
+
+
+def invoice_payment_id(raw: Mapping[str, Any]) -> str | None:
+    """What paid an invoice, from one of its invoice payments: a payment intent or a charge."""
+    if raw.get("status") != "paid":
+        return None
+    payment = raw.get("payment") or {}
+    return expandable_id(payment.get("payment_intent") or payment.get("charge"))
 
 
 def parse_customer(customer_id: str, raw: Mapping[str, Any]) -> Customer:
@@ -283,14 +326,14 @@ def parse_customer(customer_id: str, raw: Mapping[str, Any]) -> Customer:
         email=raw.get("email"),
         name=raw.get("name"),
         created=stripe_time(raw.get("created")),
-        address=Address(**{k: address.get(k) for k in _ADDRESS_FIELDS}) if address else None,
+        address=Address(**{k: address.get(k) for k in ADDRESS_FIELDS}) if address else None,
         locale=locales[0] if locales else None,
         # "reverse" is Stripe's reverse-charge flag; ours follows from the customer's VAT ID.
         tax_exempt=raw.get("tax_exempt") == "exempt",
     )
 
 
-_ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "state", "country")
+ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "state", "country")
 
 
 def parse_invoice_lines(raw: Mapping[str, Any], amount_due: Money) -> tuple[InvoiceLine, ...]:
@@ -372,3 +415,41 @@ def discount_applies(
     source = discount.get("source")
     current = discount.get("coupon") or (source.get("coupon") if isinstance(source, dict) else None)
     return expandable_id(current) == coupon.get("id") and discount.get("promotion_code") is None
+
+
+# --- dispute evidence --------------------------------------------------------------------
+
+# Our evidence fields Stripe has a field of its own for; the others go, each under its
+# label, into `uncategorized_text`.
+_EVIDENCE_TEXT = {
+    "customer_name": "customer_name",
+    "customer_email": "customer_email_address",
+    "billing_address": "billing_address",
+    "product_description": "product_description",
+    "service_date": "service_date",
+}
+# Our documents as Stripe's file fields (one file each): the first of each kind is sent.
+EVIDENCE_FILES = {
+    "receipt": "receipt",
+    "invoice": "service_documentation",
+    "credit_note": "uncategorized_file",
+}
+
+
+def evidence_files(evidence: Evidence) -> dict[str, EvidenceFile]:
+    """Stripe's file field -> the document sent in it."""
+    chosen: dict[str, EvidenceFile] = {}
+    for file in evidence.files:
+        chosen.setdefault(EVIDENCE_FILES[file.kind], file)
+    return chosen
+
+
+def stripe_evidence(evidence: Evidence, uploaded: Mapping[str, str]) -> dict[str, str]:
+    """Stripe's `evidence[...]` for ours; `uploaded` maps each file field to its file ID."""
+    fields = {
+        _EVIDENCE_TEXT[name]: value for name, _, value in evidence.texts() if name in _EVIDENCE_TEXT
+    }
+    rest = evidence.combined_text(tuple(n for n in TEXT_FIELDS if n not in _EVIDENCE_TEXT))
+    if rest:
+        fields["uncategorized_text"] = rest
+    return {**fields, **uploaded}

@@ -111,6 +111,9 @@ def parse_event(event: Mapping[str, Any]) -> GatewayEvent:
         related_id = expandable_id(obj.get("charge"))
         amount = _event_money(obj.get("amount"), currency)
         detail["reason"] = obj.get("reason")
+        due = stripe_time((obj.get("evidence_details") or {}).get("due_by"))
+        if due is not None:
+            detail["evidence_due_by"] = f"{due:%Y-%m-%d %H:%M} UTC"
     elif object_type == "payment_intent":
         related_id = expandable_id(obj.get("latest_charge"))
         received = obj.get("amount_received")
@@ -125,6 +128,15 @@ def parse_event(event: Mapping[str, Any]) -> GatewayEvent:
         )
         paid = kind == EventKind.invoice_paid
         amount = _event_money(obj.get("amount_paid" if paid else "amount_due"), currency)
+    elif object_type == "checkout.session":
+        related_id = expandable_id(obj.get("payment_intent"))
+        amount = _event_money(obj.get("amount_total"), currency)
+        detail["payment_status"] = obj.get("payment_status")
+    if object_type in ("checkout.session", "payment_intent"):
+        # Ours when we made it for a payment request (bot/gateways/stripe/payments.py).
+        request_ref = (obj.get("metadata") or {}).get("chargedesk_payment_request")
+        if request_ref:
+            detail["payment_request"] = request_ref
     request = event.get("request")
     created = stripe_time(event.get("created")) or datetime.now(UTC)
     return GatewayEvent(

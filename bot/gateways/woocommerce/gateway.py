@@ -13,6 +13,9 @@
   (cash, bank transfer: the money goes back by hand, then "Refund manually" records it in
   WooCommerce), or the payment plugin's own refusal. The agent's reason goes into a
   private order note, never into what the customer sees.
+- A refund paid back by hand (`refund … manual`) is recorded as “Refund manually” does:
+  `api_refund: false`, the order refunded and no payment plugin asked, exactly once the same
+  way (key in the meta data and reason, read back before posting).
 - Subscriptions need the WooCommerce Subscriptions extension: cancelled now
   (`cancelled`) or at the end of the paid period (`pending-cancel`); without it the store
   answers `rest_no_route` and cancelling is unsupported, saying why.
@@ -36,9 +39,12 @@ from bot.gateways.base import (
     GatewayError,
     LookupQuery,
     Unsupported,
+    split_name,
 )
 from bot.gateways.checks import check_refund
 from bot.gateways.events import GatewayEvent
+from bot.gateways.readings import MAX_MATCHES
+from bot.gateways.termination import PaidPeriod, nothing_paid
 from bot.gateways.woocommerce.client import Reply, WooCommerceAPI, error_of
 from bot.gateways.woocommerce.mapping import (
     HIDDEN_STATUSES,
@@ -61,14 +67,19 @@ from bot.gateways.woocommerce.mapping import (
     refund_marker,
     refund_reason,
     user_id_of,
+    wc_time,
 )
 from bot.gateways.woocommerce.webhooks import verify_and_parse
-from bot.models import Charge, Customer, GatewayProfile, Refund, Subscription
+from bot.models import Address, Charge, Customer, GatewayProfile, Refund, Subscription
 from bot.money import Money, MoneyError
 from bot.settings import WooCommerceSettings
 
 log = logging.getLogger(__name__)
 
+_AT_CHECKOUT = (
+    "WooCommerce Subscriptions starts a subscription when the customer checks out a "
+    "subscription product: send them the product's page"
+)
 NO_SUBSCRIPTIONS = (
     "the store has no WooCommerce Subscriptions extension (its REST API answers rest_no_route): "
     "its orders are one-off payments"
@@ -86,6 +97,12 @@ MAX_ACCOUNTS = 20  # accounts sharing one e-mail (WordPress allows one; plugins 
 _NUMBER = re.compile(r"[A-Za-z]{0,6}[-#]?\d[\d-]{0,20}")
 
 
+_NO_DISPUTES = (
+    "WooCommerce has no dispute API: answer the chargeback where the payment plugin's "
+    "provider shows it (Stripe, PayPal, ...)"
+)
+
+
 class WooCommerceGateway(Gateway):
     """One WooCommerce store: customers, orders, refunds, subscriptions and webhooks.
 
@@ -99,13 +116,37 @@ class WooCommerceGateway(Gateway):
             Capability.lookup,
             Capability.refund,
             Capability.partial_refund,
+            Capability.manual_refund,
             Capability.cancel_subscription,
+            Capability.cancel_with_refund,
+            Capability.pause_subscription,
             Capability.webhooks,
+            Capability.customer_details,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
-        Capability.refund: "through the order's payment plugin; cash and bank transfers by hand",
+        Capability.refund: "through the order's payment plugin; cash and bank transfers by "
+        "hand, then recorded with `refund … manual`",
+        Capability.manual_refund: "as “Refund manually” does (`api_refund: false`): no money moves",
         Capability.cancel_subscription: "with the WooCommerce Subscriptions extension",
+        Capability.pause_subscription: "on-hold and back, with WooCommerce Subscriptions",
+        Capability.cancel_with_refund: "with the WooCommerce Subscriptions extension",
+        Capability.customer_details: "registered customers: a guest's details are on the order",
+        Capability.lookup: "names and parts of e-mails find accounts, not guests; refund IDs "
+        "are not searched",
+    }
+    missing: ClassVar[Mapping[Capability, str]] = {
+        Capability.charge_saved_card: "WooCommerce's REST API cannot charge a saved card: its "
+        "payment plugins do, at checkout",
+        Capability.payment_link: "WooCommerce pays at checkout: create the order in the shop "
+        "and send its payment page",
+        Capability.coupon: "WooCommerce coupons are entered at checkout: send the customer "
+        "the code for their next order",
+        Capability.accept_dispute: _NO_DISPUTES,
+        Capability.dispute_evidence: _NO_DISPUTES,
+        Capability.create_subscription: _AT_CHECKOUT,
+        Capability.change_plan: "WooCommerce Subscriptions switches plans at checkout (the "
+        "customer's Upgrade or Downgrade button in My Account)",
     }
 
     def __init__(
@@ -178,8 +219,16 @@ class WooCommerceGateway(Gateway):
 
     # --- lookup --------------------------------------------------------------------------
 
+    lookup_kinds = frozenset({"email", "id", "name", "partial_email"})
+
     async def lookup(self, query: LookupQuery) -> list[GatewayProfile]:
         value = query.value.strip()
+        if query.kind in ("name", "partial_email"):  # accounts only: guests have no user
+            found = await self._api.pages(
+                "customers", {"search": value, "role": "all"},
+                what=f"customers matching {value}", limit=MAX_MATCHES + 1,
+            )  # fmt: skip
+            return [GatewayProfile(gateway=NAME, customer=parse_customer(c)) for c in found]
         if query.kind == "email" or "@" in value:
             return await self._by_email(value.lower())
         user = user_id_of(value)
@@ -310,12 +359,25 @@ class WooCommerceGateway(Gateway):
     async def refund(
         self, charge_id: str, amount: Money, *, reason: str, idempotency_key: str
     ) -> Refund:
+        return await self._refund(charge_id, amount, reason, idempotency_key, api_refund=True)
+
+    async def record_manual_refund(
+        self, charge_id: str, amount: Money, *, reason: str, idempotency_key: str
+    ) -> Refund:
+        """WooCommerce's “Refund manually”: the order is refunded, its payment plugin is never
+        asked, whatever it could do (a shop may have paid back by hand an order paid by card)."""
+        return await self._refund(charge_id, amount, reason, idempotency_key, api_refund=False)
+
+    async def _refund(
+        self, charge_id: str, amount: Money, reason: str, idempotency_key: str, *, api_refund: bool
+    ) -> Refund:
         order_id = self._post_id(charge_id, "order")
         order = await self._order(order_id)
         currency = str(order.get("currency") or "")
         earlier = await self._refund_by_key(order_id, currency, idempotency_key)
+        by_hand = not api_refund
         if earlier is not None:
-            await self._note_once(order_id, earlier, reason, idempotency_key)
+            await self._note_once(order_id, earlier, reason, idempotency_key, by_hand=by_hand)
             return earlier
         charge = _charge(order)
         if not is_paid(order):
@@ -333,16 +395,16 @@ class WooCommerceGateway(Gateway):
             {
                 "amount": amount_text(amount),
                 "reason": refund_reason(idempotency_key),
-                "api_refund": True,
+                "api_refund": api_refund,
                 "meta_data": [{"key": REQUEST_META_KEY, "value": idempotency_key}],
             },
             verb="refund",
             what=f"order {order_id}",
         )
         if reply.status >= 300:
-            raise await self._refund_refused(reply, order, amount)
+            raise await self._refund_refused(reply, order, amount, by_hand=by_hand)
         refund = parse_refund(reply.body, str(order_id), currency)
-        await self._note_once(order_id, refund, reason, idempotency_key)
+        await self._note_once(order_id, refund, reason, idempotency_key, by_hand=by_hand)
         return refund
 
     async def _refund_by_key(self, order_id: int, currency: str, key: str) -> Refund | None:
@@ -355,7 +417,9 @@ class WooCommerceGateway(Gateway):
                 return parse_refund(refund, str(order_id), currency)
         return None
 
-    async def _refund_refused(self, reply: Reply, order: Json, amount: Money) -> GatewayError:
+    async def _refund_refused(
+        self, reply: Reply, order: Json, amount: Money, *, by_hand: bool = False
+    ) -> GatewayError:
         """Why WooCommerce did not refund, from a fresh read (its words are translated)."""
         raw_code, raw_message = reply.error()
         order_id = order["id"]
@@ -370,11 +434,13 @@ class WooCommerceGateway(Gateway):
                 f"{order_id} remains refundable",
                 **kept,
             )
+        if by_hand:  # no payment plugin was asked: WooCommerce's own words
+            return error_of(reply, "refund", f"order {order_id}")
         method = str(order.get("payment_method") or "")
         title = str(order.get("payment_method_title") or method or "no payment method")
         supports = await self._refund_support(method)
         if supports is False:
-            return _cannot_refund(order, **kept)
+            return _cannot_refund(order, amount, **kept)
         if supports is None and raw_message:
             # The store would not say what its payment method supports: WooCommerce's words.
             return GatewayError(
@@ -394,7 +460,7 @@ class WooCommerceGateway(Gateway):
         anyone is asked to approve it."""
         order = await self._order(int(charge.id))
         if await self._refund_support(str(order.get("payment_method") or "")) is False:
-            raise _cannot_refund(order)
+            raise _cannot_refund(order, amount)
 
     async def _refund_support(self, method: str) -> bool | None:
         """Whether the order's payment method refunds through the API; None if unknown."""
@@ -409,8 +475,11 @@ class WooCommerceGateway(Gateway):
         supports = found.get("method_supports")
         return "refunds" in supports if isinstance(supports, list) else None
 
-    async def _note_once(self, order_id: int, refund: Refund, reason: str, key: str) -> None:
-        """A private order note saying who refunded and why; once per request, best effort."""
+    async def _note_once(
+        self, order_id: int, refund: Refund, reason: str, key: str, *, by_hand: bool = False
+    ) -> None:
+        """A private order note saying who refunded (or recorded a refund paid back by hand)
+        and why; once per request, best effort."""
         tag = f"(ref {refund_marker(key)})"
         try:
             notes = await self._api.get(
@@ -418,10 +487,9 @@ class WooCommerceGateway(Gateway):
             )
             if any(tag in str(n.get("note") or "") for n in notes.body or []):
                 return
-            text = (
-                f"Refunded {refund.amount.format()} through ChargeDesk {tag}: "
-                f"{html.escape(' '.join(reason.split()))}"
-            )
+            amount = refund.amount.format()
+            done = f"Recorded {amount} as paid back by hand," if by_hand else f"Refunded {amount}"
+            text = f"{done} through ChargeDesk {tag}: {html.escape(' '.join(reason.split()))}"
             answer = await self._api.write(
                 "POST",
                 f"orders/{order_id}/notes",
@@ -446,6 +514,25 @@ class WooCommerceGateway(Gateway):
         raise Unsupported(NAME, Capability.void, NO_VOID)
 
     # --- subscriptions -------------------------------------------------------------------
+
+    async def subscription_payment(self, subscription_id: str) -> PaidPeriod:
+        """The newest paid order among the subscription's related orders (parent, renewals),
+        for the period from its last payment to its next."""
+        sub_id = self._post_id(subscription_id, "subscription")
+        current = await self._subscription(sub_id)
+        related = await self._api.get(
+            f"subscriptions/{sub_id}/orders", what=f"orders of subscription {sub_id}"
+        )
+        paid = sorted(
+            (o for o in related.body or [] if is_paid(o)),
+            key=lambda o: str(o.get("date_paid_gmt") or o.get("date_created_gmt") or ""),
+            reverse=True,
+        )
+        start = wc_time(current.get("last_payment_date_gmt"))
+        end = wc_time(current.get("next_payment_date_gmt"))
+        if not paid or start is None or end is None or end <= start:
+            raise nothing_paid(NAME, str(sub_id), "no paid order for a period still running")
+        return PaidPeriod(await self.get_charge(str(paid[0]["id"])), start, end)
 
     async def cancel_subscription(
         self, subscription_id: str, *, at_period_end: bool, reason: str, idempotency_key: str
@@ -506,7 +593,78 @@ class WooCommerceGateway(Gateway):
             )
         raise error_of(reply, "cancel", what)
 
+    async def set_paused(
+        self, subscription_id: str, paused: bool, *, idempotency_key: str
+    ) -> Subscription:
+        """active <-> on-hold: the status is read first and after any doubt (already so:
+        the same result), as no request here carries a key."""
+        target, verb = ("on-hold", "suspend") if paused else ("active", "reactivate")
+        sub_id = self._post_id(subscription_id, "subscription")
+        current = await self._subscription(sub_id)
+        status = str(current.get("status"))
+        if status == target:
+            return parse_subscription(current)
+        if status not in ("active", "on-hold"):
+            raise GatewayError(
+                ErrorCode.invalid_state, f"subscription {sub_id} is {status}: it cannot {verb}",
+                gateway=NAME, raw_code=status,
+            )  # fmt: skip
+        what = f"subscription {sub_id}"
+        try:
+            reply = await self._api.write(
+                "PUT", f"subscriptions/{sub_id}", {"transition_status": target},
+                verb=verb, what=what,
+            )  # fmt: skip
+        except GatewayError:
+            after = await self._subscription(sub_id)
+            if after.get("status") == target:
+                return parse_subscription(after)
+            raise
+        if reply.status < 300:
+            return parse_subscription(reply.body)
+        after = await self._subscription(sub_id)
+        if after.get("status") == target:
+            return parse_subscription(after)
+        raise error_of(reply, verb, what)
+
     # --- webhooks ------------------------------------------------------------------------
+
+    async def update_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None = None,
+        address: Address | None = None,
+        idempotency_key: str,
+    ) -> Customer:
+        """`PUT /customers/{id}`: the account's name and billing address. Putting the same
+        values twice changes nothing, so a retry needs no key of its own."""
+        user = user_id_of(customer_id)
+        if user is None:
+            raise Unsupported(
+                NAME, Capability.customer_details,
+                f"{customer_id} bought as a guest: their billing details belong to each order, "
+                "and the next checkout asks for them again",
+            )  # fmt: skip
+        body: Json = {}
+        billing: Json = {}
+        if name is not None:
+            first, last = split_name(name)
+            body |= {"first_name": first, "last_name": last}
+            billing |= {"first_name": first, "last_name": last}
+        if address is not None:
+            billing |= {
+                "address_1": address.line1 or "", "address_2": address.line2 or "",
+                "city": address.city or "", "state": address.state or "",
+                "postcode": address.postal_code or "", "country": address.country or "",
+            }  # fmt: skip
+        if billing:
+            body["billing"] = billing
+        what = f"customer {user}"
+        reply = await self._api.write("PUT", f"customers/{user}", body, verb="update", what=what)
+        if reply.status >= 300:
+            raise error_of(reply, "update", what)
+        return parse_customer(reply.body)
 
     async def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[GatewayEvent]:
         secret = self.settings.webhook_secret
@@ -531,14 +689,16 @@ def _charge(order: Json) -> Charge:
         ) from None
 
 
-def _cannot_refund(order: Json, **kept: str | None) -> GatewayError:
-    """The order's payment method cannot refund through WooCommerce: what to do instead."""
+def _cannot_refund(order: Json, amount: Money, **kept: str | None) -> GatewayError:
+    """The order's payment method cannot refund through WooCommerce: what to do instead, as
+    the command that records the refund once the money went back by hand."""
     method = str(order.get("payment_method") or "")
     title = str(order.get("payment_method_title") or method or "no payment method")
     return GatewayError(
         ErrorCode.unsupported,
         f"order {order['id']} was paid with {title}, which cannot refund through "
-        "WooCommerce: nothing was refunded. Pay the customer back another way, then "
-        "record it with “Refund manually” on the order in WooCommerce.",
+        "WooCommerce: nothing was refunded. Pay the customer back another way, then record "
+        f"it: `refund {NAME}:{order['id']} {amount_text(amount)} manual reason: …` (or "
+        "“Refund manually” on the order in WooCommerce).",
         **({"gateway": NAME} | kept),
     )

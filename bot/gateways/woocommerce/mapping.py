@@ -334,6 +334,8 @@ def parse_subscription(
         interval=_interval(subscription),
         current_period_end=wc_time(subscription.get("next_payment_date_gmt")) or end,
         cancel_at_period_end=status == "pending-cancel",
+        # Suspended by the shop, or after a failed renewal: no payments are taken until active.
+        paused=status == "on-hold",
         canceled_at=(wc_time(subscription.get("cancelled_date_gmt")) or end)
         if ours == SubscriptionStatus.canceled
         else None,
