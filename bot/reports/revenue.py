@@ -48,31 +48,30 @@ async def revenue_report(
 ) -> Report:  # fmt: skip
     """Gross, refunds, disputes lost and net per period bucket and currency."""
     dialect = "sqlite" if services.db.is_sqlite else "postgresql"
+    # Per (bucket, currency): [charges, gross, refunds, lost disputes], read in one snapshot.
     sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for kind, column in (("charge", 0), ("refund", 2), ("dispute", 3)):
-        when = bucket(IndexedObject.created, by, dialect).label("bucket")
-        query = (
-            select(when, IndexedObject.currency, func.count(), func.sum(IndexedObject.amount))
-            .where(IndexedObject.kind == kind, IndexedObject.created >= period.start,
-                   IndexedObject.created < period.end, IndexedObject.amount.is_not(None))
-            .group_by(when, IndexedObject.currency)
-        )  # fmt: skip
-        if kind == "charge":
-            query = query.where(IndexedObject.status.in_(TAKEN))
-        if kind == "dispute":
-            query = query.where(IndexedObject.status == "lost")
-        if gateway:
-            query = query.where(IndexedObject.gateway == gateway)
-        if currency:
-            query = query.where(IndexedObject.currency == currency.upper())
-        async with services.db.read() as session:
+    when = bucket(IndexedObject.created, by, dialect).label("bucket")
+    async with services.db.read() as session:
+        for kind, column in (("charge", 1), ("refund", 2), ("dispute", 3)):
+            query = (
+                select(when, IndexedObject.currency, func.count(), func.sum(IndexedObject.amount))
+                .where(IndexedObject.kind == kind, IndexedObject.created >= period.start,
+                       IndexedObject.created < period.end, IndexedObject.amount.is_not(None))
+                .group_by(when, IndexedObject.currency)
+            )  # fmt: skip
+            if kind == "charge":
+                query = query.where(IndexedObject.status.in_(TAKEN))
+            if kind == "dispute":
+                query = query.where(IndexedObject.status == "lost")
+            if gateway:
+                query = query.where(IndexedObject.gateway == gateway)
+            if currency:
+                query = query.where(IndexedObject.currency == currency.upper())
             for label, cur, count, total in await session.execute(query):
                 cell = sums[(str(label), cur)]
+                cell[column] += int(total or 0)
                 if kind == "charge":
                     cell[0] += count
-                    cell[1] += int(total or 0)
-                else:
-                    cell[column] += int(total or 0)
     rows: list[tuple[Cell, ...]] = []
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for (label, cur), (count, gross, refunds, lost) in sorted(sums.items()):
