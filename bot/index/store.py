@@ -1,4 +1,4 @@
-"""Writing rows into the billing index and reading them back for search.
+"""Writing rows into the billing index.
 
 An upsert per batch: a newer sighting of an object replaces what the index held, except
 that what one source does not know (a charge synced on its own knows no email, a webhook
@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.index.rows import Row, name_key
+from bot.index.rows import Row
 from bot.store.tables import IndexedObject
 
 _KEY = ("gateway", "kind", "object_id")
@@ -43,31 +43,3 @@ async def upsert(session: AsyncSession, rows: Sequence[Row]) -> int:
     unique = list({tuple(r[k] for k in _KEY): r for r in rows}.values())
     await session.execute(_statement(dialect), unique)
     return len(unique)
-
-
-async def customers_named(
-    session: AsyncSession, text: str, *, limit: int = 20
-) -> list[IndexedObject]:
-    """Customers whose name contains every word typed, across gateways (case and accents as
-    typed are folded like the stored names)."""
-    words = (name_key(text) or "").split()
-    if not words:
-        return []
-    query = select(IndexedObject).where(IndexedObject.kind == "customer")
-    for word in words:
-        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(IndexedObject.name_key.like(f"%{escaped}%", escape="\\"))
-    rows = await session.scalars(query.order_by(IndexedObject.name_key).limit(limit))
-    return list(rows)
-
-
-async def by_number(session: AsyncSession, number: str, *, limit: int = 20) -> list[IndexedObject]:
-    """Objects whose number (invoice number, order number) is exactly this, any gateway."""
-    rows = await session.scalars(
-        select(IndexedObject)
-        .where(
-            or_(IndexedObject.number == number.strip(), IndexedObject.object_id == number.strip())
-        )
-        .limit(limit)
-    )
-    return list(rows)
