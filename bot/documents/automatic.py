@@ -203,13 +203,8 @@ async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id
         document = await _issue(services, row)
     except SellerMissing as exc:
         return await _wait_for_seller(services, row, exc)
-    except GatewayError as exc:
-        if exc.code in _TRANSIENT and row.attempts + 1 < MAX_ATTEMPTS:
-            await _mark(services, row.id, PENDING, error=exc.message, attempt=True)
-            raise
-        return await _skip(services, row, exc)
-    except UserError as exc:
-        return await _skip(services, row, exc)
+    except UserError as exc:  # a GatewayError too
+        return await failed(services, row, exc)
     email_id = None
     async with services.db.write() as session:
         if document.customer_email or document.content.buyer.email:
@@ -238,7 +233,19 @@ async def _issue(services: Services, row: DocumentRequest) -> IssuedDocument:
     )
 
 
-async def _skip(services: Services, row: DocumentRequest, exc: UserError) -> str:
+async def failed(
+    services: Services,
+    row: DocumentRequest,
+    exc: UserError,
+    *,
+    transient: tuple[ErrorCode, ...] = _TRANSIENT,
+) -> str:
+    """A failed attempt at a document request: a gateway failure that may pass is raised
+    again, so the job retries, until MAX_ATTEMPTS; anything else skips the request with its
+    reason kept as its error."""
+    if isinstance(exc, GatewayError) and exc.code in transient and row.attempts + 1 < MAX_ATTEMPTS:
+        await _mark(services, row.id, PENDING, error=exc.message, attempt=True)
+        raise exc
     log.warning("no %s for %s:%s: %s", row.kind, row.gateway, row.source_id, exc.message)
     await _mark(services, row.id, SKIPPED, error=exc.message, attempt=True)
     return SKIPPED

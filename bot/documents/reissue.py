@@ -36,7 +36,7 @@ from bot import jobs
 from bot.actors import SYSTEM, Actor
 from bot.approvals.workflow import ApprovalView
 from bot.documents import build
-from bot.documents.automatic import DONE, MAX_ATTEMPTS, PENDING, SKIPPED, _mark, retry_later
+from bot.documents.automatic import DONE, PENDING, SKIPPED, _mark, failed, retry_later
 from bot.documents.config import SellerMissing, require_seller
 from bot.documents.issue import IssuedDocument, find, find_by_source
 from bot.documents.mailing import deliver_soon, queue_document_email
@@ -223,13 +223,8 @@ async def fulfil(services: Services, gateway: str, document_id: str) -> str:
     except SellerMissing as exc:
         await _mark(services, row.id, PENDING, error=exc.message, attempt=False)
         return PENDING
-    except GatewayError as exc:
-        if exc.code in _TRANSIENT and row.attempts + 1 < MAX_ATTEMPTS:
-            await _mark(services, row.id, PENDING, error=exc.message, attempt=True)
-            raise
-        return await _skip(services, row, exc)
-    except UserError as exc:
-        return await _skip(services, row, exc)
+    except UserError as exc:  # a GatewayError too
+        return await failed(services, row, exc, transient=_TRANSIENT)
     emails = []
     async with services.db.write() as session:
         for document in (fixed.credit_note, fixed.replacement):
@@ -250,12 +245,6 @@ async def fulfil(services: Services, gateway: str, document_id: str) -> str:
     for email_id in emails:
         await deliver_soon(services, email_id)
     return DONE
-
-
-async def _skip(services: Services, row: DocumentRequest, exc: UserError) -> str:
-    log.info("no re-issue of %s: %s", row.source_id, exc.message)
-    await _mark(services, row.id, SKIPPED, error=exc.message, attempt=True)
-    return SKIPPED
 
 
 async def reissue(services: Services, number: str, *, actor: Actor, reason: str) -> Correction:
