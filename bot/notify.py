@@ -8,13 +8,28 @@ newest on every platform.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cards.model import Card
+from bot.cards.model import Card, Section
 from bot.store.db import Database
 from bot.store.tables import Notification
+
+# More plain alerts than this for one channel in one delivery go as one digest message.
+DIGEST_AT = 5
+ONE_BY_ONE = frozenset({"question", "approval"})
+
+
+class Claimed(NamedTuple):
+    """An alert one process took to post: its ID, kind (`question`, `approval`, ...), channel
+    on the platform (`C123`) and card."""
+
+    id: int
+    kind: str
+    channel: str
+    card: Card
 
 
 async def queue(session: AsyncSession, *, kind: str, card: Card, channel: str | None) -> None:
@@ -47,29 +62,68 @@ async def recent(db: Database, limit: int = 10) -> list[Card]:
         return [Card.model_validate(row.card) for row in rows]
 
 
-async def claim(db: Database, platform: str, limit: int = 20) -> list[tuple[int, str, Card]]:
-    """Take the undelivered alerts for one platform's channels (`slack:C123`): (id, channel, card).
+async def claim(db: Database, platform: str, limit: int = 20) -> list[Claimed]:
+    """Take the undelivered alerts for one platform's channels (`slack:C123`).
 
     Each alert has exactly one taker, however many processes claim at once.
 
     A claimed alert that cannot be posted goes back with `release`.
     """
     taken = []
-    for notification_id, card, channel in await _pending_for(db, f"{platform}:", limit):
+    for notification_id, kind, card, channel in await _pending_for(db, f"{platform}:", limit):
         if await mark_delivered(db, notification_id):
-            taken.append((notification_id, channel.removeprefix(f"{platform}:"), card))
+            taken.append(Claimed(notification_id, kind, channel.removeprefix(f"{platform}:"), card))
     return taken
 
 
-async def release(db: Database, notification_id: int) -> None:
-    """Put a claimed alert back, to be tried again."""
+async def release(db: Database, *notification_ids: int) -> None:
+    """Put claimed alerts back, to be tried again."""
     async with db.write() as session:
         await session.execute(
-            update(Notification).where(Notification.id == notification_id).values(delivered_at=None)
+            update(Notification)
+            .where(Notification.id.in_(notification_ids))
+            .values(delivered_at=None)
         )
 
 
-async def _pending_for(db: Database, prefix: str, limit: int) -> list[tuple[int, Card, str]]:
+def by_channel(claimed: list[Claimed]) -> list[tuple[str, list[Claimed]]]:
+    """The claimed alerts grouped by channel, each group and channel in the order queued."""
+    groups: dict[str, list[Claimed]] = {}
+    for alert in claimed:
+        groups.setdefault(alert.channel, []).append(alert)
+    return list(groups.items())
+
+
+class Posting(NamedTuple):
+    """One message to post, and the alerts it delivers."""
+
+    ids: list[int]
+    card: Card
+
+
+def postings(alerts: list[Claimed]) -> list[Posting]:
+    """What to post for one channel's alerts: each on its own, or, past `DIGEST_AT`, the
+    plain alerts as one digest (a question is the thread its customer is answered in, and an
+    approval carries its buttons: those always go one by one)."""
+    plain = [a for a in alerts if a.kind not in ONE_BY_ONE]
+    if len(plain) <= DIGEST_AT:
+        return [Posting([a.id], a.card) for a in alerts]
+    alone = [Posting([a.id], a.card) for a in alerts if a.kind in ONE_BY_ONE]
+    return [*alone, Posting([a.id for a in plain], digest([a.card for a in plain]))]
+
+
+def digest(cards: list[Card]) -> Card:
+    """Many alerts as one card: each one's title and subtitle on a line."""
+    lines = [f"• {c.title}" + (f": {c.subtitle}" if c.subtitle else "") for c in cards]
+    return Card(
+        title=f"{len(cards)} alerts at once",
+        tone="warning",
+        sections=[Section(text="\n".join(lines))],
+        footer="Each one, in full, is in `/billing alerts`.",
+    )
+
+
+async def _pending_for(db: Database, prefix: str, limit: int) -> list[tuple[int, str, Card, str]]:
     async with db.read() as session:
         rows = await session.scalars(
             select(Notification)
@@ -77,7 +131,9 @@ async def _pending_for(db: Database, prefix: str, limit: int) -> list[tuple[int,
             .order_by(Notification.id)
             .limit(limit)
         )
-        return [(row.id, Card.model_validate(row.card), row.channel or "") for row in rows]
+        return [
+            (row.id, row.kind, Card.model_validate(row.card), row.channel or "") for row in rows
+        ]
 
 
 async def mark_delivered(db: Database, notification_id: int) -> bool:

@@ -252,7 +252,27 @@ class Door(ABC, Generic[Where]):
                 log.warning("cannot update %s in %s: %s", view.id, copy.channel, exc)
 
     async def refresh(self, approval_id: str) -> None:
-        """Redraw every stored copy of a request on this door; once decided, tell the requester."""
+        """Redraw every stored copy of a request on this door; once decided, tell the requester.
+
+        Decisions come in bursts (two approvals, then executing, then executed): while a
+        redraw of a request runs, later ones only ask it to go round once more with the newest
+        state, so a burst costs two edits per copy, not one per step (chat rate limits).
+        """
+        again = self.__dict__.setdefault("_redraw_again", {})
+        if approval_id in again:
+            again[approval_id] = True
+            return
+        again[approval_id] = False
+        try:
+            while True:
+                await self._refresh_once(approval_id)
+                if not again[approval_id]:
+                    return
+                again[approval_id] = False
+        finally:
+            del again[approval_id]
+
+    async def _refresh_once(self, approval_id: str) -> None:
         view = await get(self.services, approval_id)
         rows = await places.shown(self.services, approval_id, self.platform)
         copies = [Copy(r.channel_id, r.message_id, r.thread_id) for r in rows]
@@ -306,28 +326,39 @@ class Door(ABC, Generic[Where]):
         """Post what is queued for this door's channels (alerts, customers' questions); how many.
 
         A channel people outside can read gets none: its cards stay in `/billing alerts`
-        for agents. An alert the platform refuses goes back to be tried again.
+        for agents. An alert the platform refuses goes back to be tried again. When more
+        alerts than `notify.DIGEST_AT` pile up for one channel, they go as one digest
+        (questions and approvals still one by one), so a burst never floods the channel or
+        the platform's rate limits.
         """
         delivered = 0
-        for notification_id, channel, card in await notify.claim(self.services.db, self.platform):
+        claimed = await notify.claim(self.services.db, self.platform)
+        for channel, alerts in notify.by_channel(claimed):
+            ids = [a.id for a in alerts]
             try:
                 if not await self.alert_place(channel):
                     log.error(
-                        "alert %s not posted: %r is not an internal %s channel (fix the "
-                        "alerts or questions channel); it stays in `/billing alerts`",
-                        notification_id, channel, self.platform,
+                        "alerts %s not posted: %r is not an internal %s channel (fix the "
+                        "alerts or questions channel); they stay in `/billing alerts`",
+                        ids, channel, self.platform,
                     )  # fmt: skip
                     continue
-                copy = await self.post_alert(channel, card)
             except (PostFailed, Refused) as exc:
-                log.warning("cannot post alert %s to %s: %s", notification_id, channel, exc)
-                await notify.release(self.services.db, notification_id)
+                log.warning("cannot post alerts %s to %s: %s", ids, channel, exc)
+                await notify.release(self.services.db, *ids)
                 continue
-            delivered += 1
-            # A request another door queued here (Intercom's): this copy is redrawn too.
-            approval_id = _decided_by(card)
-            if copy is not None and approval_id is not None:
-                await self.remember(approval_id, copy)
+            for posting in notify.postings(alerts):
+                try:
+                    copy = await self.post_alert(channel, posting.card)
+                except (PostFailed, Refused) as exc:
+                    log.warning("cannot post alerts %s to %s: %s", posting.ids, channel, exc)
+                    await notify.release(self.services.db, *posting.ids)
+                    continue
+                delivered += len(posting.ids)
+                # A request another door queued here (Intercom's): this copy is redrawn too.
+                approval_id = _decided_by(posting.card)
+                if copy is not None and approval_id is not None:
+                    await self.remember(approval_id, copy)
         return delivered
 
     async def alerts_now(self) -> None:

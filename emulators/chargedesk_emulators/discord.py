@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ class Call:
     body: Any
     answer: Any
     files: tuple[SentFile, ...] = ()
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class DiscordAPI:
     roles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
+    limited: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # 429s to come
     attachment_size_limit: int = 10_485_760  # what the interaction payloads in tests announce
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
@@ -204,6 +206,14 @@ class DiscordAPI:
     def fail(self, template: str) -> None:
         """Make every later request to this OpenAPI path answer 403 Missing Permissions."""
         self.failing.add(template)
+
+    def rate_limit(
+        self, template: str, *, times: int = 1, retry_after: float = 1.0, scope: str = "user"
+    ) -> None:
+        """Answer the next `times` requests to this path as Discord does past a rate limit:
+        429, `Retry-After`, the `X-RateLimit-*` headers (`X-RateLimit-Global` when `scope` is
+        global) and `{"message", "retry_after", "global"}`."""
+        self.limited.setdefault(template, []).extend([(retry_after, scope)] * times)
 
     # --- what happened ---
 
@@ -284,6 +294,11 @@ class DiscordAPI:
                         problems.append(f"modal title of {len(data['title'])} characters")
         if files and template not in (CALLBACK, *MESSAGE_TEMPLATES):
             problems.append(f"{method} {path}: files sent where Discord takes none")
+        with self._lock:
+            waits = self.limited.get(template or "")
+            limit = waits.pop(0) if waits else None
+        if limit is not None:
+            return self._limited(Call(method, path, template or "", body, None, files), *limit)
         if unauthorized:
             answer: Any = {"message": "401: Unauthorized", "code": 0}
             status = 401
@@ -299,6 +314,22 @@ class DiscordAPI:
             return Response(status_code=204)
         return Response(json.dumps(answer), status_code=status, media_type=None,
                         headers={"Content-Type": "application/json"})  # fmt: skip
+
+    def _limited(self, call: Call, retry_after: float, scope: str) -> Response:
+        answer = {"message": "You are being rate limited.", "retry_after": retry_after,
+                  "global": scope == "global"}  # fmt: skip
+        with self._lock:
+            self.calls.append(replace(call, answer=answer))
+        headers = {
+            "Content-Type": "application/json", "Retry-After": f"{retry_after:g}",
+            "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset-After": f"{retry_after:.3f}", "X-RateLimit-Bucket": "emulated",
+            "X-RateLimit-Scope": scope, "Via": "1.1 google",  # discord.py reads a 429 without Via as a ban
+        }  # fmt: skip
+        if scope == "global":
+            headers["X-RateLimit-Global"] = "true"
+        return Response(json.dumps(answer), status_code=429, headers=headers)
 
     def _form(
         self, content_type: str, raw: bytes, problems: list[str]

@@ -85,6 +85,7 @@ class Call:
     method: str
     params: dict[str, Any]
     answer: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -277,6 +278,8 @@ class SlackAPI:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    # method -> the Retry-After of each 429 still to answer
+    limited: dict[str, list[float]] = field(default_factory=dict)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     ims: dict[str, str] = field(default_factory=dict)  # user -> DM channel ID
     uploads: dict[str, Upload] = field(default_factory=dict)
@@ -335,6 +338,11 @@ class SlackAPI:
         self.holds.append((method, match, gate))
         return gate
 
+    def rate_limit(self, method: str, *, times: int = 1, retry_after: float = 1) -> None:
+        """Answer the next `times` calls of `method` as Slack does when an app goes too fast:
+        HTTP 429, `Retry-After: <seconds>`, `{"ok": false, "error": "ratelimited"}`."""
+        self.limited.setdefault(method, []).extend([retry_after] * times)
+
     def fail(self, method: str, error: str) -> None:
         """Make every later call to `method` answer `{"ok": false, "error": error}`."""
         self.failures[method] = error
@@ -391,6 +399,16 @@ class SlackAPI:
             if held == method and match(params):
                 await asyncio.to_thread(gate.wait, 30)  # set by the test, from its own thread
         problems = []
+        with self._lock:
+            waits = self.limited.get(method)
+            retry_after = waits.pop(0) if waits else None
+        if retry_after is not None:
+            limited = {"ok": False, "error": "ratelimited"}
+            with self._lock:
+                self.calls.append(Call(method, params, limited))
+            return JSONResponse(
+                limited, status_code=429, headers={"Retry-After": f"{retry_after:g}"}
+            )
         if request.headers.get("authorization") != f"Bearer {self.token}":
             answer: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
         else:

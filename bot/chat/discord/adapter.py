@@ -42,6 +42,7 @@ from bot.actors import Actor, ChannelKind, Role
 from bot.approvals.workflow import ApprovalView
 from bot.cards.billing import approval_card
 from bot.cards.model import Attachment, Card, Reply
+from bot.chat.discord.limits import DiscordLimits
 from bot.chat.discord.render import (
     BUTTON_LABEL,
     PAGE_ROWS,
@@ -71,6 +72,7 @@ from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.doors.base import ALERT_SECONDS, DECISIONS, Copy, Door, PostFailed, Refused
 from bot.errors import UserError
+from bot.rate_limits import SharedLimiter
 from bot.services import Services
 from bot.settings import DiscordSettings
 
@@ -183,7 +185,11 @@ class DiscordBot(Door[Turn], discord.Client):
             discord.http.Route.BASE = str(settings.api_base).rstrip("/")
         intents = discord.Intents.none()
         intents.guilds = True  # role names and threads come with the guild cache
-        super().__init__(intents=intents, allowed_mentions=MENTIONS)
+        self._limiter: SharedLimiter | None = None
+        token = settings.token.get_secret_value() if settings.token else ""
+        limits = DiscordLimits(self._shared_limiter, lambda: token)
+        # Every process calling Discord as this bot keeps to its limits together.
+        super().__init__(intents=intents, allowed_mentions=MENTIONS, http_trace=limits.trace())
         self.settings = settings
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(Billing(self))
@@ -191,6 +197,14 @@ class DiscordBot(Door[Turn], discord.Client):
         self.alert_seconds = alert_seconds
         self._poller: asyncio.Task[None] | None = None
         self.attach(services)
+
+    def _shared_limiter(self) -> SharedLimiter | None:
+        services = getattr(self, "services", None)
+        if services is None:
+            return None
+        if self._limiter is None or self._limiter.redis is not services.redis:
+            self._limiter = SharedLimiter(services.redis, services.key)
+        return self._limiter
 
     def role_entries(self) -> dict[Role, list[str]]:
         return {

@@ -52,6 +52,7 @@ from bot.actors import Actor, ChannelKind, Role
 from bot.approvals.workflow import ApprovalView
 from bot.cards.billing import approval_card
 from bot.cards.model import Attachment, Card, Reply
+from bot.chat.slack.limits import LimitedWebClient
 from bot.chat.slack.render import (
     FORM_CALLBACK,
     LINK,
@@ -81,6 +82,7 @@ from bot.commands.lookup import LOOKUP_PAGE
 from bot.commands.router import Command, parse
 from bot.doors.base import ALERT_SECONDS, DECISIONS, Copy, Door, PostFailed, Refused, decided_in
 from bot.errors import UserError
+from bot.rate_limits import SharedLimiter
 from bot.services import Services
 from bot.settings import SlackSettings
 
@@ -178,7 +180,7 @@ class SlackBot(Door[Place]):
         self.settings = settings
         token = settings.bot_token.get_secret_value() if settings.bot_token else None
         base_url = str(settings.base_url) if settings.base_url else AsyncWebClient.BASE_URL
-        self.client = AsyncWebClient(token=token, base_url=base_url)
+        self.client = LimitedWebClient(token=token, base_url=base_url)
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         # process_before_response: the ack is awaited directly instead of polled every 10 ms;
         # lazy listeners still run after the response.
@@ -210,6 +212,8 @@ class SlackBot(Door[Place]):
     @services.setter
     def services(self, services: Services) -> None:
         self._services = services
+        # Every process posting as this app keeps to Slack's limits together.
+        self.client.limiter = SharedLimiter(services.redis, services.key)
 
     def role_entries(self) -> dict[Role, list[str]]:
         return {
