@@ -8,13 +8,23 @@ the machine runs) in the best round; the mean wall time per document over all
 rounds is shown beside them. The bare rows are the floor:
 a one-page fpdf2 document with two lines of text, in the core Helvetica font
 (nothing embedded) and in our Noto Sans added with `add_font` (what fpdf2 does
-on its own: parse the font, subset it with fontTools at output).
+on its own: parse the font, subset it with fontTools at output); and the same
+with every string of our English receipt, drawn with `FPDF.text` where the
+receipt has it (read back with pypdf): the page without our layout, rules and
+colours, in Helvetica, in Noto Sans by `add_font`, and in Noto Sans embedded
+as our documents embed it (`fonts.attach` and `fonts.Output`).
+
+Goals (issue 19): at least 300 English receipts a second on one core, and a
+multi-page invoice laid out once: the script renders a 3-page invoice and
+counts the fpdf2 documents the renderer laid out for it
+(`bot.documents.render.layouts`), failing unless it is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import statistics
 import sys
 import tempfile
@@ -28,6 +38,7 @@ from pathlib import Path
 from _common import table
 from fpdf import FPDF
 from PIL import Image  # fpdf2's own dependency
+from pypdf import PdfReader  # a dev dependency: reads the receipt's strings and pages back
 
 from bot.documents import fonts
 from bot.documents.model import (
@@ -37,10 +48,12 @@ from bot.documents.model import (
     Party,
     TaxTreatment,
 )
-from bot.documents.render import render
+from bot.documents.render import layouts, render
 from bot.documents.tax import line, summarize
 
 ISSUED = datetime(2025, 3, 12, 9, 30, tzinfo=UTC)
+GOAL_RECEIPTS = 300  # English receipts a second on one core
+LONG_INVOICE = "invoice, 70 lines, 3 pages (en)"
 SELLER = Party(
     name="ChargeDesk Demo GmbH",
     address=("Friedrichstraße 68", "10117 Berlin"),
@@ -131,6 +144,10 @@ def cases(logo: str) -> dict[str, DocumentContent]:
         email="taro@example.jp",
     )
     plan = [("Pro plan, monthly", 1, 11900)]
+    usage = [
+        (f"API calls, region eu-west-{i % 3}, per thousand ({i + 1})", 1, 1000 + i)
+        for i in range(70)
+    ]
     return {
         "receipt (en)": document(
             DocumentKind.receipt, locale="en_GB", language="en", buyer=english, items=plan
@@ -176,6 +193,9 @@ def cases(logo: str) -> dict[str, DocumentContent]:
             rate="0",
             treatment=TaxTreatment.reverse_charge,
         ),
+        LONG_INVOICE: document(
+            DocumentKind.invoice, locale="en_GB", language="en", buyer=english, items=usage
+        ),
     }
 
 
@@ -198,6 +218,50 @@ def bare_noto() -> bytes:
     pdf.set_font("noto", size=10)
     pdf.cell(text="Receipt RCT-2025-000042", new_x="LMARGIN", new_y="NEXT")
     pdf.cell(text="Total paid: 119,00 €")
+    return bytes(pdf.output())
+
+
+@dataclass(frozen=True)
+class Placed:
+    x: float  # points from the left
+    y: float  # points from the top (the baseline)
+    text: str
+    bold: bool
+
+
+def placed_text(pdf: bytes) -> list[Placed]:
+    """Every string on the first page of `pdf`, where it is drawn."""
+    page = PdfReader(io.BytesIO(pdf)).pages[0]
+    height = float(page.mediabox.height)
+    found: list[Placed] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], font: object, size: float) -> None:
+        if text.strip():
+            name = str(font.get("/BaseFont", "")) if isinstance(font, dict) else ""
+            found.append(Placed(tm[4], height - tm[5], text, "Bold" in name))
+
+    page.extract_text(visitor_text=visit)
+    return found
+
+
+def bare_page(strings: Sequence[Placed], font: str) -> bytes:
+    """`strings` drawn at their places, 9 pt, in `font`: "helvetica", "add_font" or "ours"."""
+    pdf = FPDF(unit="pt")
+    if font == "add_font":  # fpdf2 on its own: parses the files, subsets with fontTools
+        pdf.add_font(fonts.FAMILY, "", fonts.FOLDER / "NotoSans-Regular.ttf")
+        pdf.add_font(fonts.FAMILY, "B", fonts.FOLDER / "NotoSans-Bold.ttf")
+    elif font == "ours":
+        fonts.attach(pdf)
+    pdf.add_page()
+    family = "helvetica" if font == "helvetica" else fonts.FAMILY
+    for s in strings:
+        pdf.set_font(family, "B" if s.bold else "", 9)
+        text = s.text
+        if font == "helvetica":  # the core fonts print Latin-1 only: € and • become "?"
+            text = text.encode("latin-1", "replace").decode("latin-1")
+        pdf.text(s.x, s.y, text)
+    if font == "ours":
+        return bytes(pdf.output(output_producer_class=fonts.Output))
     return bytes(pdf.output())
 
 
@@ -229,7 +293,13 @@ def timing(call: Callable[[], bytes], docs: int, count: int, warmup: int) -> Tim
     return Timing(cpu, wall, len(call()))
 
 
-BARE = ("bare fpdf2, 1 page, core Helvetica", "bare fpdf2, 1 page, Noto Sans (add_font)")
+BARE = (
+    "bare fpdf2, 1 page, core Helvetica",
+    "bare fpdf2, 1 page, Noto Sans (add_font)",
+    "bare fpdf2, the receipt's strings, core Helvetica",
+    "bare fpdf2, the receipt's strings, Noto Sans (add_font)",
+    "bare fpdf2, the receipt's strings, Noto Sans as we embed it",
+)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -242,8 +312,19 @@ def main(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, documents: dict[str, DocumentContent]) -> int:
     started = time.perf_counter()
     ok = True
+    strings = placed_text(render(documents["receipt (en)"]))
     calls: dict[str, Callable[[], bytes]] = dict(
-        zip(BARE, (bare_helvetica, bare_noto), strict=True)
+        zip(
+            BARE,
+            (
+                bare_helvetica,
+                bare_noto,
+                lambda: bare_page(strings, "helvetica"),
+                lambda: bare_page(strings, "add_font"),
+                lambda: bare_page(strings, "ours"),
+            ),
+            strict=True,
+        )
     )
     for name, content in documents.items():
         calls[name] = lambda content=content: render(content)
@@ -278,10 +359,31 @@ def run(args: argparse.Namespace, documents: dict[str, DocumentContent]) -> int:
     )
     ratios = [[name, f"{receipt / measured[name].best:.2f}x"] for name in BARE]
     print(table(["receipt (en) compared with", "CPU time ratio"], ratios, title="Our receipt"))
+
+    before = layouts()
+    long_invoice = render(documents[LONG_INVOICE])
+    passes = layouts() - before
+    pages = len(PdfReader(io.BytesIO(long_invoice)).pages)
+    goals = [
+        [
+            f"receipts (en) a second on one core: {GOAL_RECEIPTS} or more",
+            f"{1 / receipt:,.0f}",
+            "met" if 1 / receipt >= GOAL_RECEIPTS else "NOT met",
+        ],
+        [
+            f"layout passes of the {pages}-page invoice: 1",
+            str(passes),
+            "met" if passes == 1 else "NOT met",
+        ],
+    ]
+    print(table(["goal", "measured", ""], goals, title="Goals"))
     digest = hashlib.sha256(render(documents["receipt (en)"])).hexdigest()[:16]
     print(f"\nreceipt (en) sha256 {digest}…; bench time {time.perf_counter() - started:.1f} s")
     if not ok:
         print("FAILED: rendering is not deterministic (see above)", file=sys.stderr)
+        return 1
+    if passes != 1:
+        print(f"FAILED: the {pages}-page invoice was laid out {passes} times", file=sys.stderr)
         return 1
     return 0
 

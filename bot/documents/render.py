@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,17 +67,36 @@ _BUYER_W = 110.0
 def render(content: DocumentContent) -> bytes:
     """The PDF of `content`: A4, in its language and locale, the same bytes every time."""
     view = _View(content)
-    japanese = fonts.needs_japanese(view.all_text())
-    pdf = _draw(view, japanese, pages=1)
-    if pdf.pages_count != 1:
-        # The layout does not depend on the page count in the footers: draw it again, knowing it.
-        pdf = _draw(view, japanese, pages=pdf.pages_count)
+    japanese = _labels_need_japanese(view.language) or fonts.needs_japanese(view.all_text())
+    pdf = _draw(view, japanese)
     return bytes(pdf.output(output_producer_class=fonts.Output))
 
 
-def _draw(view: _View, japanese: bool, pages: int) -> _Pdf:
+def layouts() -> int:
+    """How many documents this process has laid out: one per `render`, however many pages.
+
+    Each layout is one fpdf2 document; the tests and `bench/documents.py` read
+    this to show that a long invoice is not drawn twice to learn its page count.
+    """
+    return _layouts.value
+
+
+class _Count:
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()  # documents are rendered in threads too
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+_layouts = _Count()
+
+
+def _draw(view: _View, japanese: bool) -> _Pdf:
     content = view.c
-    pdf = _Pdf(view, japanese=japanese, pages=pages)
+    pdf = _Pdf(view, japanese=japanese)
     fonts.attach(pdf, japanese=japanese)
     pdf.set_creation_date(content.issued_at)
     pdf.set_title(f"{view.title} {content.number}")
@@ -88,9 +108,21 @@ def _draw(view: _View, japanese: bool, pages: int) -> _Pdf:
     pdf.add_page()
     y = _header(pdf, view)
     y = _parties(pdf, view, y)
-    y = _lines(pdf, view, y)
-    y = _totals(pdf, view, y)
-    _notes(pdf, view, y)
+    # Everything below the parties is measured and placed before the first page ends, so its
+    # footer already knows the page count ("Page 1 of 3"); then it is drawn where placed.
+    table = _table(pdf, view)
+    flow = _Flow(y)
+    rows = [flow.row(row.height) for row in table.rows]
+    flow.y += 3.0
+    totals = _Totals(pdf, view)
+    totals_at = flow.place(totals.height, advance=totals.advance)
+    notes = _notes(pdf, view)
+    notes_at = [flow.place(note.height, advance=note.height + 3.0) for note in notes]
+    pdf.pages_total = flow.pages
+    _draw_table(pdf, view, table, y, rows)
+    totals.draw(pdf, view, totals_at)
+    for note, at in zip(notes, notes_at, strict=True):
+        note.draw(pdf, view, at)
     return pdf
 
 
@@ -108,6 +140,7 @@ class _View:
         self.heading = _readable(self.primary)  # text in the brand colour
         self.tax = tax_name(self.language, content.tax_name)
         self.title = self.label(_title_key(content))
+        self.locale = _locale(content.locale)  # parsed once: Babel parses a name on every call
         self._amounts: dict[int, str] = {}
         self._dates: dict[datetime, str] = {}
 
@@ -126,11 +159,11 @@ class _View:
     def date(self, value: datetime) -> str:
         text = self._dates.get(value)
         if text is None:
-            text = self._dates[value] = format_date(value, format="long", locale=self.c.locale)
+            text = self._dates[value] = format_date(value, format="long", locale=self.locale)
         return text
 
     def percent(self, rate: Decimal) -> str:
-        return format_percent(rate / 100, locale=self.c.locale, decimal_quantization=False)
+        return format_percent(rate / 100, locale=self.locale, decimal_quantization=False)
 
     def country(self, code: str | None) -> str | None:
         if not code:
@@ -218,9 +251,8 @@ class _View:
         return lines
 
     def all_text(self) -> Iterator[str]:
-        """Every string that may be printed, to know which fonts the document needs."""
+        """Every string but the labels that may be printed, to know which fonts it needs."""
         c = self.c
-        yield from all_labels(self.language)
         yield from (get_currency_symbol(c.currency, c.locale), self.date(c.issued_at), self.tax)
         for party in (c.seller, c.buyer):
             yield from (party.name, *party.address, party.email or "", party.tax_id or "")
@@ -246,9 +278,20 @@ def _title_key(content: DocumentContent) -> str:
     return _TITLES[content.kind]
 
 
+@lru_cache(maxsize=len(LANGUAGES) + 1)
+def _labels_need_japanese(language: str) -> bool:
+    """Do the words of `language` need the Japanese font? (Asked once per language.)"""
+    return fonts.needs_japanese(all_labels(language))
+
+
 @lru_cache(maxsize=64)
 def _territories(locale: str) -> dict[str, str]:
-    return dict(Locale.parse(locale).territories)
+    return dict(_locale(locale).territories)
+
+
+@lru_cache(maxsize=64)
+def _locale(name: str) -> Locale:
+    return Locale.parse(name)
 
 
 def _mentions_country(line: str, name: str, code: str | None) -> bool:
@@ -291,11 +334,12 @@ def _on(colour: DeviceRGB) -> DeviceRGB:
 class _Pdf(FPDF):
     """An A4 page with the running header (after page 1) and the footer on every page."""
 
-    def __init__(self, view: _View, *, japanese: bool, pages: int) -> None:
+    def __init__(self, view: _View, *, japanese: bool) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
+        _layouts.add()
         self.view = view
         self.japanese = japanese
-        self.pages_total = pages
+        self.pages_total = 1  # set once the blocks are placed, before page 1 ends
         self.text_style: tuple[float, bool, DeviceRGB] | None = None  # see _font
         # No "{nb}" placeholder: it would also replace "{nb}" typed in a customer's name.
         self.alias_nb_pages(None)  # type: ignore[arg-type]
@@ -328,13 +372,17 @@ class _Pdf(FPDF):
 
 def _font(pdf: _Pdf, size: float, bold: bool = False, colour: DeviceRGB = INK) -> None:
     style = (size, bold, colour)
-    if style == pdf.text_style:
+    previous = pdf.text_style
+    if style == previous:
         return
     pdf.text_style = style
-    pdf.set_font(fonts.FAMILY, "B" if bold else "", size)
-    # Text in the fill colour: fpdf2 then sets the colour once, not around every line of text.
-    pdf.set_fill_color(colour)
-    pdf.set_text_color(colour)
+    # Only what changed: fpdf2 would ignore the rest, after checking it (30 times a receipt).
+    if previous is None or previous[:2] != style[:2]:
+        pdf.set_font(fonts.FAMILY, "B" if bold else "", size)
+    if previous is None or previous[2] != colour:
+        # Text in the fill colour: fpdf2 then sets the colour once, not around every line of text.
+        pdf.set_fill_color(colour)
+        pdf.set_text_color(colour)
 
 
 def _fill(pdf: _Pdf, colour: DeviceRGB) -> None:
@@ -385,17 +433,24 @@ def _faux_bold(pdf: _Pdf, x: float, baseline: float, value: str) -> None:
     pdf.current_font_is_set_on_page = False  # it was set inside the q/Q pair just closed
 
 
-def _width(pdf: _Pdf, value: str) -> float:
-    """The width of `value` in the current font (Japanese in the Japanese font), no char spacing."""
-    size = pdf.font_size_pt
+_Measure = tuple[float, bool]  # a font size in points and bold, to measure text not yet drawn
+
+
+def _width(pdf: _Pdf, value: str, font: _Measure | None = None) -> float:
+    """The width of `value` (Japanese in the Japanese font), no char spacing.
+
+    In the current font, or in `font` without making it current (setting a
+    font writes to the page).
+    """
+    if font is None:
+        size, family, style = pdf.font_size_pt, pdf.font_family, pdf.font_style
+    else:
+        size, family, style = font[0], fonts.FAMILY, "B" if font[1] else ""
     if not pdf.japanese:
-        return (
-            _font_of(pdf, pdf.font_family + pdf.font_style).get_text_width(value, size, None)[1]
-            / pdf.k
-        )
+        return _font_of(pdf, family + style).get_text_width(value, size, None)[1] / pdf.k
     total = 0.0
-    for family, run in fonts.runs(value):
-        key = family + pdf.font_style if family == pdf.font_family else family
+    for run_family, run in fonts.runs(value):
+        key = run_family + style if run_family == family else run_family
         total += _font_of(pdf, key).get_text_width(run, size, None)[1]
     return total / pdf.k
 
@@ -406,27 +461,27 @@ def _font_of(pdf: FPDF, key: str) -> TTFFont:
     return font
 
 
-def _wrap(pdf: _Pdf, value: str, width: float) -> list[str]:
-    """`value` broken into lines no wider than `width` in the current font.
+def _wrap(pdf: _Pdf, value: str, width: float, font: _Measure | None = None) -> list[str]:
+    """`value` broken into lines no wider than `width` in the current font, or in `font`.
 
     Breaks at spaces; a word wider than a line (an ID, or Japanese, written
     without spaces) is broken where `_breakable` allows, else anywhere.
     """
     width -= 2 * pdf.c_margin
-    if _width(pdf, value) <= width:
+    if _width(pdf, value, font) <= width:
         return [value]
     lines: list[str] = []
     current = ""
     for word in value.split(" "):
         candidate = f"{current} {word}" if current else word
-        if _width(pdf, candidate) <= width:
+        if _width(pdf, candidate, font) <= width:
             current = candidate
             continue
         if current:
             lines.append(current)
         current = word
-        while _width(pdf, current) > width:
-            cut = _cut(pdf, current, width)
+        while _width(pdf, current, font) > width:
+            cut = _cut(pdf, current, width, font)
             lines.append(current[:cut])
             current = current[cut:]
     if current:
@@ -434,10 +489,10 @@ def _wrap(pdf: _Pdf, value: str, width: float) -> list[str]:
     return lines
 
 
-def _cut(pdf: _Pdf, word: str, width: float) -> int:
+def _cut(pdf: _Pdf, word: str, width: float, font: _Measure | None = None) -> int:
     """How many characters of `word` go on this line: as many as fit, back to a break."""
     fits = 1
-    while fits < len(word) and _width(pdf, word[: fits + 1]) <= width:
+    while fits < len(word) and _width(pdf, word[: fits + 1], font) <= width:
         fits += 1
     return next((i for i in range(fits, 0, -1) if _breakable(word, i)), fits)
 
@@ -613,8 +668,48 @@ class _Columns:
     widths: Sequence[float]
 
 
-def _lines(pdf: _Pdf, view: _View, y: float) -> float:
-    """The lines table; rows that do not fit continue on a new page under the same header."""
+@dataclass(frozen=True)
+class _Table:
+    columns: _Columns
+    rows: Sequence[_Row]
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """Where a block goes: on a new page or not, and the top of it."""
+
+    new_page: bool
+    y: float
+
+
+class _Flow:
+    """Blocks stacked down the pages from `y`, counting the pages they take.
+
+    Only places: nothing is drawn, so the page count is known before the
+    first page's footer is written.
+    """
+
+    def __init__(self, y: float) -> None:
+        self.y = y + _TABLE_HEADER_H  # the lines table starts with its header
+        self.pages = 1
+
+    def place(self, need: float, advance: float | None = None, top: float = TOP + 2.0) -> _Placed:
+        """A block needing `need` mm: here, or at `top` of a new page if it does not fit."""
+        new_page = self.y + need > BODY_BOTTOM
+        if new_page:
+            self.pages += 1
+            self.y = top
+        placed = _Placed(new_page, self.y)
+        self.y += need if advance is None else advance
+        return placed
+
+    def row(self, height: float) -> _Placed:
+        """A row of the lines table: on a new page, under the table header repeated."""
+        return self.place(height, top=TOP + 2.0 + _TABLE_HEADER_H)
+
+
+def _table(pdf: _Pdf, view: _View) -> _Table:
+    """The lines table's columns and rows, wrapped to fit them."""
     cells = [
         (
             str(line.quantity),
@@ -631,24 +726,28 @@ def _lines(pdf: _Pdf, view: _View, y: float) -> float:
         _Row(_wrap(pdf, _clean(line.description) or "—", columns.widths[0]), values)
         for line, values in zip(view.c.lines, cells, strict=True)
     ]
-    y = _table_header(pdf, view, columns, y)
-    for row in rows:
-        if y + row.height > BODY_BOTTOM:
+    return _Table(columns, rows)
+
+
+def _draw_table(pdf: _Pdf, view: _View, table: _Table, y: float, placed: Sequence[_Placed]) -> None:
+    """The lines table at `y`; rows placed on a new page continue under the same header."""
+    columns = table.columns
+    _table_header(pdf, view, columns, y)
+    for row, at in zip(table.rows, placed, strict=True):
+        if at.new_page:
             pdf.add_page()
-            y = _table_header(pdf, view, columns, TOP + 2.0)
+            _table_header(pdf, view, columns, TOP + 2.0)
         _font(pdf, 9)
-        top = y + _ROW_PAD
+        top = at.y + _ROW_PAD
         for i, line in enumerate(row.description):
             _put(pdf, LEFT, top + i * _ROW_LINE_H, columns.widths[0], line, h=_ROW_LINE_H)
         x = LEFT + columns.widths[0]
         for w, value in zip(columns.widths[1:], row.cells, strict=True):
             _put(pdf, x, top, w, value, align="R", h=_ROW_LINE_H)
             x += w
-        y += row.height
         pdf.set_draw_color(RULE)
         pdf.set_line_width(0.2)
-        pdf.line(LEFT, y, LEFT + WIDTH, y)
-    return y + 3.0
+        pdf.line(LEFT, at.y + row.height, LEFT + WIDTH, at.y + row.height)
 
 
 def _columns(pdf: _Pdf, view: _View, cells: Sequence[Sequence[str]]) -> _Columns:
@@ -668,8 +767,11 @@ def _columns(pdf: _Pdf, view: _View, cells: Sequence[Sequence[str]]) -> _Columns
     return _Columns(titles, [description] + [w * scale for w in numeric])
 
 
+_TABLE_HEADER_H = 7.0
+
+
 def _table_header(pdf: _Pdf, view: _View, columns: _Columns, y: float) -> float:
-    h = 7.0
+    h = _TABLE_HEADER_H
     _fill(pdf, view.primary)
     pdf.rect(LEFT, y, WIDTH, h, style="F")
     _font(pdf, 8, bold=True, colour=_on(view.primary))
@@ -680,40 +782,82 @@ def _table_header(pdf: _Pdf, view: _View, columns: _Columns, y: float) -> float:
     return y + h
 
 
-def _totals(pdf: _Pdf, view: _View, y: float) -> float:
+class _Totals:
     """Net, tax per rate and the total, right-aligned under the table."""
-    c = view.c
-    x, w = _TOTALS_X, LEFT + WIDTH - _TOTALS_X
-    amount_w = 30.0
-    _font(pdf, 9, colour=MUTED)
-    rows = [(_wrap(pdf, view.label("subtotal"), w - amount_w), view.money(c.net))]
-    for tax in c.taxes:
-        label = view.label(
-            "tax_on", tax=view.tax, rate=view.percent(tax.rate), net=view.money(tax.net)
-        )
-        rows.append((_wrap(pdf, label, w - amount_w), view.money(tax.tax)))
-    line_h = 5.2
-    height = sum(len(label) for label, _ in rows) * line_h + 12.0
-    if y + height > BODY_BOTTOM:
-        pdf.add_page()
-        y = TOP + 2.0
-    for label, amount in rows:
+
+    _X, _W = _TOTALS_X, LEFT + WIDTH - _TOTALS_X
+    _AMOUNT_W = 30.0
+    _LINE_H = 5.2
+    _TOTAL_H = 9.0
+
+    def __init__(self, pdf: _Pdf, view: _View) -> None:
+        c = view.c
+        label_w = self._W - self._AMOUNT_W
+        muted = (9.0, False)  # the labels' font: measured, not set (it is set when drawn)
+        self.rows = [(_wrap(pdf, view.label("subtotal"), label_w, muted), view.money(c.net))]
+        for tax in c.taxes:
+            label = view.label(
+                "tax_on", tax=view.tax, rate=view.percent(tax.rate), net=view.money(tax.net)
+            )
+            self.rows.append((_wrap(pdf, label, label_w, muted), view.money(tax.tax)))
+        lines = sum(len(label) for label, _ in self.rows) * self._LINE_H
+        self.height = lines + 12.0  # what must fit on the page
+        self.advance = lines + 1.5 + self._TOTAL_H + 7.0  # down to the notes
+
+    def draw(self, pdf: _Pdf, view: _View, at: _Placed) -> None:
+        x, w, amount_w, line_h = self._X, self._W, self._AMOUNT_W, self._LINE_H
         _font(pdf, 9, colour=MUTED)
-        for i, line in enumerate(label):
-            _put(pdf, x, y + i * line_h, w - amount_w, line, h=line_h)
-        _font(pdf, 9)
-        _put(pdf, x + w - amount_w, y, amount_w, amount, align="R", h=line_h)
-        y += len(label) * line_h
-    y += 1.5
-    _fill(pdf, view.accent)
-    pdf.rect(x, y, w, 9.0, style="F")
-    _font(pdf, 11, bold=True, colour=view.heading)
-    _put(pdf, x, y, w - amount_w - 2.0, view.total_label(), h=9.0)
-    _put(pdf, x + w - amount_w - 2.0, y, amount_w + 2.0, view.money(c.gross), align="R", h=9.0)
-    return y + 9.0 + 7.0
+        if at.new_page:
+            pdf.add_page()
+        y = at.y
+        for label, amount in self.rows:
+            _font(pdf, 9, colour=MUTED)
+            for i, line in enumerate(label):
+                _put(pdf, x, y + i * line_h, w - amount_w, line, h=line_h)
+            _font(pdf, 9)
+            _put(pdf, x + w - amount_w, y, amount_w, amount, align="R", h=line_h)
+            y += len(label) * line_h
+        y += 1.5
+        h = self._TOTAL_H
+        _fill(pdf, view.accent)
+        pdf.rect(x, y, w, h, style="F")
+        _font(pdf, 11, bold=True, colour=view.heading)
+        _put(pdf, x, y, w - amount_w - 2.0, view.total_label(), h=h)
+        _put(
+            pdf, x + w - amount_w - 2.0, y, amount_w + 2.0, view.money(view.c.gross), align="R", h=h
+        )
 
 
-def _notes(pdf: _Pdf, view: _View, y: float) -> None:
+@dataclass(frozen=True)
+class _Note:
+    """A paragraph under the totals, wrapped; a boxed one has a tinted box and a brand bar."""
+
+    lines: list[str]
+    bold: bool
+    boxed: bool
+
+    @property
+    def height(self) -> float:
+        return len(self.lines) * 4.2 + (4.0 if self.boxed else 0.0)
+
+    def draw(self, pdf: _Pdf, view: _View, at: _Placed) -> None:
+        _font(pdf, 8.5, bold=self.bold)
+        if at.new_page:
+            pdf.add_page()
+        y = at.y
+        if self.boxed:
+            _fill(pdf, view.accent)
+            pdf.rect(LEFT, y, WIDTH, self.height, style="F")
+            _fill(pdf, view.primary)
+            pdf.rect(LEFT, y, 1.2, self.height, style="F")
+            y += 2.0
+        _font(pdf, 8.5, bold=self.bold)
+        for line in self.lines:
+            _put(pdf, LEFT + (4.0 if self.boxed else 0.0), y, WIDTH - 6.0, line, h=4.2)
+            y += 4.2
+
+
+def _notes(pdf: _Pdf, view: _View) -> list[_Note]:
     """Tax treatment, the credit note's reason, payment terms, thanks."""
     c = view.c
     blocks: list[tuple[str, bool, bool]] = []  # text, bold, boxed
@@ -726,21 +870,7 @@ def _notes(pdf: _Pdf, view: _View, y: float) -> None:
         blocks.append((view.label("payment_due", date=view.date(c.due_date)), True, False))
     if c.kind is not DocumentKind.credit_note:
         blocks.append((view.label("thank_you"), False, False))
-    for value, bold, boxed in blocks:
-        _font(pdf, 8.5, bold=bold)
-        lines = _wrap(pdf, value, WIDTH - (6.0 if boxed else 0.0))
-        height = len(lines) * 4.2 + (4.0 if boxed else 0.0)
-        if y + height > BODY_BOTTOM:
-            pdf.add_page()
-            y = TOP + 2.0
-        if boxed:
-            _fill(pdf, view.accent)
-            pdf.rect(LEFT, y, WIDTH, height, style="F")
-            _fill(pdf, view.primary)
-            pdf.rect(LEFT, y, 1.2, height, style="F")
-            y += 2.0
-        _font(pdf, 8.5, bold=bold)
-        for line in lines:
-            _put(pdf, LEFT + (4.0 if boxed else 0.0), y, WIDTH - 6.0, line, h=4.2)
-            y += 4.2
-        y += (2.0 if boxed else 0.0) + 3.0
+    return [
+        _Note(_wrap(pdf, value, WIDTH - (6.0 if boxed else 0.0), (8.5, bold)), bold, boxed)
+        for value, bold, boxed in blocks
+    ]

@@ -19,7 +19,7 @@ from pypdf import PdfReader
 from bot.documents import fonts
 from bot.documents.labels import LANGUAGES, tax_name, text
 from bot.documents.model import Branding, DocumentContent, DocumentKind, Party, TaxTreatment
-from bot.documents.render import render
+from bot.documents.render import layouts, render
 from bot.money import Money
 from bot.translations import messages
 from tests.documents.conftest import BRANDING, BUYER, make_document, pages_text, pdf_text
@@ -250,6 +250,39 @@ def test_long_invoice_flows_onto_further_pages_with_the_table_header_repeated() 
     for i in range(70):  # every line once, none lost at a page break
         assert everything.count(f"Line {i:02d}:") == 1
     assert "Total due" in pages[-1]
+
+
+def test_a_three_page_invoice_is_laid_out_once_and_knows_its_page_count() -> None:
+    before = layouts()
+    pdf = long_invoice(70)
+    laid_out = layouts() - before
+
+    pages = pages_text(pdf)
+    assert len(pages) == 3
+    assert laid_out == 1  # one fpdf2 document: not drawn a first time to count its pages
+    for number, page in enumerate(pages, start=1):
+        assert f"Page {number} of 3" in page
+
+
+@pytest.mark.parametrize(
+    ("lines", "last_page_starts_with"),
+    [
+        (51, "Thank you for your business."),
+        (54, "Subtotal"),
+        (57, "Description Qty Net Rate VAT Amount Line 56:"),
+    ],
+    ids=["only-the-thanks", "the-totals", "the-last-row"],
+)
+def test_footers_count_the_page_that_only_the_totals_or_notes_moved_onto(
+    lines: int, last_page_starts_with: str
+) -> None:
+    pages = pages_text(long_invoice(lines))
+
+    assert len(pages) == 3
+    header = "Invoice INV-2025-000042 ChargeDesk Demo GmbH "  # running header of further pages
+    assert pages[-1].startswith(header + last_page_starts_with)
+    for number, page in enumerate(pages, start=1):
+        assert f"Page {number} of 3" in page
 
 
 def test_long_descriptions_wrap_inside_their_column() -> None:

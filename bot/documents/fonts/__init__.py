@@ -278,8 +278,8 @@ def _to_unicode(glyphs: dict[int, Any]) -> bytes:
     """The ToUnicode CMap: which characters each code stands for, for search and copy."""
     entries = []
     for code, glyph in sorted(glyphs.items()):
-        if code and glyph.unicode and all(isinstance(u, int) for u in glyph.unicode):
-            text = "".join(chr(u) for u in glyph.unicode).encode("utf-16-be").hex().upper()
+        text = _utf16(glyph.unicode) if code and glyph.unicode else ""
+        if text:
             entries.append(f"<{code:04X}> <{text}>\n")
     blocks = "".join(
         f"{len(entries[i : i + 100])} beginbfchar\n{''.join(entries[i : i + 100])}endbfchar\n"
@@ -292,6 +292,14 @@ def _to_unicode(glyphs: dict[int, Any]) -> bytes:
         "1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"
         f"{blocks}endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend"
     ).encode("latin-1")
+
+
+@cache  # bounded: one entry per glyph of our fonts at most
+def _utf16(characters: tuple[Any, ...]) -> str:
+    """The characters a glyph stands for, in UTF-16BE hex ("" unless all are code points)."""
+    if not all(isinstance(u, int) for u in characters):
+        return ""
+    return "".join(chr(u) for u in characters).encode("utf-16-be").hex().upper()
 
 
 # --- subsetting ------------------------------------------------------------------------
