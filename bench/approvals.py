@@ -11,7 +11,13 @@ ledger operation. The same again with one manager clicking 20 times at once
 (a double-clicked button). Exits 1 if exactly-once does not hold in either.
 
 Part 2: N refund requests (one per charge), then each approved in turn by a
-manager: approvals executed per second, one at a time.
+manager: approvals executed per second, one at a time (goal: 100 a second). Beside
+each decision the same number of bare transactions (as many reads and writes, one
+primary-key SELECT each) runs through the same engine: that floor, measured in the
+same run under the same load, is what the rate is a ratio to. Counted per decision
+with SQLAlchemy engine events: transactions, SQL statements (BEGIN and COMMIT not
+counted), aiosqlite thread hand-offs (SQLite), and Redis commands (the server's own
+count). The stores are warmed by a few decisions first (not timed).
 
 With --database-url a fresh `bench_<random>` database is created on that
 PostgreSQL server and dropped afterwards; with --redis-url every key lives
@@ -25,9 +31,14 @@ import asyncio
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
+import aiosqlite
 from _common import add_customer, bench_services, quiet_logs, table
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.actors import Actor, Role
 from bot.approvals.policy import Policy
@@ -37,6 +48,7 @@ from bot.audit.log import verify
 from bot.errors import UserError
 from bot.money import Money
 from bot.services import Services
+from bot.store.db import Database
 from bot.store.tables import ApprovalRow, AuditEntry, LedgerCharge, LedgerOperation, LedgerRefund
 
 AGENT = Actor(platform="bench", id="agent", name="Bench Agent", roles=frozenset({Role.agent}))
@@ -46,6 +58,8 @@ MANAGERS = [
 ]
 CHARGE_MINOR = 100_000  # 1,000.00 EUR
 REFUND = Money(minor=1_000, currency="EUR")  # 10.00 EUR: a second execution could still pay
+GOAL_PER_SECOND = 100  # sequential approve + execute (issue 19, DESIGN.md section 10)
+WARMUP = 3  # decisions before the timed ones: connections opened, statements compiled
 
 
 async def request_refund(services: Services, charge_id: str, amount: Money) -> ApprovalView:
@@ -179,25 +193,111 @@ def _counts(counter: dict[str, int]) -> str:
 # --- part 2: sequential throughput -------------------------------------------------------
 
 
-async def sequential(services: Services, count: int) -> tuple[list[list[object]], bool]:
+@dataclass
+class Tally:
+    """What the engine did while `on`: transactions by kind, statements, thread hand-offs."""
+
+    on: bool = False
+    reads: int = 0
+    writes: int = 0
+    statements: int = 0
+    handoffs: int = 0
+
+
+@contextmanager
+def counting(db: Database) -> Iterator[Tally]:
+    """Count, through SQLAlchemy's engine events, what the engine does while `tally.on`."""
+    tally = Tally()
+    engine = db.engine.sync_engine
+
+    def begin(conn: Any) -> None:
+        if tally.on:
+            # `Database.write()` marks its connections `immediate` (BEGIN IMMEDIATE on SQLite).
+            if conn.get_execution_options().get("immediate", False):
+                tally.writes += 1
+            else:
+                tally.reads += 1
+
+    def statement(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if tally.on and not sql.startswith("BEGIN"):
+            tally.statements += 1
+
+    # Every call into an aiosqlite connection is a trip to its thread and back.
+    handoff = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if tally.on:
+            tally.handoffs += 1
+        return await handoff(self, fn, *args, **kwargs)
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "before_cursor_execute", statement)
+    aiosqlite.Connection._execute = counted  # type: ignore[method-assign]
+    try:
+        yield tally
+    finally:
+        aiosqlite.Connection._execute = handoff  # type: ignore[method-assign]
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "begin", begin)
+
+
+async def bare_transactions(db: Database, approval_id: str, reads: int, writes: int) -> None:
+    """The floor: `reads` + `writes` transactions through the same engine, one SELECT each."""
+    query = select(ApprovalRow.state).where(ApprovalRow.id == approval_id)
+    for _ in range(reads):
+        async with db.read() as s:
+            await s.execute(query)
+    for _ in range(writes):
+        async with db.write() as s:
+            await s.execute(query)
+
+
+async def redis_commands(services: Services) -> int:
+    """Commands the Redis server has processed so far (counting this INFO)."""
+    return int((await services.redis.info("stats"))["total_commands_processed"])
+
+
+async def sequential(
+    services: Services, count: int
+) -> tuple[list[list[object]], list[list[object]], bool]:
+    """Rows of the timing table, rows of the per-decision table, and whether all succeeded."""
     charge_ids = await add_customer(
         services,
         customer_id="cus_seq",
         email="sequential@example.com",
-        charges=count,
+        charges=count + WARMUP,
         amount=CHARGE_MINOR,
         charge_prefix="ch_seq",
     )
     started = time.perf_counter()
     views = [await request_refund(services, cid, REFUND) for cid in charge_ids]
     submit_wall = time.perf_counter() - started
-
-    started = time.perf_counter()
     decided = [
         await decide(services, MANAGERS[i % len(MANAGERS)], view.id, approve=True)
-        for i, view in enumerate(views)
+        for i, view in enumerate(views[:WARMUP])
     ]
-    approve_wall = time.perf_counter() - started
+
+    approve_wall = approve_cpu = floor_wall = 0.0
+    with counting(services.db) as tally:
+        redis_before = await redis_commands(services)
+        for i, view in enumerate(views[WARMUP:]):
+            reads, writes = tally.reads, tally.writes
+            tally.on = True
+            started, cpu = time.perf_counter(), time.process_time()
+            decided.append(
+                await decide(services, MANAGERS[i % len(MANAGERS)], view.id, approve=True)
+            )
+            approve_wall += time.perf_counter() - started
+            approve_cpu += time.process_time() - cpu
+            tally.on = False
+            # Right after it, under the same load: as many bare reads and writes.
+            started = time.perf_counter()
+            await bare_transactions(
+                services.db, view.id, tally.reads - reads, tally.writes - writes
+            )
+            floor_wall += time.perf_counter() - started
+        # Our own INFO calls (2) are not the decisions'; neither are the floor's (none: SQL).
+        redis = await redis_commands(services) - redis_before - 1
 
     states = Counter(v.state.value for v in decided)
     async with services.db.read() as s:
@@ -210,25 +310,46 @@ async def sequential(services: Services, count: int) -> tuple[list[list[object]]
                 )
             )
         )
-    ok = states == Counter({State.succeeded.value: count}) and refunds == count
+    total = count + WARMUP
+    ok = states == Counter({State.succeeded.value: total}) and refunds == total
+    rate = count / approve_wall
+    transactions = (tally.reads + tally.writes) / count
     rows: list[list[object]] = [
         [
             "submit (agent request, pending)",
-            count,
+            total,
             f"{submit_wall:.2f} s",
-            f"{count / submit_wall:,.1f}",
-            f"{submit_wall / count * 1000:.1f}",
+            f"{total / submit_wall:,.1f}",
+            f"{submit_wall / total * 1000:.1f}",
+            "",
         ],
         [
             "decide (manager approve + execute refund)",
             count,
             f"{approve_wall:.2f} s",
-            f"{count / approve_wall:,.1f}",
+            f"{rate:,.1f}",
             f"{approve_wall / count * 1000:.1f}",
+            f"{approve_cpu / count * 1000:.1f}",
         ],
-        ["result", _counts(states), f"ledger_refunds: {refunds}", "", ""],
+        [
+            f"floor: {transactions:.1f} bare transactions per decision",
+            count,
+            f"{floor_wall:.2f} s",
+            f"{count / floor_wall:,.1f}",
+            f"{floor_wall / count * 1000:.1f}",
+            "",
+        ],
+        ["result", _counts(states), f"ledger_refunds: {refunds}", "", "", ""],
     ]
-    return rows, ok
+    per_decision: list[list[object]] = [
+        ["rate, ratio to the floor", f"{rate:,.1f}/s, {approve_wall / floor_wall:.2f}x the floor's time"],
+        [f"goal: {GOAL_PER_SECOND}/s", "met" if rate >= GOAL_PER_SECOND else "NOT met"],
+        ["transactions (read + write)", f"{transactions:.1f} ({tally.reads / count:.1f} + {tally.writes / count:.1f})"],
+        ["SQL statements (BEGIN/COMMIT not counted)", f"{tally.statements / count:.1f}"],
+        ["aiosqlite thread hand-offs", f"{tally.handoffs / count:.1f}" if tally.handoffs else "-"],
+        ["Redis commands", f"{redis / count:.1f}"],
+    ]  # fmt: skip
+    return rows, per_decision, ok
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -257,14 +378,15 @@ async def main(args: argparse.Namespace) -> int:
             )
         )
         once = once and click_once
-        seq_rows, seq_ok = await sequential(services, args.sequential)
+        seq_rows, per_decision, seq_ok = await sequential(services, args.sequential)
         print(
             table(
-                ["sequential", "requests", "wall", "per second", "ms each"],
+                ["sequential", "requests", "wall", "per second", "ms each", "CPU ms each"],
                 seq_rows,
-                title=f"Sequential: {args.sequential} refund requests, one charge each, approved one at a time",
+                title=f"Sequential: {args.sequential} refund requests, one charge each, approved one at a time (after {WARMUP} untimed)",
             )
         )
+        print(table(["each decision", "value"], per_decision))
     print(f"\ntotal bench time: {time.perf_counter() - started:.1f} s")
     if not once:
         print("FAILED: exactly-once does not hold (see the table above)", file=sys.stderr)

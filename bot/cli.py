@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":  # before any setting is read: there may be none yet
             return _init(args.dir)
         settings = load_settings(**_overrides(args))
-        _logging(settings, quiet=args.command == "shell")
+        _logging(settings, args.command)
         _announce_config(settings)
         if args.command == "serve":
             return _serve(settings, args)
@@ -314,26 +314,27 @@ def _config_warnings(services: Services) -> list[str]:
     return warnings + seller_warnings(services.branding)
 
 
-def _logging(settings: Settings, *, quiet: bool) -> None:
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [
-        logging.FileHandler(Path(settings.data_dir) / "chargedesk.log")
-    ]
-    stderr = logging.StreamHandler()
-    stderr.setLevel(logging.ERROR if quiet else logging.INFO)
-    if quiet:  # the shell: one line per error on the terminal, tracebacks only in the file
-        from bot.chat.shell.adapter import terminal_log_handler
+# Long-running processes log to stdout (JSON lines off a terminal, for a log collector);
+# the other commands keep stdout for what they print, and say on stderr only what went
+# wrong (warnings and errors; the file keeps the rest), so a script sees one error line.
+_SERVICES = frozenset({"serve", "run", "slack", "discord", "worker"})
 
-        stderr = terminal_log_handler(Path(settings.data_dir) / "chargedesk.log")
-    handlers.append(stderr)
+
+def _logging(settings: Settings, command: str) -> None:
+    from bot import logs
     from bot.portal import redact  # billing-page links are keys: none reaches a log
 
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    console = None
+    if command == "shell":  # one line per error on the terminal, tracebacks only in the file
+        from bot.chat.shell.adapter import terminal_log_handler
+
+        console = terminal_log_handler(logs.log_file(settings))
+    service = command in _SERVICES
+    stream = sys.stdout if service else sys.stderr
+    level = logging.INFO if service else logging.WARNING
+    handlers = logs.configure(settings, stream=stream, console=console, level=level)
     redact.install(handlers, redact.UVICORN_LOGGERS)
-    logging.basicConfig(
-        level=logging.INFO,
-        handlers=handlers,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 async def _with_services(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
@@ -607,10 +608,31 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from bot.web import create_app
 
+    stopping = _exit_zero_on_sigterm()
     # uvicorn reports a store that fails at startup as a traceback: ask the servers first.
     asyncio.run(_stores_answer(settings))
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    if stopping:  # SIGTERM while the stores were asked: nothing was served
+        return 0
+    # On SIGTERM uvicorn stops listening, lets requests under way finish (at most
+    # shutdown_seconds), then runs the app's shutdown: jobs drained, gateways and pools closed.
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level="info",
+        log_config=None,  # its records go through our handlers (format, redaction)
+        timeout_graceful_shutdown=int(settings.shutdown_seconds),
+    )  # fmt: skip
     return 0
+
+
+def _exit_zero_on_sigterm() -> list[int]:
+    """SIGTERM is how a supervisor stops a server: a clean stop exits 0, not -15.
+
+    uvicorn handles SIGTERM while it serves, then raises it again once stopped (so a process
+    killed by it looks killed); the handler set here receives that second one, and notes
+    it instead of dying. The list returned holds the signals received outside uvicorn.
+    """
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    return received
 
 
 def _slack(settings: Settings, args: argparse.Namespace) -> int:
@@ -655,9 +677,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.web import create_app
 
     async def work(services: Services) -> int:
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, services), host=args.host, port=args.port)
-        )
+        config = uvicorn.Config(
+            create_app(settings, services), host=args.host, port=args.port,
+            log_config=None, timeout_graceful_shutdown=int(settings.shutdown_seconds),
+        )  # fmt: skip
+        server = uvicorn.Server(config)
         parts = [server.serve()]
         bot = None
         if settings.discord.token is not None:

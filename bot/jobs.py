@@ -57,10 +57,9 @@ async def enqueue(
     services: Services, function_name: str, *args: Any, job_id: str, defer: float | None = None
 ) -> bool:
     """Queue `function_name(*args)` under `job_id`; False (and nothing queued) if that id is already queued."""
-    async with _arq(services) as redis:
-        return await _enqueue(
-            redis, services.settings, function_name, *args, job_id=job_id, defer=defer
-        )
+    return await _enqueue(
+        _enqueuer(services), services.settings, function_name, *args, job_id=job_id, defer=defer
+    )
 
 
 async def enqueue_email(services: Services, email_id: str) -> bool:
@@ -158,7 +157,8 @@ async def run_worker(services: Services, *, burst: bool = False, poll_delay: flo
         try:
             await worker.async_run()
         except asyncio.CancelledError:
-            await _stop(worker, redis)
+            # A shutdown (SIGTERM): jobs under way may finish, for at most shutdown_seconds.
+            await _stop(worker, redis, drain=services.settings.shutdown_seconds)
             await _checkpoint_at_shutdown(services)
             raise
         except Exception:
@@ -258,6 +258,19 @@ async def _enqueue(
 
 def _email_job_id(email_id: str) -> str:
     return f"email:{email_id}"
+
+
+def _enqueuer(services: Services) -> ArqRedis:
+    """An arq client on the services' own connection pool, for enqueueing only.
+
+    Enqueueing reads no stored value back (WATCH, EXISTS, PSETEX, ZADD), so replies decoded
+    to str do no harm, and every job enqueued reuses the services' connections instead of
+    opening (and closing) a pool of its own. The worker, which reads pickled jobs back,
+    keeps its own bytes pool (`_arq`).
+    """
+    return ArqRedis(
+        services.redis.connection_pool, default_queue_name=queue_name(services.settings)
+    )
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ import hashlib
 
 from redis.exceptions import RedisError
 
+from bot.index.search import searcher
 from bot.models import BillingProfile
 from bot.services import Services
 
@@ -36,7 +37,7 @@ async def lookup(services: Services, text: str) -> BillingProfile:
             cached = None  # the cache is an optimisation: never fail a lookup for it
         if cached:
             return BillingProfile.model_validate_json(cached)
-    profile = await services.gateways.lookup(text)
+    profile = await services.gateways.lookup(text, index=searcher(services))
     if ttl > 0 and profile.found and not profile.failures:
         try:
             async with services.redis.pipeline(transaction=True) as pipe:

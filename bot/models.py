@@ -175,6 +175,9 @@ class Subscription(_Domain):
     paused: bool = False
     quantity: int = 1
     trial_end: datetime | None = None
+    # A plan change waiting for the renewal (a Stripe subscription schedule's next phase).
+    next_plan: str | None = None
+    next_plan_from: datetime | None = None
 
 
 class PlanPrice(_Domain):
@@ -203,6 +206,8 @@ class PlanChange(_Domain):
     recurring: Money
     interval: str = "month"
     quantity: int = 1
+    # A change at renewal: when the new price starts (the current period's end).
+    starts_at: datetime | None = None
 
 
 class InvoiceLine(_Domain):

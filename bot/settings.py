@@ -517,6 +517,17 @@ class LookupSettings(_Section):
     cache_seconds: int = Field(
         30, ge=0, le=3600, description="how long a card is reused (0: never)"
     )
+    concurrency: int = Field(
+        8, ge=1, le=256, description="lookups one process runs at once; the rest wait in line"
+    )
+    shared_concurrency: int = Field(
+        16, ge=0, le=4096,
+        description="lookups all processes together run at once, through Redis (0: no shared bound)",
+    )  # fmt: skip
+    busy_notice: float = Field(
+        2.0, gt=0, le=60,
+        description="seconds a lookup waits in line before the agent is told the card follows",
+    )  # fmt: skip
 
 
 class MailSettings(_Section):
@@ -559,6 +570,31 @@ class PortalSettings(_Section):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
+
+
+class PaymentRequestSettings(_Section):
+    """`request`: when an open payment request is reminded, and when it expires unpaid."""
+
+    reminder_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(
+        default_factory=lambda: [3, 7],
+        description="remind the customer this many days after the request, while it is open",
+    )
+    lifetime_days: int = Field(
+        14, ge=1, le=365, description="an unpaid request expires (its link cancelled) after this"
+    )
+
+    @model_validator(mode="after")
+    def _reminders_in_lifetime(self) -> PaymentRequestSettings:
+        days = self.reminder_days
+        if days != sorted(set(days)):
+            raise ValueError(f"reminder_days {days}: each day once, in increasing order")
+        late = [day for day in days if day >= self.lifetime_days]
+        if late:
+            raise ValueError(
+                f"reminder_days {late}: a reminder must come before lifetime_days "
+                f"({self.lifetime_days}), when the request expires"
+            )
+        return self
 
 
 class PanelSettings(_Section):
@@ -630,6 +666,30 @@ class AuditSettings(_Section):
         if self.checkpoint_key is not None and self.checkpoint_key_file is not None:
             raise ValueError("set checkpoint_key or checkpoint_key_file, not both")
         return self
+
+
+class MetricsSettings(_Section):
+    """`/metrics` (Prometheus): who may read it."""
+
+    token: SecretStr | None = Field(
+        None,
+        description="a bearer token scrapers send (Authorization: Bearer ...); without one, "
+        "/metrics answers only requests from this machine that came through no proxy",
+    )
+
+
+class LogSettings(_Section):
+    """Where logs go and in what shape."""
+
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: plain text on a terminal, one JSON object per line otherwise"
+    )
+    to_file: bool = Field(
+        True, description="also write the log to a file, rotated by size (false: stdout only)"
+    )
+    file: Path | None = Field(None, description="that file (default: data_dir/chargedesk.log)")
+    file_max_bytes: int = Field(10_000_000, ge=100_000, description="rotate the file at this size")
+    file_backups: int = Field(5, ge=1, le=100, description="rotated files kept")
 
 
 class Settings(BaseSettings):
@@ -706,6 +766,13 @@ class Settings(BaseSettings):
     lookup: LookupSettings = LookupSettings()
     audit: AuditSettings = AuditSettings()
     panel: PanelSettings = PanelSettings()
+    payment_requests: PaymentRequestSettings = PaymentRequestSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    logs: LogSettings = LogSettings()
+    shutdown_seconds: float = Field(
+        25.0, gt=0, le=600,
+        description="on SIGTERM, how long requests and jobs under way may take to finish",
+    )  # fmt: skip
 
     @field_validator("database_url")
     @classmethod

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 
@@ -11,10 +15,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot import logs, metrics
 from bot.gateways.base import GatewayError, WebhookRejected
 from bot.helpdesk.helpscout import sidebar as helpscout_sidebar
 from bot.helpdesk.intercom import inbox as intercom_inbox
@@ -76,6 +81,61 @@ class BodyLimit:
         await answer(scope, receive, send)
 
 
+# A request ID a caller (a proxy) sends is kept if it is a plain word; anything else is replaced.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Headers a proxy adds: a request carrying one did not come from this machine, whatever its peer.
+_FORWARDED = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
+
+
+class Observed:
+    """Every HTTP request: a request ID bound to its log lines (and answered in X-Request-ID),
+    its latency and status counted per door (`chargedesk_http_requests_total`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else logs.new_id()
+        status = 500  # what is counted if the app fails before it answers
+
+        async def answering(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            with logs.bound(request_id=request_id):
+                await self.app(scope, receive, answering)
+        finally:
+            metrics.http_done(scope["path"], scope["method"], status, time.perf_counter() - started)
+
+
+def metrics_allowed(request: Request, token: str | None) -> bool:
+    """With a token: only `Authorization: Bearer <token>` (compared in constant time). Without
+    one: only a peer on this machine, and only if no proxy forwarded the request."""
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        )
+    if any(name in dict(request.scope["headers"]) for name in _FORWARDED):
+        return False
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # a Unix socket or a test client's made-up name
+        return False
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     # uvicorn's access log prints each path requested, billing-page links included.
     redact.install(loggers=redact.UVICORN_LOGGERS)
@@ -104,6 +164,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await helpdesks.aclose()
             if services is None:
                 await app.state.services.close()
+                log.info("stopped: jobs drained, gateways, SQL and Redis closed")
 
     async def livez(request: Request) -> JSONResponse:
         """The process is up and serving: no store is asked, so a Redis or SQL blip never
@@ -131,6 +192,20 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             status_code=200 if healthy else 503,
         )
 
+    async def metrics_page(request: Request) -> Response:
+        """Prometheus metrics: this process's counts (or every process's, in multiprocess
+        mode) and the stores' gauges; refused unless `metrics_allowed`."""
+        token = settings.metrics.token
+        if not metrics_allowed(request, token.get_secret_value() if token else None):
+            log.warning("/metrics refused to %s", request.client.host if request.client else "?")
+            return PlainTextResponse(
+                "metrics need a bearer token" if token else "metrics answer this machine only",
+                status_code=401 if token else 403,
+                headers={"WWW-Authenticate": "Bearer"} if token else None,
+            )
+        body = await metrics.exposition(request.app.state.services)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
     async def webhook(request: Request) -> JSONResponse:
         """A gateway's webhook: 400 and nothing changed unless the signature is genuine and fresh."""
         svc: Services = request.app.state.services
@@ -151,6 +226,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/livez", livez),
         Route("/readyz", healthz),
         Route("/healthz", healthz),
+        Route("/metrics", metrics_page),
         Route("/webhooks/{gateway}", webhook, methods=["POST"]),
         Route("/helpdesk/{name}/webhook", helpdesks.endpoint, methods=["POST"]),
         *helpscout_sidebar.routes(settings.helpdesk.helpscout),  # Help Scout dynamic app
@@ -160,4 +236,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     ]
     if slack is not None:
         routes.append(Route("/slack/events", slack.endpoint, methods=["POST"]))
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit)])
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(Observed), Middleware(BodyLimit)]
+    )

@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import lookup_cache
+from bot import lookup_cache, metrics
 from bot.actors import Actor, Role
 from bot.audit.log import AuditRecord, append
 from bot.cards.disputes import dispute_buttons
@@ -62,6 +62,8 @@ async def receive(
         raise WebhookRejected(gateway_name, f"a delivery has at most {MAX_BODY:,} bytes")
     events = await gateway.parse_webhook(body, headers)
     outcomes = [await process(services, event) for event in events]
+    for event, outcome in zip(events, outcomes, strict=True):
+        metrics.webhook_received(event.gateway, event.created, outcome)
     for event, outcome in zip(events, outcomes, strict=True):
         if outcome != "processed":
             continue

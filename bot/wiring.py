@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from bot.gateways.base import Gateway
 from bot.gateways.ledger.forward import Forwarder
 from bot.gateways.ledger.gateway import LedgerGateway
 from bot.gateways.registry import Gateways, plugin_factories
+from bot.payment_requests.hosted import page_url
 from bot.services import Listener, Services
 from bot.settings import ConfigError, Settings
 from bot.store import redis as redis_store
@@ -34,7 +36,13 @@ def configured_gateways(settings: Settings, db: Database) -> list[Gateway]:
                 timeout=settings.ledger.forward_timeout,
             )
         gateways.append(
-            LedgerGateway(db, forwarder=forwarder, max_charges=settings.lookup.max_charges)
+            LedgerGateway(
+                db,
+                forwarder=forwarder,
+                max_charges=settings.lookup.max_charges,
+                pay_pages=functools.partial(page_url, settings),
+                pay_link_days=settings.payment_requests.lifetime_days,
+            )
         )
     if settings.stripe.api_key is not None:
         # Imported when configured: each SDK costs start-up time.

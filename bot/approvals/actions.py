@@ -254,7 +254,13 @@ def _change_of(view: ApprovalView) -> PlanChange:
 
 
 def describe_change(change: PlanChange, locale: str) -> str:
-    """`Pro plan from now: charged €12.34 today (prorated), then €30.00 monthly`"""
+    """`Pro plan from now: charged €12.34 today (prorated), then €30.00 monthly`; at
+    renewal `Pro plan from 2027-01-06: €30.00 monthly, nothing charged today`."""
+    if not change.now and change.starts_at is not None:
+        return (
+            f"{change.plan} plan from {change.starts_at:%Y-%m-%d}: "
+            f"{change.recurring.format(locale)} {_every(change.interval)}, nothing charged today"
+        )
     when = "from now" if change.now else "from renewal"
     due = change.due_now
     if due.minor > 0:

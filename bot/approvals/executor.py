@@ -19,12 +19,22 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import lookup_cache
+from bot import logs, lookup_cache
 from bot.actors import SYSTEM, Actor  # SYSTEM: some callers still import it from here
 from bot.approvals.actions import kind_of
-from bot.approvals.workflow import ApprovalView, State, audit_record, load, now, transition
+from bot.approvals.workflow import (
+    ApprovalView,
+    State,
+    audit_record,
+    claim,
+    count_on_commit,
+    load,
+    now,
+    transition,
+)
 from bot.audit.log import append
 from bot.gateways.base import ErrorCode, GatewayError
+from bot.gateways.calls import observed
 from bot.money import Money
 from bot.services import Services
 from bot.store.tables import ApprovalRow
@@ -49,6 +59,11 @@ async def execute(services: Services, approval_id: str, actor: Actor) -> Approva
     view, won = await _claim(services, approval_id, actor)
     if not won:
         return view
+    return await run_claimed(services, view, actor)
+
+
+async def run_claimed(services: Services, view: ApprovalView, actor: Actor) -> ApprovalView:
+    """Run a request this caller has just claimed (`executing`, e.g. by `vote(start=True)`)."""
     return await _run(services, view, actor, check_stale=True)
 
 
@@ -60,23 +75,23 @@ async def _claim(
         view = await load(session, approval_id)
         if view.state != State.approved:
             return view, False
-        if not await transition(
-            session, approval_id, State.approved, State.executing,
-            attempts=ApprovalRow.attempts + 1, error_code=None, error_message=None,
-        ):  # fmt: skip
+        claimed = await claim(session, view)
+        if claimed is None:
             return await load(session, approval_id), False
-        view = await load(session, approval_id)
-        await append(session, audit_record(view, actor, "executing", detail=detail))
-    return view, True
+        await append(session, audit_record(claimed, actor, "executing", detail=detail))
+    return claimed, True
 
 
 async def recover(services: Services, older_than: timedelta | None = None) -> list[ApprovalView]:
     """Finish every request left unfinished; returns the ones this call ran.
 
-    - `executing` for longer than `older_than` (default `recover_after_seconds`): a crash, or
-      an unknown outcome. Re-run with the original key, so the gateway acts at most once.
-    - `approved` but never started: the process died between the deciding vote and the
-      execution, or the target was busy, or Redis was away. Run it as a fresh execution
+    - `executing` for longer than `older_than` (default `recover_after_seconds`): a crash
+      (also one right after the deciding vote, which claims the request as it commits, see
+      `decide`), or an unknown outcome. Re-run with the original key, so the gateway acts at
+      most once.
+    - `approved` but never started: the process died between a vote that did not claim it
+      (`vote` without `start`) and the execution, or the target was busy, or Redis was away.
+      Run it as a fresh execution
       (staleness checked); the conditional claim makes a concurrent voter or sweeper a no-op.
       These need no long wait: only the few seconds a voter takes to start it itself.
     """
@@ -122,6 +137,7 @@ async def _expire_unstarted(services: Services, approval_id: str) -> ApprovalVie
         )  # fmt: skip
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return None
+        count_on_commit(session, State.expired)
         refund_budget = await _release_budget(session, approval_id)
         view = await load(session, approval_id)
         why = "approved, but it could not start before the request expired: it will not run"
@@ -162,6 +178,13 @@ async def _recover_executing(services: Services, cutoff: datetime) -> list[Appro
 async def _run(
     services: Services, view: ApprovalView, actor: Actor, *, check_stale: bool
 ) -> ApprovalView:
+    with logs.bound(approval_id=view.id):  # on every log line of the execution
+        return await _execute(services, view, actor, check_stale=check_stale)
+
+
+async def _execute(
+    services: Services, view: ApprovalView, actor: Actor, *, check_stale: bool
+) -> ApprovalView:
     gateway = services.gateways.get(view.gateway)
     lock = services.redis.lock(
         services.key("lock", view.gateway, view.target_id),
@@ -184,7 +207,8 @@ async def _run(
                 "why": kind.stale_why,
             })  # fmt: skip
         try:
-            result_id = await kind.run(gateway, view, view.id)  # the request ID is the key
+            # The request ID is the key.
+            result_id = await observed(gateway.name, view.action, kind.run(gateway, view, view.id))
         except GatewayError as exc:
             detail = {"code": exc.code, "raw_code": exc.raw_code, "raw_message": exc.raw_message}
             if exc.code in UNKNOWN_OUTCOME:
@@ -227,17 +251,26 @@ async def _finish(
     if not_run is not None:
         values |= {"error_code": not_run, "error_message": None}
     refund_budget: tuple[str, str, int, str] | None = None
+    at = now()
     async with services.db.write() as session:
         if state == State.executing:
-            await session.execute(
+            result = await session.execute(
                 update(ApprovalRow).where(ApprovalRow.id == view.id, ApprovalRow.state == State.executing.value)
-                .values(updated_at=now(), **values)
+                .values(updated_at=at, **values)
             )  # fmt: skip
+            moved = result.rowcount == 1  # type: ignore[attr-defined]
         else:
-            moved = await transition(session, view.id, State.executing, state, **values)
+            moved = await transition(
+                session, view.id, State.executing, state, updated_at=at, **values
+            )
             if moved and state in (State.failed, State.stale):
                 refund_budget = await _release_budget(session, view.id)
-        current = await load(session, view.id)
+        # What the conditional UPDATE wrote is known: read the row back only if it lost a race.
+        current = (
+            view.model_copy(update={"state": state, "updated_at": at, **values})
+            if moved
+            else await load(session, view.id)
+        )
         await append(session, audit_record(current, actor, outcome, detail=detail or {},
                                            gateway_request_id=result_id))  # fmt: skip
         if state == State.succeeded:
@@ -251,6 +284,8 @@ async def _finish(
         )  # money moved, or may have
     if error is not None:
         log.warning("approval %s %s: %s", view.id, outcome, error.message)
+    else:
+        log.info("approval %s %s", view.id, outcome)
     if state == State.succeeded:
         for listener in services.listeners:
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.actors import Actor
 from bot.approvals.duplicates import check_not_duplicate, one_at_a_time
-from bot.approvals.executor import execute
+from bot.approvals.executor import execute, run_claimed
 from bot.approvals.workflow import ActionRequest, ApprovalView, State, create, vote
 from bot.errors import UserError
 from bot.money import Money
@@ -79,8 +79,12 @@ async def decide(
     """Approve or deny; the last approval needed runs the action (once, whoever clicks)."""
     if not approve and not (reason and reason.strip()):
         raise UserError("reason_required", "a denial needs a reason: deny <id> reason: <text>")
-    view = await vote(services, actor, approval_id, approve=approve, reason=reason)
-    if view.state == State.approved:
+    # The deciding approval claims the request in its own transaction (`executing`):
+    # only the one voter whose vote decided it runs it.
+    view = await vote(services, actor, approval_id, approve=approve, reason=reason, start=True)
+    if view.state == State.executing:
+        view = await run_claimed(services, view, actor)
+    elif view.state == State.approved:  # decided but not claimed: the conditional claim decides
         view = await execute(services, view.id, actor)
     await services.announce(view.id, actor)
     return view

@@ -18,10 +18,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import logs, metrics
 from bot.actors import Actor, Role
 from bot.approvals.actions import ACTIONS
 from bot.approvals.policy import Policy
@@ -160,13 +161,46 @@ def _view(row: ApprovalRow, votes: list[ApprovalVote]) -> ApprovalView:
 async def transition(
     session: AsyncSession, approval_id: str, expected: State, new: State, **values: Any
 ) -> bool:
-    """Move one request from `expected` to `new`; False if someone else moved it first."""
+    """Move one request from `expected` to `new`; False if someone else moved it first.
+
+    `updated_at` defaults to now; pass it to know what was stored without reading it back.
+    """
     result = await session.execute(
         update(ApprovalRow)
         .where(ApprovalRow.id == approval_id, ApprovalRow.state == expected.value)
-        .values(state=new.value, updated_at=now(), **values)
+        .values(state=new.value, **({"updated_at": now()} | values))
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    moved = result.rowcount == 1  # type: ignore[attr-defined]
+    if moved:
+        count_on_commit(session, new)
+    return moved
+
+
+def count_on_commit(session: AsyncSession, state: State) -> None:
+    """Count a request entering `state` once the transaction commits (a rollback counts nothing)."""
+    event.listen(
+        session.sync_session, "after_commit", lambda _: metrics.approval_entered(state.value),
+        once=True,
+    )  # fmt: skip
+
+
+async def claim(session: AsyncSession, view: ApprovalView) -> ApprovalView | None:
+    """Move an approved request on to `executing` in the caller's transaction: the request
+    as now stored, or None if someone else moved it first. The caller appends the
+    `executing` audit entry (`audit_record(claimed, actor, "executing")`).
+
+    The view is brought up to date in memory from what the conditional UPDATE wrote.
+    """
+    at = now()
+    if not await transition(
+        session, view.id, State.approved, State.executing, updated_at=at,
+        attempts=ApprovalRow.attempts + 1, error_code=None, error_message=None,
+    ):  # fmt: skip
+        return None
+    return view.model_copy(update={
+        "state": State.executing, "updated_at": at, "attempts": view.attempts + 1,
+        "error_code": None, "error_message": None,
+    })  # fmt: skip
 
 
 def audit_record(view: ApprovalView, actor: Actor, outcome: str, **extra: Any) -> AuditRecord:
@@ -219,7 +253,8 @@ async def create(
     async with services.db.write() as session:
         session.add(row)
         await session.flush()
-        view = await load(session, row.id)
+        count_on_commit(session, State(row.state))
+        view = _view(row, [])  # as just written: a new request has no votes
         # What the request asked beyond its amount (a refund paid back by hand, cancel now).
         asked = {"policy": why} | ({"params": view.params} if view.params else {})
         await append(session, audit_record(view, actor, "requested", detail=asked))
@@ -227,14 +262,40 @@ async def create(
             await append(
                 session, audit_record(view, actor, "auto_approved", detail={"policy": why})
             )
-    log.info("approval %s created (%s) by %s: %s", view.id, view.state, actor.key, why)
+    with logs.bound(approval_id=view.id):
+        log.info("approval %s created (%s) by %s: %s", view.id, view.state, actor.key, why)
     return view
 
 
 async def vote(
-    services: Services, actor: Actor, approval_id: str, *, approve: bool, reason: str | None
+    services: Services,
+    actor: Actor,
+    approval_id: str,
+    *,
+    approve: bool,
+    reason: str | None,
+    start: bool = False,
 ) -> ApprovalView:
-    """Record an approve or deny; the request moves on when enough distinct approvers agree."""
+    """Record an approve or deny; the request moves on when enough distinct approvers agree.
+
+    With `start`, the deciding approval also claims the request for execution in the same
+    transaction (`executing`, see `claim`): the caller runs it (`executor.run_claimed`).
+    """
+    with logs.bound(approval_id=approval_id):  # on every log line of the vote
+        return await _vote(
+            services, actor, approval_id, approve=approve, reason=reason, start=start
+        )
+
+
+async def _vote(
+    services: Services,
+    actor: Actor,
+    approval_id: str,
+    *,
+    approve: bool,
+    reason: str | None,
+    start: bool,
+) -> ApprovalView:
     async with services.db.read() as session:
         # Late clicks learn the outcome from a read, without queueing for the write lock.
         state = await session.scalar(select(ApprovalRow.state).where(ApprovalRow.id == approval_id))
@@ -255,9 +316,14 @@ async def vote(
             pending_error = UserError(code, message)
         else:
             pending_error = None
+            at = now()
+            ballot = Vote(
+                key=actor.key, name=actor.name, decision="approve" if approve else "deny",
+                reason=reason, at=at,
+            )  # fmt: skip
             session.add(ApprovalVote(
-                approval_id=view.id, approver_key=actor.key, approver_name=actor.name,
-                decision="approve" if approve else "deny", reason=reason, at=now(),
+                approval_id=view.id, approver_key=ballot.key, approver_name=ballot.name,
+                decision=ballot.decision, reason=reason, at=at,
             ))  # fmt: skip
             try:
                 await session.flush()
@@ -265,35 +331,42 @@ async def vote(
                 raise UserError(
                     "already_voted", f"you have already decided on approval {view.id}"
                 ) from None
+            # The votes were read under the request's lock, so they are all the votes there
+            # are: the view is brought up to date in memory, not read back.
+            view = view.model_copy(update={"votes": [*view.votes, ballot]})
             if not approve:
-                await _settle(session, view, State.denied)
-                view = await load(session, view.id)
+                view = await _settle(session, view, State.denied, at)
                 await append(session, audit_record(view, actor, "denied", reason=reason))
             else:
-                count = await session.scalar(
-                    select(func.count()).select_from(ApprovalVote)
-                    .where(ApprovalVote.approval_id == view.id, ApprovalVote.decision == "approve")
-                )  # fmt: skip
-                if count is not None and count >= view.approvals_required:
-                    await _settle(session, view, State.approved)
-                view = await load(session, view.id)
-                outcome = (
-                    "approved"
-                    if view.state == State.approved
-                    else f"approval {count} of {view.approvals_required}"
-                )
-                await append(session, audit_record(view, actor, outcome))
+                count = sum(v.decision == "approve" for v in view.votes)
+                if count < view.approvals_required:
+                    outcome = f"approval {count} of {view.approvals_required}"
+                    await append(session, audit_record(view, actor, outcome))
+                else:
+                    view = await _settle(session, view, State.approved, at)
+                    # One transaction from the deciding vote to the claim: nothing can come
+                    # between them, and one commit fewer on every decision.
+                    claimed = await claim(session, view) if start else None
+                    # Both entries after both UPDATEs: the chain head is written once.
+                    await append(session, audit_record(view, actor, "approved"))
+                    if claimed is not None:
+                        view = claimed
+                        await append(session, audit_record(view, actor, "executing"))
     if pending_error is not None:
         log.warning("approval %s: %s refused: %s", approval_id, actor.key, pending_error.message)
         raise pending_error
     return view
 
 
-async def _settle(session: AsyncSession, view: ApprovalView, new: State) -> None:
-    if not await transition(session, view.id, State.pending, new):
+async def _settle(
+    session: AsyncSession, view: ApprovalView, new: State, at: datetime
+) -> ApprovalView:
+    """Move a pending request to `new`: the view as stored then."""
+    if not await transition(session, view.id, State.pending, new, updated_at=at):
         # Lost a race: roll this vote back and tell the user what happened instead.
         current = await session.scalar(select(ApprovalRow.state).where(ApprovalRow.id == view.id))
         raise UserError("already_decided", f"approval {view.id} is already {current}")
+    return view.model_copy(update={"state": new, "updated_at": at})
 
 
 async def check_may_decide(services: Services, actor: Actor, approval_id: str) -> None:

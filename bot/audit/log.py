@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -35,6 +35,8 @@ from bot.store.tables import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+# Where a write session keeps the head it locked (see `_locked_head`).
+_HEAD_KEY = "bot.audit.head"
 # The entry `chargedesk db currencies --convert` writes: amounts of that currency in
 # earlier entries keep the digits they were written with (`detail.from_digits`).
 DIGITS_ACTION = "currency_digits"
@@ -78,9 +80,7 @@ async def append(
     session: AsyncSession, record: AuditRecord, *, now: datetime | None = None
 ) -> AuditEntry:
     """Add one entry inside the caller's write transaction, so it commits with what it records."""
-    head = await session.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update())
-    if head is None:
-        raise RuntimeError("audit_head row missing: run `chargedesk db upgrade`")
+    head = await _locked_head(session)
     at = now or datetime.now(UTC)
     row = AuditEntry(
         seq=head.seq + 1,
@@ -107,6 +107,20 @@ async def append(
     session.add(row)
     head.seq, head.hash = row.seq, row.hash
     return row
+
+
+async def _locked_head(session: AsyncSession) -> AuditHead:
+    """The chain head, locked until commit: read once per transaction, then kept for the
+    transaction's later appends (a vote that also claims the request appends twice)."""
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_HEAD_KEY)
+    if kept is not None and kept[0] is transaction and not inspect(kept[1]).unloaded:
+        return kept[1]  # type: ignore[no-any-return]
+    head = await session.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update())
+    if head is None:
+        raise RuntimeError("audit_head row missing: run `chargedesk db upgrade`")
+    session.info[_HEAD_KEY] = (transaction, head)
+    return head
 
 
 async def record(db: Database, record: AuditRecord) -> AuditEntry:

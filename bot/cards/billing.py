@@ -96,7 +96,7 @@ def profile_card(profile: BillingProfile, *, locale: str, max_rows: int = 10) ->
         tone="danger" if disputes else "normal",
         sections=sections,
         actions=_charge_actions(charges) + _subscription_actions(subs) + _coupon_actions(subs)
-        + _lifecycle_actions(subs, profile)
+        + _lifecycle_actions(subs, profile) + _payment_actions(profile.profiles)
         + [b for d in disputes if d.status == DisputeStatus.needs_response
            for b in dispute_buttons(d.gateway, d.id)][:4]
         + _details_actions(profile.profiles[:1]),
@@ -112,7 +112,9 @@ def subscriptions_section(
     return [Section(
         title="Subscriptions",
         table=Table(columns=["Subscription", "Plan", "Amount", "Status", "Renews / ends"], rows=[
-            [s.id, s.plan, f"{s.amount.format(locale)}/{s.interval}",
+            [s.id, s.plan + (f" → {s.next_plan} from {day(s.next_plan_from)}" if s.next_plan
+                             else ""),
+             f"{s.amount.format(locale)}/{s.interval}",
              status(s.status, s.cancel_at_period_end) + (", paused" if s.paused else ""),
              day(s.canceled_at if s.status == SubscriptionStatus.canceled else s.current_period_end)]
             for s in subs
@@ -181,6 +183,23 @@ def _charge_actions(charges: Sequence[Charge], limit: int = 3) -> list[Button]:
                 )
             )
     return buttons
+
+
+def _payment_actions(profiles: Sequence[GatewayProfile]) -> list[Button]:
+    """Charge the saved card, or email a payment request, where the customer's gateway can
+    (capabilities unknown: offered, and the command decides); each form asks the amount,
+    what it pays for and why."""
+    buttons = []
+    for p in profiles:
+        ref, known = f"{p.gateway}:{p.customer.id}", p.capabilities
+        which = f" ({p.gateway})" if len(profiles) > 1 else ""
+        if known is None or "charge_saved_card" in known:
+            buttons.append(Button(label=f"Charge{which}", command=f"charge {ref} reason: "))
+        if known is None or "payment_link" in known:
+            buttons.append(
+                Button(label=f"Request payment{which}", command=f"request {ref} reason: ")
+            )
+    return buttons[:2]
 
 
 def _details_actions(profiles: Sequence[GatewayProfile]) -> list[Button]:

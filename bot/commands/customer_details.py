@@ -12,6 +12,7 @@ each invoice and receipt of this month (bot/documents/reissue.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from babel import Locale
@@ -19,7 +20,7 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from bot.approvals.workflow import ActionRequest
 from bot.cards.model import Button, Card, Reply, Section
-from bot.commands.args import NOT_ASKED, Args, Asked, ObjectRef, Reason, echo
+from bot.commands.args import NOT_ASKED, Args, Asked, Reason, echo
 from bot.commands.requests import AgainRef, reason_code, request_action
 from bot.commands.router import Context, command
 from bot.documents.reissue import in_period, period_start
@@ -28,7 +29,12 @@ from bot.gateways.base import Capability, ErrorCode, Gateway, GatewayError, Look
 from bot.models import Address, GatewayProfile
 from bot.tax_ids import checked_tax_id, normalize_tax_id
 
-_TERRITORIES = Locale("en").territories
+
+@functools.cache
+def _territories() -> frozenset[str]:
+    """The country codes Babel knows, read on first use: loading its English locale data
+    costs about 4 MiB, which a process that never edits a customer should not hold."""
+    return frozenset(Locale("en").territories)
 
 
 def _one_line(value: str) -> str:
@@ -40,7 +46,7 @@ def _one_line(value: str) -> str:
 
 def _country(value: str) -> str:
     code = value.strip().upper()
-    if len(code) != 2 or not code.isalpha() or code not in _TERRITORIES:
+    if len(code) != 2 or not code.isalpha() or code not in _territories():
         raise ValueError(f"{echo(value)} is not a country code such as DE, FR or GB")
     return code
 
@@ -50,6 +56,16 @@ OneLine = Annotated[
     AfterValidator(_one_line),
 ]  # fmt: skip
 Country = Annotated[str, AfterValidator(_country)]
+# An object ID, or a customer known by e-mail only (a WooCommerce guest: the card's buttons
+# name them `woocommerce:gus@example.com`), so the gateway can say why it cannot change them.
+CustomerRef = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        pattern=r"^([a-z][a-z0-9_-]{0,39}:)?([A-Za-z0-9][A-Za-z0-9_.\-]{1,99}"
+        r"|[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9.\-]{1,190}\.[A-Za-z]{2,63})$",
+    ),
+]
 TaxIdText = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9:_.\-/]{1,63}$")
 ]
@@ -63,7 +79,7 @@ _MODES = ("add", "replace", "remove")
 
 
 class TaxIdArgs(Args):
-    customer: ObjectRef = Field(description="customer ID (ledger:cus_123)")
+    customer: CustomerRef = Field(description="customer ID (ledger:cus_123)")
     tax_id: TaxIdText = Field(description="VAT/GST number: DE123456789 or eu_vat:DE123456789")
     mode: Mode = Field("add", description="add (the default), replace the others, or remove")
     reason: Reason = Field(description="why, for the audit log")
@@ -83,7 +99,7 @@ class TaxIdArgs(Args):
 
 
 class AddressArgs(Args):
-    customer: ObjectRef = Field(description="customer ID (ledger:cus_123)")
+    customer: CustomerRef = Field(description="customer ID (ledger:cus_123)")
     line1: OneLine = Field(description="street and number")
     town: OneLine = Field(description="postal code and city: 10117 Berlin")
     country: Country = Field(description="country code: DE, FR, GB")
@@ -128,7 +144,7 @@ def _split_address(text: str) -> dict[str, str]:
 
 
 class NameArgs(Args):
-    customer: ObjectRef = Field(description="customer ID (ledger:cus_123)")
+    customer: CustomerRef = Field(description="customer ID (ledger:cus_123)")
     name: OneLine = Field(description="the name documents print: a person's or a company's")
     reason: Reason = Field(description="why, for the audit log")
     again: Annotated[AgainRef | None, NOT_ASKED] = None
@@ -218,6 +234,10 @@ async def _profile(ctx: Context, ref: str, capability: Capability) -> GatewayPro
 
     gateway, profile = await gateways.locate(ref, fetch, "customer")
     gateway.require(capability)
+    if capability == Capability.customer_details:
+        # A change this customer can never take (a guest's details at WooCommerce) is
+        # refused here, not after a manager approved it.
+        await gateway.precheck_customer_details(profile.customer.id)
     return profile
 
 

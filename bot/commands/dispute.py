@@ -53,6 +53,7 @@ async def dispute(ctx: Context, args: DisputeArgs) -> Reply:
     )
     gateway.require(_STEPS[args.step])
     require_unanswered(found)
+    await gateway.precheck_dispute(found, accept=args.step == "accept")
     charge = await gateway.get_charge(found.charge_id)
     request = ActionRequest(
         action="dispute", gateway=gateway.name, target_id=found.id, customer_id=charge.customer_id,

@@ -145,10 +145,11 @@ def reason_form(spec: Command, given: dict[str, Any], title: str) -> Form:
     """A button whose command lacks only a reason (capture, void): ask for it."""
     fixed = {k: str(v) for k, v in given.items() if k != "reason" and v not in (None, "")}
     fields = []
-    if "amount" in spec.args.model_fields and "amount" not in fixed:
-        fields.append(
-            FormField(name="amount", label="Amount", optional=True, hint="Empty: the whole amount")
-        )
+    amount = spec.args.model_fields.get("amount")
+    if amount is not None and "amount" not in fixed:
+        whole = not amount.is_required()  # refund, capture: empty takes all of it
+        hint = "Empty: the whole amount" if whole else "With its currency, like 12.50 EUR"
+        fields.append(FormField(name="amount", label="Amount", optional=whole, hint=hint))
     fields += _open_fields(spec, fixed)
     fields.append(
         FormField(

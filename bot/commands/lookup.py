@@ -8,7 +8,7 @@ from bot import lookup_cache
 from bot.cards.billing import profile_card
 from bot.cards.model import Card, Reply, Section, Table
 from bot.commands.args import Args
-from bot.commands.lookup_quoted import found_by, nobody, one_match, quoted
+from bot.commands.lookup_quoted import found_by, not_found, one_match, quoted
 from bot.commands.pay_request import open_requests
 from bot.commands.router import COMMANDS, Command, Context, command
 from bot.errors import UserError
@@ -48,7 +48,7 @@ async def lookup(ctx: Context, args: LookupArgs) -> Reply:
         return answer
     profile = await lookup_cache.lookup(ctx.services, args.query)
     if not profile.found:
-        raise UserError("not_found", nobody(args.query, profile.failures))
+        raise not_found(ctx, args.query, profile.failures)
     card = profile_card(profile, locale=ctx.services.settings.locale)
     named = found_by(profile, args.query, ctx.services.settings.locale)
     card.sections += [named] if named else []  # after the card's own: "more" counts them

@@ -25,8 +25,9 @@ from bot.documents.issue import IssuedDocument, find
 from bot.documents.model import DocumentKind
 from bot.errors import UserError
 from bot.gateways.asking import NOT_ASKED
-from bot.gateways.base import LookupQuery
+from bot.gateways.base import ErrorCode, LookupQuery
 from bot.gateways.readings import BROAD_KINDS, MAX_MATCHES, partial_email_problem
+from bot.index.search import PARTIAL_INDEX, searcher
 from bot.models import BillingProfile, GatewayFailure, GatewayProfile
 
 
@@ -52,10 +53,10 @@ async def quoted(ctx: Context, text: str) -> Reply | None:
         problem = partial_email_problem(reading.value) if reading.kind == "partial_email" else None
         if problem:
             raise UserError("usage", f"{echo(text)} is too broad: {problem}")
-    found = await ctx.services.gateways.lookup(text, broad=True)
+    found = await ctx.services.gateways.lookup(text, broad=True, index=searcher(ctx.services))
     matches = found.profiles
     if not matches:
-        raise UserError("not_found", nobody(text, found.failures))
+        raise not_found(ctx, text, found.failures)
     if len(matches) == 1:
         profile = await lookup_cache.lookup(ctx.services, _ref(matches[0]))
         card = profile_card(profile, locale=ctx.services.settings.locale)
@@ -72,23 +73,56 @@ async def one_match(ctx: Context, text: str) -> str:
         return _owner(document)
     if ":" in text or not any(q.kind in BROAD_KINDS for q in LookupQuery.readings(text)):
         return text
-    found = await ctx.services.gateways.lookup(text, broad=True)
+    found = await ctx.services.gateways.lookup(text, broad=True, index=searcher(ctx.services))
     return _ref(found.profiles[0]) if len(found.profiles) == 1 else text
 
 
-def nobody(text: str, failures: Sequence[GatewayFailure]) -> str:
+# The code of a lookup that found nobody because a gateway timed out (worth asking again).
+TIMED_OUT = "timeout"
+
+
+def nobody(text: str, failures: Sequence[GatewayFailure], timeout: float | None = None) -> str:
     """`no customer matches X`, with the gateways not asked and why (never "no match" for
-    a gateway that could not search that way)."""
-    down = "; ".join(
-        f.message if f.code == NOT_ASKED else f"{f.gateway}: {f.message}" for f in failures
-    )
-    return f"no customer matches {echo(text)}" + (f" (not asked: {down})" if down else "")
+    a gateway that could not search that way); when a gateway that could search timed out
+    or failed, nobody can say there is no match: `could not answer: … ; try again`."""
+    down = unanswered(failures)
+    if down:
+        return f"could not answer: {'; '.join(_why(f, timeout) for f in down)}; try again"
+    said = "; ".join(f.message for f in failures)
+    return f"no customer matches {echo(text)}" + (f" (not asked: {said})" if said else "")
+
+
+def unanswered(failures: Sequence[GatewayFailure]) -> list[GatewayFailure]:
+    """The gateways that could have searched but timed out or failed: while there is one,
+    nobody can say there is no match."""
+    return [f for f in failures if f.code not in (NOT_ASKED, PARTIAL_INDEX)]
+
+
+def _why(failure: GatewayFailure, timeout: float | None) -> str:
+    if failure.code == ErrorCode.timeout and timeout is not None:
+        return f"{failure.gateway} timed out after {timeout:g} s"
+    return f"{failure.gateway}: {failure.message}"
+
+
+def not_found(ctx: Context, text: str, failures: Sequence[GatewayFailure]) -> UserError:
+    """The refusal of a lookup that found nobody: `not_found` only when every gateway that
+    can search that way answered, else `timeout` (every one down only timed out) or
+    `unavailable`: a busy or down gateway is no answer."""
+    said = nobody(text, failures, ctx.services.gateways.timeout)
+    down = unanswered(failures)
+    if not down:
+        return UserError("not_found", said)
+    late = all(f.code == ErrorCode.timeout for f in down)
+    return UserError(TIMED_OUT if late else "unavailable", said)
 
 
 def not_asked_sections(failures: Sequence[GatewayFailure]) -> list[Section]:
+    """A line per gateway not asked, searched only in its part-synced mirror, or down."""
     return [
         Section(title=f"{f.gateway}: not asked", text=f.message, tone="muted")
         if f.code == NOT_ASKED
+        else Section(title=f"{f.gateway}: from the billing index", text=f.message, tone="muted")
+        if f.code == PARTIAL_INDEX
         else Section(
             title=f"{f.gateway}: unavailable", text=f"{f.message} ({f.code})", tone="danger"
         )
@@ -174,7 +208,8 @@ async def _document_reply(ctx: Context, document: IssuedDocument) -> Reply:
         card.actions.append(Button(label="PDF", command=_PDF[document.kind].format(source=source)))
     if not profile.found:
         card.sections.append(
-            Section(text=f"{source} is not found now: {nobody(owner, profile.failures)}",
+            Section(text=f"{source} is not found now: "
+                         f"{nobody(owner, profile.failures, ctx.services.gateways.timeout)}",
                     tone="warning")
         )  # fmt: skip
         return Reply(cards=[card])

@@ -16,11 +16,11 @@ from bot.commands.subscribe import locate_customer
 from bot.models import BillingProfile, PayLink
 from bot.payment_requests import (
     ID_PATTERN,
-    REMINDERS,
     PaymentRequest,
     cancel,
     create,
     open_for,
+    reminder_steps,
 )
 from bot.services import Services
 
@@ -54,14 +54,16 @@ class RequestArgs(Args):
 async def request(ctx: Context, args: RequestArgs) -> Reply:
     """Email a customer a pay link: `request cus_1 25.00 EUR Order 1042 reason: paid by link`.
 
-    The link opens the gateway's own pay page (Stripe Checkout). The customer gets it by
-    email now and a reminder after 3 and 7 days, until they pay (the gateway's webhook
-    says so), or you cancel it: `request cancel pr_…`. Open requests show on the customer's
-    card. The link is shown only to you; anyone who has it can pay.
+    The link opens the gateway's own pay page (Stripe Checkout, a PayPal checkout; the
+    ledger's is our billing page). The customer gets it by email now and reminders after 3
+    and 7 days (by default), until they pay (the gateway says so), or you cancel it:
+    `request cancel pr_…`. Open requests show on the customer's card. The link is shown only
+    to you; anyone who has it can pay.
     """
+    planned = len(reminder_steps(ctx.services.settings))
     if args.cancelling:
         done = await cancel(ctx.services, ctx.actor, args.amount)
-        return Reply(cards=[request_card(done, ctx.services.settings.locale)])
+        return Reply(cards=[request_card(done, ctx.services.settings.locale, planned=planned)])
     assert args.description is not None and args.reason is not None
     amount = new_amount(args.amount)
     gateway, customer = await locate_customer(ctx, args.customer)
@@ -69,16 +71,19 @@ async def request(ctx: Context, args: RequestArgs) -> Reply:
         ctx.services, ctx.actor, gateway, customer, amount,
         description=args.description, reason=args.reason,
     )  # fmt: skip
-    return Reply(cards=[request_card(made, ctx.services.settings.locale, link)], ephemeral=True)
+    card = request_card(made, ctx.services.settings.locale, link, planned=planned)
+    return Reply(cards=[card], ephemeral=True)
 
 
-def request_card(request: PaymentRequest, locale: str, link: PayLink | None = None) -> Card:
+def request_card(
+    request: PaymentRequest, locale: str, link: PayLink | None = None, *, planned: int
+) -> Card:
     """A request for the agent: with its pay link right after it is made, never later."""
     facts = [
         Fact(label="Customer", value=f"{request.gateway}:{request.customer_id} <{request.email}>"),
         Fact(label="For", value=request.description),
         Fact(label="State", value=request.state),
-        Fact(label="Link", value=link_status(request)),
+        Fact(label="Link", value=link_status(request, planned)),
     ]
     card = Card(
         title=f"Payment request {request.id}: {request.amount.format(locale)}",
@@ -95,7 +100,7 @@ def request_card(request: PaymentRequest, locale: str, link: PayLink | None = No
     return card
 
 
-def link_status(request: PaymentRequest) -> str:
+def link_status(request: PaymentRequest, planned: int) -> str:
     """`open until 2026-12-08 17:00 UTC, 1 of 2 reminders sent`"""
     if request.state != "open":
         return request.state
@@ -104,7 +109,7 @@ def link_status(request: PaymentRequest) -> str:
         when = "expired: the next reminder carries a new link"
     else:
         when = f"open until {until:%Y-%m-%d %H:%M} UTC" if until else "open"
-    return f"{when}, {request.reminders_sent} of {len(REMINDERS)} reminders sent"
+    return f"{when}, {request.reminders_sent} of {planned} reminders sent"
 
 
 async def open_requests(services: Services, profile: BillingProfile) -> list[Section]:
@@ -112,8 +117,8 @@ async def open_requests(services: Services, profile: BillingProfile) -> list[Sec
     found = await open_for(services, [(p.gateway, p.customer.id) for p in profile.profiles])
     if not found:
         return []
-    locale = services.settings.locale
-    rows = [[r.id, r.amount.format(locale), r.description, link_status(r)] for r in found]
+    locale, planned = services.settings.locale, len(reminder_steps(services.settings))
+    rows = [[r.id, r.amount.format(locale), r.description, link_status(r, planned)] for r in found]
     return [Section(
         title="Open payment requests",
         table=Table(columns=["Request", "Amount", "For", "Link"], rows=rows),

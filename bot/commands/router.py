@@ -12,12 +12,14 @@ import inspect
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from bot import logs, metrics
 from bot.actors import Actor, Channel, ChannelKind, Role
 from bot.cards.model import Reply
 from bot.commands.args import echo
@@ -162,6 +164,8 @@ async def dispatch(ctx: Context, line: str) -> Reply:
         spec, raw = parse(line)
     except UserError as exc:
         log.info("%s: %s", ctx.actor.key, exc.message)
+        # Counted as `unparsed`: the words typed are never a label.
+        metrics.command_done(ctx.channel.platform, "unparsed", exc.code, None)
         return fail(exc.code, exc.message)
     return await run(ctx, spec, raw)
 
@@ -175,7 +179,16 @@ def fail(code: str, message: str) -> Reply:
 
 
 async def run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> Reply:
-    """Check the role, validate the arguments, run the command."""
+    """Check the role, validate the arguments, run the command (counted per door and command)."""
+    started = time.perf_counter()
+    with logs.bound(request_id=logs.current("request_id") or logs.new_id()):
+        reply = await _run(ctx, spec, raw)
+    outcome = "ok" if reply.error is None else reply.error.code
+    metrics.command_done(ctx.channel.platform, spec.name, outcome, time.perf_counter() - started)
+    return reply
+
+
+async def _run(ctx: Context, spec: Command, raw: dict[str, Any] | BaseModel) -> Reply:
     if not spec.allowed(ctx.actor):
         needed = " or ".join(sorted(r.value for r in spec.roles))
         log.warning("%s may not run %s", ctx.actor.key, spec.name)

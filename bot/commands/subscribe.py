@@ -92,6 +92,9 @@ async def subscribe(ctx: Context, args: SubscribeArgs) -> Reply:
     if args.coupon is not None:
         gateway.require(Capability.coupon)
     price = await gateway.get_price(args.price)
+    await gateway.precheck_subscription(
+        customer.id, price.id, quantity=args.quantity, trial_days=trial_days, coupon=args.coupon
+    )
     coupon = None
     if args.coupon is not None:  # read now: the [coupon] caps weigh it like any coupon
         coupon = await gateway.coupon(args.coupon, currency=price.amount.currency)

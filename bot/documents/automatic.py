@@ -14,12 +14,16 @@ the next start's sweep issues them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.worker import Retry
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Select, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +42,7 @@ from bot.gateways.events import EventKind, GatewayEvent
 from bot.gateways.ledger.importer import NewMoney, OnWrite
 from bot.gateways.ledger.mapping import NAME as LEDGER
 from bot.services import Listener, Services
-from bot.store.tables import DocumentRequest
+from bot.store.tables import DocumentRequest, UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -112,26 +116,111 @@ def _refunded(view: ApprovalView) -> str | None:
     return charge if charge and view.result_id and view.result_id != charge else None
 
 
+# Requests are written and jobs queued in batches: one row and one job per payment made a
+# 100,000-charge import take minutes, most of it in the import's write transaction.
+_BULK = 1_000
+
+
 def import_recorder(services: Services) -> OnWrite:
     """For `import_file(on_write=...)`: request documents for the payments and refunds an import adds."""
 
     async def record(session: AsyncSession, added: NewMoney) -> None:
-        for charge in added.payments:
-            await request(services, session, DocumentKind.receipt, LEDGER,
-                          charge_id=charge, source_id=charge)  # fmt: skip
-        for charge, refund, reason in added.refunds:
-            await request(services, session, DocumentKind.credit_note, LEDGER,
-                          charge_id=charge, source_id=refund, reason=reason)  # fmt: skip
+        if added.payment_rows is not None and added.refund_rows is not None:
+            await request_selected(
+                services, session, DocumentKind.receipt, LEDGER, added.payment_rows
+            )
+            await request_selected(
+                services, session, DocumentKind.credit_note, LEDGER, added.refund_rows
+            )
+            return
+        await request_many(services, session, DocumentKind.receipt, LEDGER,
+                           [(charge, charge, None) for charge in added.payments])  # fmt: skip
+        await request_many(services, session, DocumentKind.credit_note, LEDGER,
+                           [(charge, refund, reason) for charge, refund, reason in added.refunds])  # fmt: skip
 
     return record
 
 
 async def start_imported(services: Services, added: NewMoney) -> None:
-    """After the import committed: start the jobs it requested."""
-    for charge in added.payments:
-        await start(services, DocumentKind.receipt, LEDGER, charge)
-    for _, refund, _ in added.refunds:
-        await start(services, DocumentKind.credit_note, LEDGER, refund)
+    """After the import committed: start the jobs it requested, a batch of sources per job."""
+    await start_many(services, DocumentKind.receipt, LEDGER, added.payments)
+    await start_many(services, DocumentKind.credit_note, LEDGER, [r for _, r, _ in added.refunds])
+
+
+async def request_many(
+    services: Services,
+    session: AsyncSession,
+    kind: DocumentKind,
+    gateway: str,
+    wanted: Sequence[tuple[str, str, str | None]],
+) -> None:
+    """`request` for many (charge, source, reason) at once: one statement per batch, and a
+    source already asked for is left as it is (the table's uniqueness decides, not a read)."""
+    if not wanted or not services.branding.automatic(kind.value, gateway):
+        return
+    dialect = session.bind.dialect.name
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(DocumentRequest).on_conflict_do_nothing(
+        index_elements=["kind", "gateway", "source_id"]
+    )
+    now = datetime.now(UTC)
+    for start_at in range(0, len(wanted), _BULK):
+        await session.execute(statement, [
+            {"kind": kind.value, "gateway": gateway, "source_id": source, "charge_id": charge,
+             "reason": reason, "state": PENDING, "attempts": 0, "created": now, "updated": now}
+            for charge, source, reason in wanted[start_at : start_at + _BULK]
+        ])  # fmt: skip
+
+
+async def request_selected(
+    services: Services,
+    session: AsyncSession,
+    kind: DocumentKind,
+    gateway: str,
+    wanted: Select[Any],
+) -> None:
+    """`request` for every (charge_id, source_id, reason) row `wanted` selects, in one
+    `INSERT ... SELECT`; a source already asked for is left as it is."""
+    if not services.branding.automatic(kind.value, gateway):
+        return
+    rows = wanted.subquery()
+    asked = select(DocumentRequest.id).where(
+        DocumentRequest.kind == kind.value,
+        DocumentRequest.gateway == gateway,
+        DocumentRequest.source_id == rows.c.source_id,
+    )
+    now = datetime.now(UTC)
+    query = select(
+        literal(kind.value), literal(gateway), rows.c.source_id, rows.c.charge_id, rows.c.reason,
+        literal(PENDING), literal(0), literal(now, UTCDateTime), literal(now, UTCDateTime),
+    ).where(~asked.exists())  # fmt: skip
+    columns = ["kind", "gateway", "source_id", "charge_id", "reason", "state", "attempts",
+               "created", "updated"]  # fmt: skip
+    await session.execute(insert(DocumentRequest).from_select(columns, query))
+
+
+async def start_many(
+    services: Services, kind: DocumentKind, gateway: str, source_ids: Sequence[str]
+) -> None:
+    """Enqueue `issue_documents` jobs of up to _BULK sources; a Redis failure leaves it to the sweep."""
+    for start_at in range(0, len(source_ids), _BULK):
+        chunk = list(source_ids[start_at : start_at + _BULK])
+        digest = hashlib.sha256("\n".join(chunk).encode()).hexdigest()[:24]
+        await _enqueue_or_leave(
+            services, "issue_documents", kind.value, gateway, chunk,
+            job_id=f"documents:{kind.value}:{gateway}:{digest}",
+            what=f"{len(chunk)} {kind.value}s",
+        )  # fmt: skip
+
+
+async def _enqueue_or_leave(
+    services: Services, name: str, *args: Any, job_id: str, what: str
+) -> None:
+    """Enqueue a document job; a Redis failure only delays it until the sweep."""
+    try:
+        await jobs.enqueue(services, name, *args, job_id=job_id)
+    except Exception:
+        log.warning("could not enqueue %s now; the sweep will", what, exc_info=True)
 
 
 async def request(
@@ -170,15 +259,10 @@ async def request(
 
 async def start(services: Services, kind: DocumentKind, gateway: str, source_id: str) -> None:
     """Enqueue the job for a request; a Redis failure only delays it until the sweep."""
-    try:
-        await jobs.enqueue(
-            services, "issue_document", kind.value, gateway, source_id,
-            job_id=f"document:{kind.value}:{gateway}:{source_id}",
-        )  # fmt: skip
-    except Exception:
-        log.warning(
-            "could not enqueue %s for %s now; the sweep will", kind.value, source_id, exc_info=True
-        )
+    await _enqueue_or_leave(
+        services, "issue_document", kind.value, gateway, source_id,
+        job_id=f"document:{kind.value}:{gateway}:{source_id}", what=f"{kind.value} for {source_id}",
+    )  # fmt: skip
 
 
 async def fulfil(services: Services, kind: DocumentKind, gateway: str, source_id: str) -> str:
@@ -306,6 +390,23 @@ async def sweep(services: Services, now: datetime | None = None) -> int:
     for kind, gateway, source_id in rows:
         await start(services, DocumentKind(kind), gateway, source_id)
     return len(rows)
+
+
+@jobs.job(max_tries=1)
+async def issue_documents(
+    ctx: dict[str, Any], kind: str, gateway: str, source_ids: list[str]
+) -> int:
+    """Job: fulfil a batch of document requests; one that meets a transient gateway failure
+    goes on as its own `issue_document` job, which retries with backoff."""
+    services: Services = ctx["services"]
+    done = 0
+    for source_id in source_ids:
+        try:
+            await fulfil(services, DocumentKind(kind), gateway, source_id)
+            done += 1
+        except GatewayError:
+            await start(services, DocumentKind(kind), gateway, source_id)
+    return done
 
 
 # SQL counts the attempts and decides when to give up (MAX_ATTEMPTS), not arq.

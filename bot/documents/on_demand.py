@@ -13,7 +13,6 @@ from bot.actors import Actor
 from bot.documents import build
 from bot.documents.issue import IssuedDocument, OnIssue, current, find_by_source, issue
 from bot.documents.model import DocumentContent, DocumentKind
-from bot.documents.render import render
 from bot.errors import UserError
 from bot.gateways.base import ErrorCode, Gateway, GatewayError, LookupQuery
 from bot.models import Charge, ChargeStatus, Invoice, InvoiceStatus, Refund
@@ -21,6 +20,14 @@ from bot.services import Services
 
 # A receipt is for money that moved; these charges took none.
 _UNPAID = (ChargeStatus.authorized, ChargeStatus.failed, ChargeStatus.voided)
+
+
+def render(content: DocumentContent) -> bytes:
+    """`bot.documents.render.render`, imported on the first document: fpdf2 (with fontTools,
+    Pillow and numpy, about 40 MiB) is not loaded by processes that never render one."""
+    from bot.documents.render import render as draw
+
+    return draw(content)
 
 
 def _settings(services: Services) -> build.Settings:

@@ -273,8 +273,10 @@ class Door(ABC, Generic[Where]):
             del again[approval_id]
 
     async def _refresh_once(self, approval_id: str) -> None:
-        view = await get(self.services, approval_id)
         rows = await places.shown(self.services, approval_id, self.platform)
+        if not rows:  # not shown on this door: nothing to redraw, nobody to tell here
+            return
+        view = await get(self.services, approval_id)
         copies = [Copy(r.channel_id, r.message_id, r.thread_id) for r in rows]
         await self._redraw_each(copies, view)
         requester = self.own_user(view.requester_key)

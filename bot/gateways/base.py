@@ -318,6 +318,19 @@ class Gateway:
         """A price or plan a subscription can be on: what it costs, how often."""
         raise Unsupported(self.name, Capability.create_subscription)
 
+    async def precheck_subscription(
+        self,
+        customer_id: str,
+        price: str,
+        *,
+        quantity: int,
+        trial_days: int | None,
+        coupon: str | None,
+    ) -> None:
+        """Refuse now, before anyone approves it, a subscription this gateway would refuse
+        whatever a manager decides (seats it cannot bill, a plan it lacks). Raise
+        GatewayError; the default has no rule of its own."""
+
     async def preview_plan_change(
         self, subscription_id: str, price: str, *, now: bool, prorate: bool, at: int | None = None
     ) -> PlanChange:
@@ -353,6 +366,11 @@ class Gateway:
         coupon on this customer or `subscription` that this gateway would refuse whatever a
         manager decides. The default has no rule of its own."""
 
+    async def precheck_dispute(self, dispute: Dispute, *, accept: bool) -> None:
+        """Refuse now, before anyone approves it, answering `dispute` (with evidence, or
+        `accept`ing it) where this gateway would refuse it whatever a manager decides. The
+        default has no rule of its own."""
+
     async def remove_discount(self, target_id: str, *, idempotency_key: str) -> str:
         """Remove the discount from a customer or subscription; returns what was removed.
         Removing one that is gone already (a retry) changes nothing."""
@@ -373,6 +391,11 @@ class Gateway:
         """Remove a tax ID (its number or its gateway ID) from a customer; returns the number
         removed. Removing one the customer no longer has (a retry) changes nothing."""
         raise self.lacking(Capability.tax_id)
+
+    async def precheck_customer_details(self, customer_id: str) -> None:
+        """Refuse now, before anyone approves it, a name or address change of this customer
+        that this gateway would refuse whatever a manager decides (GatewayError). The
+        default has no rule of its own."""
 
     async def update_customer(
         self,
@@ -424,6 +447,12 @@ class Gateway:
 
     async def cancel_pay_link(self, link_id: str) -> PayLink:
         """Make the link unpayable (expire, void); one paid already is left as it is."""
+        raise self.lacking(Capability.payment_link)
+
+    async def pay_own_page_link(self, link_id: str) -> PayLink:
+        """The customer pressed Pay on a link whose page is our own billing page (the ledger's,
+        which has no page of its own): record the payment once however often this is called,
+        and return the link, paid. A gateway whose links lead to its own page never gets here."""
         raise self.lacking(Capability.payment_link)
 
     async def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> Invoice:

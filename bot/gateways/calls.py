@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from bot import metrics
 from bot.gateways.base import ErrorCode, GatewayError
 
 T = TypeVar("T")
@@ -139,6 +141,23 @@ async def optional(read: Awaitable[T]) -> T | None:
         if exc.code == ErrorCode.not_found:
             return None
         raise
+
+
+async def observed(gateway: str, operation: str, call: Awaitable[T]) -> T:
+    """What `call` gives, its latency and any failure's unified code counted for `gateway`
+    (`chargedesk_gateway_call_seconds`, `chargedesk_gateway_errors_total`)."""
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        return await call
+    except GatewayError as exc:
+        error = ErrorCode(exc.code).value
+        raise
+    except BaseException:  # a bug, or cancelled: counted, never named by its text
+        error = "exception"
+        raise
+    finally:
+        metrics.gateway_call(gateway, operation, time.perf_counter() - started, error)
 
 
 class SdkThreads:

@@ -60,3 +60,16 @@ def partial_email_problem(value: str) -> str | None:
     if not local and "." not in domain.strip("."):
         return "type a whole domain after the @, such as `@example.com`"
     return None
+
+
+def like_escaped(text: str) -> str:
+    """`text` for a LIKE pattern with `\\` as the escape: `%` and `_` typed match themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def email_pattern(part: str) -> str:
+    """The LIKE pattern of part of an email: `jane@` a prefix, `@example.com` a suffix,
+    `jane@exa` anywhere."""
+    local, _, domain = part.partition("@")
+    escaped = like_escaped(part)
+    return f"{escaped}%" if not domain else f"%{escaped}" if not local else f"%{escaped}%"

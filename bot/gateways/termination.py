@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from bot.gateways.base import Gateway
 
 # A payment that took money, whether or not some of it went back since.
-_PAID = frozenset({ChargeStatus.succeeded, ChargeStatus.partially_refunded, ChargeStatus.refunded})
+PAID_STATUSES = frozenset(
+    {ChargeStatus.succeeded, ChargeStatus.partially_refunded, ChargeStatus.refunded}
+)
 # `none` ends it without money back; `last` refunds the last paid period's payment in full
 # (what is left of it); `prorated` refunds the unused part of the current paid period.
 RefundMode = Literal["none", "last", "prorated"]
@@ -81,7 +83,7 @@ def refund_for(
     if mode not in ("last", "prorated"):
         raise ValueError(f"no refund to plan for {mode!r}")
     charge = paid.charge
-    if charge.status not in _PAID:
+    if charge.status not in PAID_STATUSES:
         raise GatewayError(
             ErrorCode.invalid_state,
             f"the subscription's last payment {charge.id} is {charge.status.value}: "

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -55,6 +57,8 @@ def check(helpdesk: str, response: httpx.Response) -> httpx.Response:
 @contextmanager
 def reaching(helpdesk: str) -> Iterator[None]:
     """Turn a transport failure (timeout, refused connection) into `HelpdeskUnavailable`."""
+    import httpx  # on first use: a process with no helpdesk configured never loads httpx
+
     try:
         yield
     except httpx.TimeoutException:

@@ -7,10 +7,10 @@ ISO 4217 digits they were written with.
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from typing import Any
 
+from bot.gateways.readings import folded
 from bot.models import Charge, Customer, Dispute, GatewayProfile, Invoice, Refund, Subscription
 from bot.money import Money, exponent
 
@@ -23,7 +23,7 @@ def name_key(name: str | None) -> str | None:
     """A name as search compares it: Unicode-normalised, case-folded, spaces collapsed."""
     if not name:
         return None
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())[:200] or None
+    return folded(name)[:200] or None
 
 
 def _money(amount: Money | None) -> Row:

@@ -10,9 +10,8 @@ processes (a Redis lock). Webhooks keep the index fresh between syncs (`listener
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +31,13 @@ log = logging.getLogger(__name__)
 
 PAGE = 200
 RETRIES = 6
+# How long the sync lock outlives its holder: renewed after every page and before every
+# wait, so a live sync keeps it however long it runs, and one whose process died (killed,
+# or a worker stopped mid-sync) frees its gateway within this, not after ten minutes.
+LOCK_SECONDS = 60
 _WAIT = (ErrorCode.rate_limited, ErrorCode.unavailable, ErrorCode.timeout)
 Progress = Callable[[str, str, int], None]  # (gateway, kind, objects written so far)
+Extend = Callable[..., Awaitable[None]]  # keep the sync lock (for so many seconds)
 
 
 @dataclass
@@ -86,23 +90,36 @@ async def sync_gateway(
         )
         return result
     lock = services.redis.lock(
-        services.key("lock", "sync", gateway.name), timeout=600, blocking_timeout=0.1
+        services.key("lock", "sync", gateway.name), timeout=LOCK_SECONDS, blocking_timeout=0.1
     )
+
+    async def extend(seconds: float = LOCK_SECONDS) -> None:
+        try:
+            await lock.extend(seconds, replace_ttl=True)
+        except (LockError, RedisError):  # another sync may have it now: stop, resume later
+            raise UserError(
+                "busy", f"the sync of {gateway.name} lost its lock; run it again to resume"
+            ) from None
+
     try:
         held = await lock.acquire()
-    except RedisError:
-        held = False
+    except RedisError as exc:  # not "running already": nobody may hold it
+        raise UserError(
+            "unavailable", f"the sync of {gateway.name} cannot take its lock: Redis said {exc}"
+        ) from None
     if not held:
         raise UserError("busy", f"a sync of {gateway.name} is running already")
     try:
         for kind in KINDS:
             result.written[kind] = await _sync_kind(
                 services, gateway, kind, since=since, progress=progress, pause=pause,
-                page_size=page_size, extend=lambda: lock.extend(600, replace_ttl=True),
+                page_size=page_size, extend=extend,
             )  # fmt: skip
     finally:
-        with contextlib.suppress(LockError, RedisError):
+        try:
             await lock.release()
+        except (LockError, RedisError) as exc:  # lost, or Redis away: it expires on its own
+            log.warning("the sync lock of %s was not released: %r", gateway.name, exc)
     return result
 
 
@@ -113,7 +130,7 @@ async def _cursor(services: Services, gateway: str, kind: str) -> SyncCursor | N
 
 async def _sync_kind(
     services: Services, gateway: Gateway, kind: str, *, since: datetime | None,
-    progress: Progress | None, pause: float, page_size: int, extend: Callable[[], object],
+    progress: Progress | None, pause: float, page_size: int, extend: Extend,
 ) -> int:  # fmt: skip
     stored = await _cursor(services, gateway.name, kind)
     # `since` starts afresh from that date; otherwise carry on where the last sync stopped.
@@ -121,7 +138,7 @@ async def _sync_kind(
     start = since if since is not None else (stored.since if stored else None)
     written = 0
     while True:
-        page = await _page(gateway, kind, cursor, start, page_size, pause)
+        page = await _page(gateway, kind, cursor, start, page_size, pause, extend)
         synced_at = _now()
         async with services.db.write() as session:
             written += await upsert(session, [row(o, synced_at=synced_at) for o in page.objects])
@@ -141,7 +158,7 @@ async def _sync_kind(
 
 async def _page(
     gateway: Gateway, kind: str, cursor: str | None, since: datetime | None, size: int,
-    pause: float,
+    pause: float, extend: Extend,
 ) -> SyncPage:  # fmt: skip
     """One page, waited for with growing pauses while the gateway asks us to slow down."""
     for attempt in range(RETRIES + 1):
@@ -154,6 +171,7 @@ async def _page(
             log.warning(
                 "sync of %s %ss: %s; again in %.1f s", gateway.name, kind, exc.message, wait
             )
+            await extend(wait + LOCK_SECONDS)  # still ours while we wait
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")
 

@@ -55,7 +55,7 @@ from bot.errors import UserError
 from bot.helpdesk import ticket_trace
 from bot.keys import signing_key
 from bot.models import BillingProfile, ChargeStatus, InvoiceStatus
-from bot.panel.reports import CHART, COMMAND, FILES, ReportAsk
+from bot.panel.reports import CHART, COMMAND, FILES, ReportAsk, keep_chart, kept_chart
 from bot.panel.session import PanelSession, url
 from bot.services import Services
 from bot.store.tables import ChatMessage
@@ -275,7 +275,10 @@ class PanelDoor(Door[Screen]):
         Whom the router does not let run `report` gets its refusal line and no form."""
         if ask is None and screen.reports:
             return self._reports_page(screen, None, None)
-        return self._reports_page(screen, ask, await self._report(screen, ask, CHART))
+        reply = await self._report(screen, ask, CHART)
+        if ask is not None:  # its chart is asked for next: drawn by this build, not another
+            await keep_chart(self.services, screen.session.id, ask, reply)
+        return self._reports_page(screen, ask, reply)
 
     async def report_file(self, screen: Screen, ask: ReportAsk, fmt: str) -> Attachment | Page:
         """A report's chart (`CHART`) or its export (`FILES`), the command run again; the
@@ -283,6 +286,10 @@ class PanelDoor(Door[Screen]):
         if fmt not in (CHART, *FILES):
             screen.say("reports_bad_format", "error")
             return self._reports_page(screen, ask, None, status=400)
+        if fmt == CHART:
+            kept = await kept_chart(self.services, screen.session.id, ask)
+            if kept is not None:
+                return kept
         reply = await self._report(screen, ask, fmt)
         if reply.error is None and reply.files:
             return reply.files[0]

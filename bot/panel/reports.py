@@ -11,12 +11,20 @@ cannot change the format or the grouping. The door (`door.py`) runs the command.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 from urllib.parse import quote, urlencode
 
+from redis.exceptions import RedisError
+
+from bot.cards.model import Attachment, Reply
 from bot.commands.router import COMMANDS
+from bot.services import Services
 
 COMMAND = "report"
 FILES = ("csv", "xlsx")  # what the download links offer; the page itself shows the chart
@@ -79,3 +87,38 @@ def attachment(name: str) -> str:
     (RFC 6266) for the browsers that read that form."""
     plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# --- one build per view -------------------------------------------------------------------
+# The page runs the command once (card and chart); the chart is its own address (the page's
+# <img>, our CSP allows images from 'self' only), so the PNG that build drew is kept here a
+# few minutes for that request instead of building the report again.
+
+CHART_SECONDS = 300
+
+
+def _chart_key(services: Services, session: str, ask: ReportAsk) -> str:
+    digest = hashlib.sha256(ask.query().encode()).hexdigest()[:32]
+    return services.key("panel", "chart", session, digest)
+
+
+async def keep_chart(services: Services, session: str, ask: ReportAsk, reply: Reply) -> None:
+    """Keep the chart the page's build drew, for the page's own chart request."""
+    png = next((f for f in reply.files if f.mime == "image/png"), None)
+    if png is None or reply.error is not None:
+        return
+    kept = json.dumps({"name": png.name, "png": base64.b64encode(png.content).decode()})
+    with contextlib.suppress(RedisError):  # not kept: the chart request builds it again
+        await services.redis.set(_chart_key(services, session, ask), kept, ex=CHART_SECONDS)
+
+
+async def kept_chart(services: Services, session: str, ask: ReportAsk) -> Attachment | None:
+    """The chart the page's build drew for this session and these words, while kept."""
+    try:
+        kept = await services.redis.get(_chart_key(services, session, ask))
+    except RedisError:
+        return None
+    if not kept:
+        return None
+    found = json.loads(kept)
+    return Attachment(name=found["name"], mime="image/png", content=base64.b64decode(found["png"]))

@@ -1,10 +1,13 @@
-"""Payment requests: a customer asked to pay on the gateway's own page, by email, until paid.
+"""Payment requests: a customer asked to pay on the gateway's page (the ledger's: our billing
+page, `hosted.py`), by email, until paid.
 
 A request is a `payment_requests` row: `open`, then `paid` (the gateway's webhook says so),
-`cancelled` (`request cancel <id>`) or `expired` (nobody paid within `LIFETIME`). The first
-email and each reminder are queued in the mail outbox, once each (the purpose names the
-request and the reminder's number), in the transaction that records them; reminders are
-sent on `REMINDERS` by a periodic job (`bot/payment_requests/reminders.py`).
+`cancelled` (`request cancel <id>`) or `expired` (nobody paid within
+`payment_requests.lifetime_days`). The first email and each reminder are queued in the mail
+outbox, once each (the purpose names the request and the reminder's number), in the
+transaction that records them; reminders are sent `payment_requests.reminder_days` after
+the request by a periodic job (`bot/payment_requests/reminders.py`). Emails speak the
+customer's language, chosen as for their documents (`document_locale`).
 
 The pay link is a bearer secret: whoever has it can pay, and sees the amount and the
 customer's name. Its URL is never stored, logged or audited: emails carry a placeholder that
@@ -20,12 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
+from babel import Locale
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import jobs
 from bot.actors import Actor
 from bot.audit.log import AuditRecord, append
+from bot.documents.build import document_locale
 from bot.errors import UserError
 from bot.gateways.base import Capability, Gateway
 from bot.mail import outbox, placeholders
@@ -33,15 +38,26 @@ from bot.mail.message import build_message
 from bot.models import Customer, PayLink, PayLinkStatus
 from bot.money import Money
 from bot.services import Services
+from bot.settings import Settings
 from bot.store.tables import PaymentRequestRow
+from bot.translations import N_, gettext, language_of
 
 log = logging.getLogger(__name__)
+# The email's subject: the request's own, then every reminder's.
+_SUBJECTS = (N_("email", "request_subject"), N_("email", "reminder_subject"))
 
 OPEN, PAID, CANCELLED, EXPIRED = "open", "paid", "cancelled", "expired"
-# Reminders go this long after the request, while it is open; then it expires.
-REMINDERS = (timedelta(days=3), timedelta(days=7))
-LIFETIME = timedelta(days=14)
 ID_PATTERN = r"^pr_[0-9a-f]{16}$"
+
+
+def reminder_steps(settings: Settings) -> tuple[timedelta, ...]:
+    """How long after the request each reminder goes, while it is open."""
+    return tuple(timedelta(days=d) for d in settings.payment_requests.reminder_days)
+
+
+def lifetime(settings: Settings) -> timedelta:
+    """How long a request stays open unpaid before it expires."""
+    return timedelta(days=settings.payment_requests.lifetime_days)
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,7 @@ class PaymentRequest:
     reminders_sent: int
     next_reminder_at: datetime | None
     created: datetime
+    locale: str | None = None  # the customer's, for their emails and pay page
 
 
 def view_of(row: PaymentRequestRow) -> PaymentRequest:
@@ -68,7 +85,7 @@ def view_of(row: PaymentRequestRow) -> PaymentRequest:
         amount=Money(minor=row.amount, currency=row.currency), description=row.description,
         state=row.state, link_id=row.link_id, link_expires_at=row.link_expires_at,
         reminders_sent=row.reminders_sent, next_reminder_at=row.next_reminder_at,
-        created=row.created,
+        created=row.created, locale=row.locale,
     )  # fmt: skip
 
 
@@ -86,11 +103,14 @@ async def create(
         raise UserError("invalid_arguments", "a description cannot hold {{chargedesk: text")
     request_id = f"pr_{secrets.token_hex(8)}"
     now = _now()
+    schedule = reminder_steps(services.settings)
+    locale, _ = document_locale(customer, services.settings.locale)
     row = PaymentRequestRow(
         id=request_id, gateway=gateway.name, customer_id=customer.id,
         email=customer.email.strip().lower(), amount=amount.minor, currency=amount.currency,
         description=description, state=OPEN, link_id="", requested_by=actor.key, created=now,
-        reminders_sent=0, next_reminder_at=now + REMINDERS[0] if REMINDERS else None,
+        reminders_sent=0, next_reminder_at=now + schedule[0] if schedule else None,
+        locale=locale,
     )  # fmt: skip
     subject, message = compose(services, row, 0)  # refuses a header-breaking description first
     link = await gateway.create_pay_link(
@@ -111,18 +131,18 @@ async def create(
 
 
 def compose(services: Services, row: PaymentRequestRow, number: int) -> tuple[str, EmailMessage]:
-    """(subject, message) of the request's email `number` (0: the request, then reminders)."""
-    amount = Money(minor=row.amount, currency=row.currency).format(services.settings.locale)
+    """(subject, message) of the request's email `number` (0: the request, then reminders),
+    in the customer's language (`row.locale`; the bot's own for a request made before)."""
+    locale = row.locale or services.settings.locale
+    language = language_of(Locale.parse(locale).language)
+    amount = Money(minor=row.amount, currency=row.currency).format(locale)
     seller = services.branding.entities[services.branding.default_entity].legal_name
-    first = "Payment request" if number == 0 else "Reminder: payment request"
-    subject = f"{first}: {amount} for {row.description}"
-    text = (
-        f"Hello,\n\n{seller} asks you to pay {amount} for {row.description}.\n\n"
-        f"Pay securely on our payment provider's page:\n{placeholders.pay(row.id)}\n\n"
-        "The link is yours alone: please do not forward it. If you have paid already, "
-        "thank you, and please ignore this email.\n\n"
-        f"{seller}\n"
-    )
+    words = {"amount": amount, "description": row.description, "seller": seller}
+    subject = gettext(language, "email", _SUBJECTS[number > 0], **words)
+    # The placeholder goes in after the words: a description cannot pose as one (refused at
+    # `create`), and translated text is never parsed for one.
+    body = gettext(language, "email", "request_body", **words, url=placeholders.pay(row.id))
+    text = f"{body}\n\n{seller}\n"
     message = build_message(
         settings=services.settings, sender_name=seller, to=row.email, subject=subject,
         text=text, customer=f"{row.gateway}:{row.customer_id}", kind="payment_request",

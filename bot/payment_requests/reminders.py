@@ -21,13 +21,13 @@ from bot.models import PayLinkStatus
 from bot.money import Money
 from bot.payment_requests import (
     EXPIRED,
-    LIFETIME,
     OPEN,
     PAID,
-    REMINDERS,
     close,
     compose,
+    lifetime,
     queue_email,
+    reminder_steps,
     send_soon,
 )
 from bot.services import Services
@@ -46,6 +46,7 @@ async def remind_payment_requests(ctx: dict[str, Any]) -> int:
 
 async def run(services: Services, *, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
+    ends = lifetime(services.settings)
     async with services.db.read() as session:
         due = list(await session.scalars(
             select(PaymentRequestRow)
@@ -54,14 +55,14 @@ async def run(services: Services, *, now: datetime | None = None) -> int:
         ))  # fmt: skip
         old = list(await session.scalars(
             select(PaymentRequestRow)
-            .where(PaymentRequestRow.state == OPEN, PaymentRequestRow.created <= now - LIFETIME)
+            .where(PaymentRequestRow.state == OPEN, PaymentRequestRow.created <= now - ends)
             .limit(BATCH)
         ))  # fmt: skip
     done = 0
     for row in old:
         done += await _expire(services, row)
     for row in due:
-        if row.created > now - LIFETIME:
+        if row.created > now - ends:
             try:
                 done += await _remind(services, row, now)
             except GatewayError as exc:  # the next run tries again
@@ -79,7 +80,7 @@ async def _expire(services: Services, row: PaymentRequestRow) -> int:
     actor = gateway_actor(row.gateway)
     if link.status == PayLinkStatus.paid:
         return int(await close(services, row.id, PAID, actor=actor, paid_with=link.charge_id))
-    why = f"not paid within {LIFETIME.days} days"
+    why = f"not paid within {lifetime(services.settings).days} days"
     return int(await close(services, row.id, EXPIRED, actor=actor, why=why))
 
 
@@ -96,7 +97,7 @@ async def _remind(services: Services, row: PaymentRequestRow, now: datetime) -> 
             description=row.description, reference=row.id,
             idempotency_key=f"{row.id}:link:{number}",
         )  # fmt: skip
-    later = [row.created + step for step in REMINDERS[number:]]
+    later = [row.created + step for step in reminder_steps(services.settings)[number:]]
     subject, message = compose(services, row, number)
     async with services.db.write() as session:
         moved = await session.execute(

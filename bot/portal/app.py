@@ -30,6 +30,7 @@ from bot.errors import UserError
 from bot.gateways.base import ErrorCode, GatewayError
 from bot.keys import signing_key
 from bot.models import Charge, Customer, GatewayProfile, Invoice, InvoiceStatus
+from bot.payment_requests import hosted
 from bot.portal import account as accounts
 from bot.portal import auth, i18n, pages, tax_form
 from bot.portal.account import Account
@@ -56,6 +57,12 @@ CODE_SENDS_PER_HOUR = 10  # per client address (identity also limits per browser
 CODE_CHECKS_PER_HOUR = 30  # per client address (identity also limits per browser)
 QUESTIONS_PER_HOUR = 5  # per customer
 TAX_SAVES_PER_HOUR = 10  # per customer
+# What a payment request's page says when it cannot be paid, by the request's state.
+_REQUEST_CLOSED = {
+    "paid": N_("page", "request_paid"),
+    "cancelled": N_("page", "request_cancelled"),
+    "expired": N_("page", "request_expired"),
+}
 # The sign-in page's notice for each `?reason=`, and what each refused code is told.
 _REASONS = {
     "expired": N_("page", "reason_expired"),
@@ -90,6 +97,7 @@ def mount(settings: Settings) -> Mount:
         Route("/tax-id", tax_id, methods=["GET", "POST"]),
         Route("/question", question, methods=["GET", "POST"]),
         Route("/pay/{gateway}/{object_id}", pay, methods=["POST"]),
+        Route("/request/{token}", pay_request, methods=["GET", "POST"]),
         Route("/style.css", stylesheet),
         Route("/logo", logo),
     ]
@@ -513,6 +521,43 @@ async def pay(request: Request) -> Response:
         customer_id=profile.customer.id, amount=bill.amount_due,
     )  # fmt: skip
     return _redirect(bill.hosted_url)
+
+
+@_guarded
+async def pay_request(request: Request) -> Response:
+    """A payment request whose gateway has no pay page of its own (the ledger): the amount,
+    what it is for and a Pay button; the signed token in the address is the bearer secret."""
+    services = _services(request)
+    address = client_ip(request)
+    value = request.path_params["token"]
+    if await exhausted(services, "link-refused", address, LINK_FAILURES_PER_HOUR):
+        words = _words(request)
+        return message(request, words, 429, "too_many_title", words("too_many"))
+    try:
+        page = await hosted.open_page(services, value)
+    except LinkRefused as refused:
+        words = _words(request)
+        if refused.code == "expired":
+            return message(request, words, 410, "request_title", words("request_expired"))
+        await spend(services, "link-refused", address, LINK_FAILURES_PER_HOUR)
+        log.warning("pay link refused (%s) from %s", refused.code, address)
+        return message(request, words, 403, "link_refused_title", words("request_refused"))
+    words = _words(request)
+    if request.session.get(auth.LANG) not in i18n.LANGUAGES and page.request.locale:
+        words = i18n.Words(page.request.locale.split("_")[0], page.request.locale)
+    if request.method == "POST":
+        form = await read_form(request)
+        if not csrf_ok(request, form, services.settings.portal.base_url):
+            return _csrf_refused(request)
+        await hosted.pay(services, page)
+        # Back to the page itself: a reload shows the outcome and sends nothing again.
+        return _redirect(f"{ROOT}/request/{value}")
+    amount = words.money(page.request.amount)
+    notice = words(_REQUEST_CLOSED[page.state]) if page.state in _REQUEST_CLOSED else None
+    return render(
+        request, words, "pay_request.html", title=words("request_title"), token=value,
+        amount=amount, description=page.request.description, state=page.state, notice=notice,
+    )  # fmt: skip
 
 
 @_guarded

@@ -17,11 +17,14 @@ import re
 from collections.abc import Iterable
 
 REDACTED = "[redacted]"
-# A token anywhere (`<grant>.<expiry>.<signature>`), and whatever follows /portal/l/ in a path.
-_TOKEN = re.compile(r"(pg_[A-Za-z0-9_-]{1,40})\.\d+\.[A-Za-z0-9_-]+")
+# A token anywhere (`<grant>.<expiry>.<signature>`, or a pay page's `<plink_…>.<expiry>.<signature>`),
+# and whatever follows /portal/l/ or /portal/request/ in a path.
+_TOKEN = re.compile(r"((?:pg|plink)_[A-Za-z0-9_-]{1,40})\.\d+\.[A-Za-z0-9_-]+")
 # `%` is left alone: a message's own `/portal/l/%s` must keep its placeholder (its argument
 # is redacted), and a token has no `%` in it.
-_PATH = re.compile(r"(/portal/l/)(?!pg_[A-Za-z0-9_-]{1,40}\.\[redacted\])([^\s\"'<>?#%]+)")
+_PATH = re.compile(
+    r"(/portal/(?:l|request)/)(?!(?:pg|plink)_[A-Za-z0-9_-]{1,40}\.\[redacted\])([^\s\"'<>?#%]+)"
+)
 # The agent panel's signed entries carry their signature (or Front's auth_secret) in the query,
 # and so does Front's plugin page (/panel/front?auth_secret=…).
 _PANEL_ENTRY = re.compile(r"(/panel/(?:entry/[a-z]+|front)\?)[^\s\"'<>#]+")
@@ -36,7 +39,7 @@ def redact(text: str) -> str:
         text = _PANEL_ENTRY.sub(rf"\1{REDACTED}", text)
     if "checkout" in text:
         text = _PAY_LINK.sub(rf"\1{REDACTED}", text)
-    if "pg_" not in text and "/portal/l/" not in text:
+    if not any(mark in text for mark in ("pg_", "plink_", "/portal/l/", "/portal/request/")):
         return text
     text = _TOKEN.sub(rf"\1.{REDACTED}", text)
     return _PATH.sub(rf"\1{REDACTED}", text)

@@ -20,7 +20,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+
+from bot.gateways.readings import folded
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -63,6 +65,9 @@ class LedgerCustomer(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
+    # The name as search compares it (folded: NFKC, case-folded, spaces collapsed), kept with
+    # `name` on every write, so a name search is one SQL query (neither database folds Unicode).
+    name_key: Mapped[str | None] = mapped_column(String(200), index=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime)
     # Billing details printed on documents: {"line1", "line2", "postal_code", "city", "state", "country"}.
     address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -70,6 +75,11 @@ class LedgerCustomer(Base):
     tax_exempt: Mapped[bool] = mapped_column(Boolean, default=False)
     tax_id_type: Mapped[str | None] = mapped_column(String(16))
     tax_id_value: Mapped[str | None] = mapped_column(String(64))
+
+    @validates("name")
+    def _fold_name(self, _key: str, name: str | None) -> str | None:
+        self.name_key = folded(name)[:200] if name else None
+        return name
 
 
 class LedgerCharge(Base):
@@ -89,6 +99,27 @@ class LedgerCharge(Base):
     invoice_id: Mapped[str | None] = mapped_column(String(64), index=True)
     failure_message: Mapped[str | None] = mapped_column(String(500))
     created: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The subscription this charge paid for, if any (imported, or a pay link's request):
+    # `cancel <sub> now and-refund` refunds its newest paid one.
+    subscription_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class LedgerPayLink(Base):
+    """A ledger payment request's page on our billing pages: open → paid | cancelled, or past
+    `expires_at`. Its URL is signed from the row and the deployment's key, never stored."""
+
+    __tablename__ = "ledger_pay_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("ledger_customers.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(500))
+    reference: Mapped[str] = mapped_column(String(64), index=True)  # our payment request's ID
+    status: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    charge_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class LedgerRefund(Base):
@@ -340,6 +371,8 @@ class IndexedObject(Base):
         # Reports read kind, time, currency, status and amount only: the index answers alone.
         Index("ix_billing_index_report", "kind", "created", "currency", "status", "amount"),
         Index("ix_billing_index_customer", "gateway", "customer_id"),
+        # Lookup by name or part of an email reads customers from this index alone.
+        Index("ix_billing_index_people", "kind", "name_key", "email", "gateway", "customer_id"),
     )
 
     gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -718,3 +751,5 @@ class PaymentRequestRow(Base):
     next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_with: Mapped[str | None] = mapped_column(String(255))  # the gateway's payment ID
+    # The customer's locale when asked (as documents choose it): the emails' words and amounts.
+    locale: Mapped[str | None] = mapped_column(String(35))

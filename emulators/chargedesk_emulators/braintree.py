@@ -32,12 +32,12 @@ import re
 import secrets
 import string
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
@@ -1089,8 +1089,7 @@ class BraintreeEmulator(EmulatedAPI):
             "company": lambda c: c.company,
             "created_at": lambda c: c.created,
         }
-        found = [c for c in self.customers.values() if _matches(c, criteria, fields)]
-        return sorted(found, key=lambda c: c.created, reverse=True)
+        return _newest_matching(self.customers.values(), criteria, fields)
 
     def _find_transaction(self, request: Request, _: Json) -> tuple[int, bytes]:
         transaction_id = request.path_params["id"]
@@ -1117,8 +1116,7 @@ class BraintreeEmulator(EmulatedAPI):
             "status": lambda t: t.status,
             "created_at": lambda t: t.created,
         }
-        found = [t for t in self.transactions.values() if _matches(t, criteria, fields)]
-        return sorted(found, key=lambda t: t.created, reverse=True)
+        return _newest_matching(self.transactions.values(), criteria, fields)
 
     def _transaction(self, request: Request) -> TransactionRecord:
         transaction_id = request.path_params["id"]
@@ -1200,6 +1198,25 @@ class BraintreeEmulator(EmulatedAPI):
         if subscription_id not in self.subscriptions:
             raise Missing
         return self.subscriptions[subscription_id]
+
+    def _subscription_ids(self, request: Request, body: Json) -> tuple[int, bytes]:
+        ids = [s.id for s in self._subscriptions_matching(_criteria(body))]
+        return 200, document("search_results", _ids(ids))
+
+    def _subscription_search(self, request: Request, body: Json) -> tuple[int, bytes]:
+        found = [self.subscription_xml(s.id) for s in self._subscriptions_matching(_criteria(body))]
+        return 200, document("subscriptions", _collection("subscription", found))
+
+    def _subscriptions_matching(self, criteria: Json) -> list[SubscriptionRecord]:
+        """`SubscriptionSearch`: by ID, plan, status (as Braintree spells it) or creation time."""
+        fields: dict[str, Callable[[SubscriptionRecord], Any]] = {
+            "id": lambda s: s.id,
+            "ids": lambda s: s.id,
+            "plan_id": lambda s: s.plan_id,
+            "status": lambda s: s.status,
+            "created_at": lambda s: s.created,
+        }
+        return _newest_matching(self.subscriptions.values(), criteria, fields)
 
     def _find_subscription(self, request: Request, _: Json) -> tuple[int, bytes]:
         return 200, document("subscription", self.subscription_xml(self._subscription(request).id))
@@ -1344,6 +1361,7 @@ class BraintreeEmulator(EmulatedAPI):
             "customer_id": lambda d: self.transactions[d.transaction_id].customer_id,
             "status": lambda d: d.status,
             "reason": lambda d: d.reason,
+            "received_date": lambda d: d.received,
         }
         criteria = _criteria(body)
         found = [d for d in self.disputes.values() if _matches(d, criteria, fields)]
@@ -1488,6 +1506,8 @@ class BraintreeEmulator(EmulatedAPI):
             ("/transactions/{id}/void", "PUT", self._void_transaction),
             ("/transactions/{id}/submit_for_settlement", "PUT", self._submit_for_settlement),
             ("/transactions/{id}/settle", "PUT", self._settle_transaction),
+            ("/subscriptions/advanced_search_ids", "POST", self._subscription_ids),
+            ("/subscriptions/advanced_search", "POST", self._subscription_search),
             ("/subscriptions", "POST", self._create_subscription),
             ("/subscriptions/{id}", "GET", self._find_subscription),
             ("/subscriptions/{id}", "PUT", self._update_subscription),
@@ -1635,13 +1655,31 @@ def _text_matches(value: Any, condition: Any) -> bool:
     return True
 
 
-def _range_matches(value: datetime, condition: Any) -> bool:
+def _range_matches(value: datetime | date, condition: Any) -> bool:
+    """A range search (`min`, `max`); a day (a dispute's received date) against the bounds'
+    days."""
     if not isinstance(condition, dict):
         return False
+
+    def bound(text: Any) -> datetime | date:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        return moment if isinstance(value, datetime) else moment.date()
+
     low, high = condition.get("min"), condition.get("max")
-    if low and value < datetime.fromisoformat(str(low).replace("Z", "+00:00")):
+    if low and value < bound(low):
         return False
-    return not (high and value > datetime.fromisoformat(str(high).replace("Z", "+00:00")))
+    return not (high and value > bound(high))
+
+
+R = TypeVar("R", CustomerRecord, TransactionRecord, SubscriptionRecord)
+
+
+def _newest_matching(
+    records: Iterable[R], criteria: Json, fields: dict[str, Callable[[R], Any]]
+) -> list[R]:
+    """The records a search finds, newest first (as Braintree lists search results)."""
+    found = [r for r in records if _matches(r, criteria, fields)]
+    return sorted(found, key=lambda r: r.created, reverse=True)
 
 
 def _matches(record: Any, criteria: Json, fields: dict[str, Callable[[Any], Any]]) -> bool:
@@ -1652,7 +1690,7 @@ def _matches(record: Any, criteria: Json, fields: dict[str, Callable[[Any], Any]
         if isinstance(condition, list):
             if value not in condition:
                 return False
-        elif name == "created_at":
+        elif name in ("created_at", "received_date"):
             if not _range_matches(value, condition):
                 return False
         elif not _text_matches(value, condition):

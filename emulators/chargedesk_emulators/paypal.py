@@ -34,6 +34,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from openapi_core import OpenAPI
 from starlette.applications import Starlette
@@ -209,12 +210,20 @@ class Payer:
 class Order:
     id: str
     intent: str
-    payer_id: str
+    payer_id: str | None  # None until a buyer approves an order the API created
     amount: Decimal
     currency: str
     created: datetime
     captures: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    status: str = "COMPLETED"
+    description: str | None = None
+    custom_id: str | None = None
+    invoice_id: str | None = None
+    # Created with `payment_source.paypal.experience_context`: the buyer's link is
+    # `payer-action` (status PAYER_ACTION_REQUIRED); without it, `approve` (CREATED).
+    payer_action: bool = False
+    updated: datetime | None = None
 
 
 @dataclass
@@ -370,6 +379,7 @@ class PayPalEmulator(EmulatedAPI):
             "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270"
         )
         self.tokens_issued = 0
+        self.orders_created = 0  # through the API
         self.payers: dict[str, Payer] = {}
         self.orders: dict[str, Order] = {}
         self.captures: dict[str, Capture] = {}
@@ -381,9 +391,30 @@ class PayPalEmulator(EmulatedAPI):
         self.rows: list[Row] = []
         self._tokens: dict[str, float] = {}
         self._replays: dict[tuple[str, str], tuple[int, Json | None]] = {}
+        self._order_keys: dict[str, str] = {}  # PayPal-Request-Id -> the order it created
         self._signing_key = secrets.token_bytes(32)
 
     # --- test switches -------------------------------------------------------------------
+
+    def add_checkout_order(
+        self, value: str, currency: str = "USD", *, custom_id: str | None = None
+    ) -> str:
+        """An order the merchant's own website created (CREATED, waiting for its buyer)."""
+        with self._lock:
+            order = self._new_order("CAPTURE", None, Decimal(value), currency, now())
+            order.status, order.custom_id = "CREATED", custom_id
+            return order.id
+
+    def approve_order(self, order_id: str, payer_id: str) -> Json:
+        """The buyer logs in on the order's approve page and approves it, as `payer_id`.
+
+        Returns the order as the CHECKOUT.ORDER.APPROVED event carries it."""
+        with self._lock:
+            order = self.orders[order_id]
+            if order.status not in ("CREATED", "PAYER_ACTION_REQUIRED"):
+                raise ValueError(f"order {order_id} is {order.status}: nothing to approve")
+            order.payer_id, order.status, order.updated = payer_id, "APPROVED", now()
+            return self.order_json(order_id)
 
     def revoke_tokens(self) -> None:
         """Forget every issued access token, as if they had expired at PayPal."""
@@ -504,12 +535,13 @@ class PayPalEmulator(EmulatedAPI):
         surname: str = "Doe",
         days_ago: float = 0,
         due_in_days: int = 30,
+        number: str | None = None,
     ) -> str:
         with self._lock:
             created = now() - timedelta(days=days_ago)
             invoice = InvoiceRecord(
                 id=f"INV2-{new_id(4)}-{new_id(4)}-{new_id(4)}-{new_id(4)}",
-                number=f"{len(self.invoices) + 1:04d}",
+                number=number or f"{len(self.invoices) + 1:04d}",
                 status=status,
                 recipient_email=recipient_email,
                 given_name=given_name,
@@ -527,11 +559,12 @@ class PayPalEmulator(EmulatedAPI):
             self.invoices[invoice.id] = invoice
             return invoice.id
 
-    def refund_outside(self, capture_id: str, value: str) -> str:
-        """A refund made in PayPal's dashboard, not through the API."""
+    def refund_outside(self, capture_id: str, value: str, *, days_ago: float = 0) -> str:
+        """A refund made in PayPal's dashboard, not through the API (`days_ago`: back then)."""
         with self._lock:
             capture = self.captures[capture_id]
-            return self._refund(capture, Decimal(value), None, None).id
+            when = now() - timedelta(days=days_ago)
+            return self._refund(capture, Decimal(value), None, None, when=when).id
 
     def add_dispute(
         self,
@@ -542,8 +575,10 @@ class PayPalEmulator(EmulatedAPI):
         status: str = "WAITING_FOR_SELLER_RESPONSE",
         due_in_days: float = 10,
         days_ago: float = 0,
+        stage: str | None = None,
     ) -> str:
-        """A chargeback on a capture (the whole of it unless `value`), waiting for the seller."""
+        """A chargeback on a capture (the whole of it unless `value`), waiting for the seller;
+        one of status OPEN is an inquiry (stage INQUIRY) unless `stage` says otherwise."""
         with self._lock:
             capture = self.captures[capture_id]
             created = now() - timedelta(days=days_ago)
@@ -556,12 +591,13 @@ class PayPalEmulator(EmulatedAPI):
                 created=created,
                 due=(created + timedelta(days=due_in_days)).replace(microsecond=0),
                 status=status,
+                stage=stage or ("INQUIRY" if status == "OPEN" else "CHARGEBACK"),
             )
             self.disputes[dispute.id] = dispute
             return dispute.id
 
     def _new_order(
-        self, intent: str, payer_id: str, amount: Decimal, currency: str, when: datetime
+        self, intent: str, payer_id: str | None, amount: Decimal, currency: str, when: datetime
     ) -> Order:
         order = Order(
             id=new_id(),
@@ -620,8 +656,10 @@ class PayPalEmulator(EmulatedAPI):
         amount: Decimal,
         note: str | None,
         custom_id: str | None,
+        *,
+        when: datetime | None = None,
     ) -> RefundRecord:
-        when = now()
+        when = when or now()
         refund = RefundRecord(
             id=new_id(),
             capture_id=capture.id,
@@ -740,6 +778,10 @@ class PayPalEmulator(EmulatedAPI):
         }
         if c.status_reason:
             body["status_details"] = {"reason": c.status_reason}
+        order = self.orders.get(c.order_id) if c.order_id else None
+        for name in ("custom_id", "invoice_id"):  # a capture keeps its purchase unit's
+            if order is not None and getattr(order, name):
+                body[name] = getattr(order, name)
         related = {
             k: v
             for k, v in (("order_id", c.order_id), ("authorization_id", c.authorization_id))
@@ -800,7 +842,6 @@ class PayPalEmulator(EmulatedAPI):
 
     def order_json(self, order_id: str) -> Json:
         o = self.orders[order_id]
-        payer = self.payers[o.payer_id]
         captures = [self.capture_json(c, supplementary=False) for c in o.captures]
         refunds = [self.refund_json(r) for c in o.captures for r in self.captures[c].refunds]
         payments: Json = {}
@@ -813,30 +854,52 @@ class PayPalEmulator(EmulatedAPI):
         if refunds:
             payments["refunds"] = refunds
         unit: Json = {"reference_id": "default", "amount": money(o.amount, o.currency)}
+        for name in ("description", "custom_id", "invoice_id"):
+            if getattr(o, name):
+                unit[name] = getattr(o, name)
         if payments:
             unit["payments"] = payments
-        return {
+        body: Json = {
             "id": o.id,
             "intent": o.intent,
-            "status": "COMPLETED",
-            "payment_source": {
+            "status": o.status,
+            "purchase_units": [unit],
+            "create_time": timestamp(o.created),
+            "update_time": timestamp(o.updated or o.created),
+            "links": self._order_links(o),
+        }
+        if o.payer_id is not None:  # known once a buyer approved it
+            payer = self.payers[o.payer_id]
+            body["payment_source"] = {
                 "paypal": {
                     "email_address": payer.email,
                     "account_id": payer.id,
                     "account_status": "VERIFIED",
                     "name": {"given_name": payer.given_name, "surname": payer.surname},
                 }
-            },
-            "payer": {
+            }
+            body["payer"] = {
                 "email_address": payer.email,
                 "payer_id": payer.id,
                 "name": {"given_name": payer.given_name, "surname": payer.surname},
-            },
-            "purchase_units": [unit],
-            "create_time": timestamp(o.created),
-            "update_time": timestamp(o.created),
-            "links": [self._link(f"/v2/checkout/orders/{o.id}", "self")],
-        }
+            }
+        elif o.payer_action:
+            body["payment_source"] = {"paypal": {}}
+        return body
+
+    def _order_links(self, o: Order) -> list[Json]:
+        links = [self._link(f"/v2/checkout/orders/{o.id}", "self")]
+        if o.status in ("CREATED", "PAYER_ACTION_REQUIRED"):
+            # The buyer's page is on www.paypal.com, not the API host.
+            links.append({
+                "href": f"https://www.sandbox.paypal.com/checkoutnow?token={o.id}",
+                "rel": "payer-action" if o.payer_action else "approve", "method": "GET",
+            })  # fmt: skip
+        if o.status in ("CREATED", "PAYER_ACTION_REQUIRED", "APPROVED"):
+            links.append(self._link(f"/v2/checkout/orders/{o.id}", "update", "PATCH"))
+        if o.status == "APPROVED":
+            links.append(self._link(f"/v2/checkout/orders/{o.id}/capture", "capture", "POST"))
+        return links
 
     def subscription_json(self, subscription_id: str, *, with_plan: bool = False) -> Json:
         s = self.subscriptions[subscription_id]
@@ -1084,6 +1147,139 @@ class PayPalEmulator(EmulatedAPI):
         if order_id not in self.orders:
             raise not_found()
         return 200, self.order_json(order_id)
+
+    def _create_order(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """`POST /v2/checkout/orders`: one purchase unit, intent CAPTURE or AUTHORIZE."""
+        key = request.headers.get("paypal-request-id")
+        if key and key in self._order_keys:
+            # PayPal: an idempotent repeat answers 200 with the order as it is now.
+            return 200, self._prefer_order(request, self._order_keys[key])
+        payload = _json_body(body)
+        intent = payload.get("intent")
+        if intent not in ("CAPTURE", "AUTHORIZE"):
+            raise invalid_request("/intent", None if intent is None else str(intent), "MISSING_REQUIRED_PARAMETER" if intent is
+                                  None else "INVALID_PARAMETER_VALUE", "body")  # fmt: skip
+        units = payload.get("purchase_units")
+        if not isinstance(units, list) or len(units) != 1 or not isinstance(units[0], dict):
+            # Several purchase units are valid at PayPal; this emulator serves one.
+            raise invalid_request("/purchase_units", None, "MISSING_REQUIRED_PARAMETER", "body")
+        unit = units[0]
+        raw = unit.get("amount")
+        if not isinstance(raw, dict) or not raw.get("currency_code"):
+            raise invalid_request(
+                "/purchase_units/@reference_id=='default'/amount", None,
+                "MISSING_REQUIRED_PARAMETER", "body",
+            )  # fmt: skip
+        currency = str(raw["currency_code"])
+        amount = parse_amount(raw, currency, "/purchase_units/@reference_id=='default'/amount")
+        for name in ("description", "custom_id", "invoice_id"):
+            value = unit.get(name)
+            if value is not None and not 1 <= len(str(value)) <= 127:
+                raise invalid_request(
+                    f"/purchase_units/@reference_id=='default'/{name}", str(value),
+                    "INVALID_STRING_LENGTH", "body",
+                )  # fmt: skip
+        wallet = (payload.get("payment_source") or {}).get("paypal")
+        when = now()
+        order = Order(
+            id=new_id(), intent=str(intent), payer_id=None, amount=amount, currency=currency,
+            created=when, status="PAYER_ACTION_REQUIRED" if wallet is not None else "CREATED",
+            description=unit.get("description"), custom_id=unit.get("custom_id"),
+            invoice_id=unit.get("invoice_id"), payer_action=wallet is not None,
+        )  # fmt: skip
+        self.orders[order.id] = order
+        self.orders_created += 1
+        if key:
+            self._order_keys[key] = order.id
+        return 201, self._prefer_order(request, order.id)
+
+    def _prefer_order(self, request: Request, order_id: str) -> Json:
+        full = self.order_json(order_id)
+        if "return=representation" in request.headers.get("prefer", ""):
+            return full
+        return {k: full[k] for k in ("id", "status", "links")}
+
+    def _patch_order(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """`PATCH /v2/checkout/orders/{id}`: the purchase unit's text fields, before capture."""
+        order = self.orders.get(request.path_params["id"])
+        if order is None:
+            raise not_found()
+        try:
+            operations = json.loads(body)
+        except ValueError:
+            raise invalid_request("/", None, "MALFORMED_REQUEST_JSON", "body") from None
+        if not isinstance(operations, list):
+            raise invalid_request("/", None, "INVALID_PARAMETER_SYNTAX", "body")
+        if order.status == "COMPLETED":
+            raise unprocessable("ORDER_ALREADY_COMPLETED", "The order cannot be patched after "
+                                "it is completed.")  # fmt: skip
+        prefix = "/purchase_units/@reference_id=='default'/"
+        for op in operations:
+            path = str(op.get("path") or "")
+            name = path.removeprefix(prefix)
+            if not path:
+                raise unprocessable("PATCH_PATH_REQUIRED", "Please specify a 'path' for the "
+                                    "field for which the operation needs to be performed.")  # fmt: skip
+            if not path.startswith(prefix) or name not in ("description", "custom_id",
+                                                           "invoice_id"):  # fmt: skip
+                raise unprocessable("NOT_PATCHABLE", "Cannot be patched.")
+            if op.get("op") in ("replace", "add"):
+                if op.get("value") is None:
+                    raise unprocessable("PATCH_VALUE_REQUIRED", "Please specify a 'value' to "
+                                        "for the field that is being patched.")  # fmt: skip
+                setattr(order, name, str(op["value"]))
+            elif op.get("op") == "remove":
+                setattr(order, name, None)
+            else:
+                raise unprocessable(
+                    "UNSUPPORTED_PATCH_PARAMETER_VALUE",
+                    "The value specified for this field is not currently supported.",
+                )
+        order.updated = now()
+        return 204, None
+
+    def _capture_order(self, request: Request, body: bytes) -> tuple[int, Json | None]:
+        """`POST /v2/checkout/orders/{id}/capture`: only an APPROVED order, once."""
+        order = self.orders.get(request.path_params["id"])
+        if order is None:
+            raise not_found()
+        _json_body(body)  # an empty body, or a payment_source this emulator ignores
+        if order.status == "COMPLETED":
+            raise unprocessable(
+                "ORDER_ALREADY_CAPTURED",
+                "Order already captured.If 'intent=CAPTURE' only one capture per order is allowed.",
+            )
+        if order.status != "APPROVED" or order.payer_id is None:
+            raise unprocessable(
+                "ORDER_NOT_APPROVED",
+                "Payer has not yet approved the Order for payment. Please redirect the payer "
+                "to the 'rel':'approve' url returned as part of the HATEOAS links within the "
+                "Create Order call or provide a valid `payment_source` in the request.",
+            )
+        if order.intent != "CAPTURE":
+            # An AUTHORIZE order is authorized, not captured; PayPal lists no issue for this.
+            raise ApiError(
+                422,
+                "UNPROCESSABLE_ENTITY",
+                "The requested action could not be performed, semantically incorrect, or failed business validation.",
+            )
+        if order.invoice_id and any(
+            o.invoice_id == order.invoice_id and o.status == "COMPLETED" and o.id != order.id
+            for o in self.orders.values()
+        ):
+            # The merchant's default: an invoice ID is paid once across its orders.
+            raise unprocessable(
+                "DUPLICATE_INVOICE_ID",
+                "Duplicate Invoice ID detected. To "
+                "avoid a potential duplicate transaction your account setting "
+                "requires that Invoice Id be unique for each transaction.",
+            )
+        when = now()
+        self._new_capture(
+            order.payer_id, order.amount, order.currency, when, order.id, None, "COMPLETED"
+        )
+        order.status, order.updated = "COMPLETED", when
+        return 201, self._prefer_order(request, order.id)
 
     def _refund_capture(self, request: Request, body: bytes) -> tuple[int, Json | None]:
         capture = self.captures.get(request.path_params["capture_id"])
@@ -1340,13 +1536,24 @@ class PayPalEmulator(EmulatedAPI):
     def _search_invoices(self, request: Request, body: bytes) -> tuple[int, Json | None]:
         payload = _json_body(body)
         email = payload.get("recipient_email")
+        number = payload.get("invoice_number")  # the whole number, as the invoicer gave it
+        created = payload.get("creation_date_range")
+        bounds = None
+        if created is not None:
+            try:
+                bounds = (parse_time(str(created["start"])), parse_time(str(created["end"])))
+            except (KeyError, TypeError, ValueError):
+                raise invalid_request("/creation_date_range", None, "INVALID_PARAMETER_SYNTAX",
+                                      "body") from None  # fmt: skip
         page_size = _int_param(request.query_params, "page_size", 20, 1, 100)
         page = _int_param(request.query_params, "page", 1, 1, 1000)
         found = sorted(
             (
                 i
                 for i in self.invoices.values()
-                if email is None or i.recipient_email.lower() == str(email).lower()
+                if (email is None or i.recipient_email.lower() == str(email).lower())
+                and (number is None or i.number == str(number))
+                and (bounds is None or bounds[0] <= i.created <= bounds[1])
             ),
             key=lambda i: i.created,
             reverse=True,
@@ -1430,6 +1637,15 @@ class PayPalEmulator(EmulatedAPI):
         if query.get("dispute_state"):
             states = set(query["dispute_state"].split(","))
             found = [d for d in found if _DISPUTE_STATES[d.status] in states]
+        if query.get("start_time"):  # created then or after: within the last 180 days
+            start = parse_time(query["start_time"])
+            if start < now() - timedelta(days=180):
+                raise invalid_request("start_time", query["start_time"],
+                                      "INVALID_PARAMETER_VALUE", "query")  # fmt: skip
+            found = [d for d in found if d.created >= start]
+        if query.get("update_time_after"):
+            changed = parse_time(query["update_time_after"])
+            found = [d for d in found if (d.updated or d.created) >= changed]
         start = int(query.get("next_page_token") or 0)
         answer: Json = {
             "items": [
@@ -1438,9 +1654,11 @@ class PayPalEmulator(EmulatedAPI):
             "links": [self._link("/v1/customer/disputes", "self")],
         }
         if start + page_size < len(found):
-            token = str(start + page_size)
-            answer["links"].append(self._link(f"/v1/customer/disputes?page_size={page_size}"
-                                              f"&next_page_token={token}", "next"))  # fmt: skip
+            # The next page's link keeps the filters asked, with its own token.
+            kept = {k: v for k, v in query.items() if k not in ("page_size", "next_page_token")}
+            following = urlencode({**kept, "page_size": page_size,
+                                   "next_page_token": str(start + page_size)})  # fmt: skip
+            answer["links"].append(self._link(f"/v1/customer/disputes?{following}", "next"))
         if not answer["items"]:
             del answer["items"]  # the description wants at least one item when present
         return 200, answer
@@ -1540,7 +1758,10 @@ class PayPalEmulator(EmulatedAPI):
                 self._void_authorization,
                 True,
             ),
+            ("/v2/checkout/orders", "POST", self._create_order, True),
             ("/v2/checkout/orders/{id}", "GET", self._get_order, True),
+            ("/v2/checkout/orders/{id}", "PATCH", self._patch_order, True),
+            ("/v2/checkout/orders/{id}/capture", "POST", self._capture_order, True),
             ("/v1/billing/subscriptions/{id}", "GET", self._get_subscription, True),
             ("/v1/billing/subscriptions/{id}/cancel", "POST", self._cancel_subscription, True),
             (
@@ -1597,7 +1818,9 @@ class PayPalEmulator(EmulatedAPI):
     def _handle(self, request: Request, body: bytes, handler: Handler) -> tuple[int, Json | None]:
         request_id = request.headers.get("paypal-request-id")
         replay_key = (
-            (request.url.path, request_id) if request_id and request.method == "POST" else None
+            (request.url.path, request_id)
+            if request_id and request.method == "POST" and request.url.path != "/v2/checkout/orders"
+            else None  # a repeated order creation answers the order as it is now (above)
         )
         if replay_key and replay_key in self._replays:
             return self._replays[replay_key]

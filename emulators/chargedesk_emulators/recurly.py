@@ -21,6 +21,18 @@ What it holds to, because the gateway depends on it:
   payments only, reaching an older invoice's payment when this one's is used up.
 - `DELETE /subscriptions/{id}?refund=none|partial|full` terminates now; `PUT .../cancel`
   with `timeframe` (term_end by default, or bill_date) lets it run to that date.
+- `POST /subscriptions` and `POST /purchases` charge the account's saved card (`set_card`:
+  a decline code declines with Recurly's `transaction` error and its `transaction_error`,
+  leaving only the declined transaction: no invoice, no subscription); a new account code
+  makes an account without billing info. Coupons in `coupon_codes` are redeemed, not priced
+  into the invoice. Neither keeps an idempotency key: Recurly's description has none.
+- `POST /subscriptions/{id}/change/preview` and `.../change`: `now` bills (or credits) the
+  new price for the days left of the period less the old one's, by whole days with today
+  counted (how finely Recurly itself prorates is not in its description); `bill_date`,
+  `renewal` and `term_end` keep a pending change. A change to the subscription as it is
+  reverts a pending one (204) or is refused (422).
+- The site's lists (`/accounts`, `/transactions`, `/invoices`, `/subscriptions`) take
+  `sort`, `order`, `begin_time`/`end_time` (inclusive) and `ids` (alone, all at once).
 
 State is seeded through Python methods (`add_account`, `add_purchase`, ...); refunds made in
 Recurly's admin (`refund_in_dashboard`) and signed webhook deliveries (`webhook_delivery`)
@@ -34,6 +46,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import string
@@ -162,7 +175,25 @@ class ApiError(Exception):
         error: Json = {"type": self.kind, "message": self.message}
         if self.params:
             error["params"] = self.params
+        if self.transaction_error is not None:
+            error["transaction_error"] = self.transaction_error
         return {"error": error}
+
+    transaction_error: Json | None = None
+
+
+def declined(txn: Transaction, code: str) -> ApiError:
+    """A declined payment as Recurly answers it: 422, type `transaction`, its details."""
+    hard = code in ("fraudulent", "lost_card", "stolen_card", "pickup_card", "do_not_try_again")
+    exc = ApiError(422, "transaction", "Your card was declined.")
+    exc.transaction_error = {
+        "object": "transaction_error", "transaction_id": txn.id,
+        "category": "hard" if hard else "soft",
+        "code": "insufficient_funds" if code == "insufficient_funds" else "declined",
+        "decline_code": code, "message": "Your card was declined.",
+        "merchant_advice": "The customer's bank declined the charge.",
+    }  # fmt: skip
+    return exc
 
 
 def not_found(kind: str, object_id: str) -> ApiError:
@@ -194,6 +225,9 @@ class Account:
     address: Json | None = None
     hosted_login_token: str = field(default_factory=lambda: secrets.token_hex(16))
     state: str = "active"
+    # The saved card: "success" charges, a decline code (DeclineCodeEnum: insufficient_funds,
+    # do_not_honor, ...) declines, None is no billing info on the account.
+    card: str | None = "success"
 
 
 @dataclass
@@ -273,6 +307,7 @@ class Invoice:
     customer_notes: str | None = None
     closed: datetime | None = None
     updated: datetime | None = None
+    collection_method: str = "automatic"
 
 
 @dataclass
@@ -296,6 +331,24 @@ class Subscription:
     updated: datetime | None = None
     paused_at: datetime | None = None  # when a pause starts (the next renewal)
     remaining_pause_cycles: int | None = None
+    trial_started: datetime | None = None
+    trial_ends: datetime | None = None
+    customer_notes: str | None = None
+    pending: Change | None = None  # a change waiting for the next bill date
+
+
+@dataclass
+class Change:
+    """A subscription change (`POST /subscriptions/{id}/change`): now, or at `activate_at`."""
+
+    id: str
+    subscription_id: str
+    plan: Plan
+    unit_amount: Decimal
+    quantity: int
+    activate_at: datetime
+    created: datetime
+    activated: bool = False
 
 
 @dataclass
@@ -554,6 +607,11 @@ class RecurlyEmulator(EmulatedAPI):
             )
             self.coupons[coupon.id] = coupon
             return coupon.id
+
+    def set_card(self, account_id: str, outcome: str | None) -> None:
+        """The account's saved card: "success", a decline code, or None (no billing info)."""
+        with self._lock:
+            self.accounts[account_id].card = outcome
 
     # --- what happens in Recurly's admin -------------------------------------------------
 
@@ -1060,7 +1118,8 @@ class RecurlyEmulator(EmulatedAPI):
             "account": self._account_mini(invoice.account_id),
             "subscription_ids": invoice.subscription_ids,
             "previous_invoice_id": invoice.previous_invoice_id, "number": invoice.number,
-            "collection_method": "automatic", "net_terms": 0, "currency": invoice.currency,
+            "collection_method": invoice.collection_method, "net_terms": 0,
+            "currency": invoice.currency,
             "discount": zero, "subtotal": total, "tax": zero, "total": total,
             "refundable_amount": refundable, "paid": paid, "balance": balance,
             "customer_notes": invoice.customer_notes,
@@ -1112,6 +1171,22 @@ class RecurlyEmulator(EmulatedAPI):
             "expires_at": timestamp(sub.expires),
             "paused_at": timestamp(sub.paused_at) if sub.paused_at else None,
             "remaining_pause_cycles": sub.remaining_pause_cycles,
+            "trial_started_at": timestamp(sub.trial_started),
+            "trial_ends_at": timestamp(sub.trial_ends),
+            "customer_notes": sub.customer_notes,
+            "pending_change": self.change_json(sub.pending) if sub.pending else None,
+        })  # fmt: skip
+
+    def change_json(self, change: Change, collection: Json | None = None) -> Json:
+        plan = change.plan
+        return _clean({
+            "id": change.id, "object": "subscription_change",
+            "subscription_id": change.subscription_id,
+            "plan": {"id": plan.id, "object": "plan", "code": plan.code, "name": plan.name},
+            "unit_amount": change.unit_amount, "quantity": change.quantity, "add_ons": [],
+            "activate_at": timestamp(change.activate_at), "activated": change.activated,
+            "invoice_collection": collection,
+            "created_at": timestamp(change.created), "updated_at": timestamp(change.created),
         })  # fmt: skip
 
     def coupon_json(self, coupon: Coupon) -> Json:
@@ -1234,6 +1309,13 @@ class RecurlyEmulator(EmulatedAPI):
     def _account_transactions(self, request: Request, body: Json) -> tuple[int, Any]:
         account = self._account(request.path_params["account_id"])
         found = [t for t in self.transactions.values() if t.account_id == account.id]
+        return 200, _page(request, self._of_type(request, found), self.transaction_json)
+
+    def _list_transactions(self, request: Request, body: Json) -> tuple[int, Any]:
+        found = list(self.transactions.values())
+        return 200, _page(request, self._of_type(request, found), self.transaction_json)
+
+    def _of_type(self, request: Request, found: list[Transaction]) -> list[Transaction]:
         kind = request.query_params.get("type")
         if kind is not None:
             if kind not in ("authorization", "capture", "payment", "purchase", "refund", "verify"):
@@ -1243,27 +1325,44 @@ class RecurlyEmulator(EmulatedAPI):
         success = request.query_params.get("success")
         if success is not None:
             found = [t for t in found if (t.status == "success") == (success == "true")]
-        return 200, _page(request, found, self.transaction_json)
+        return found
 
     def _account_invoices(self, request: Request, body: Json) -> tuple[int, Any]:
         account = self._account(request.path_params["account_id"])
         found = [i for i in self.invoices.values() if i.account_id == account.id]
+        return 200, _page(request, self._invoices_of(request, found), self.invoice_json)
+
+    def _list_invoices(self, request: Request, body: Json) -> tuple[int, Any]:
+        found = list(self.invoices.values())
+        return 200, _page(request, self._invoices_of(request, found), self.invoice_json)
+
+    def _invoices_of(self, request: Request, found: list[Invoice]) -> list[Invoice]:
         kind = request.query_params.get("type")
         if kind is not None:
             if kind not in ("charge", "credit", "legacy", "non-legacy"):
                 raise invalid("type", "is not included in the list")
             found = [i for i in found if kind in (i.type, "non-legacy")]
-        return 200, _page(request, found, self.invoice_json)
+        state = request.query_params.get("state")
+        if state is not None:
+            found = [i for i in found if i.state == state]
+        return found
 
     def _account_subscriptions(self, request: Request, body: Json) -> tuple[int, Any]:
         account = self._account(request.path_params["account_id"])
         found = [s for s in self.subscriptions.values() if s.account_id == account.id]
+        return 200, _page(request, self._in_state(request, found), self.subscription_json)
+
+    def _list_subscriptions(self, request: Request, body: Json) -> tuple[int, Any]:
+        found = list(self.subscriptions.values())
+        return 200, _page(request, self._in_state(request, found), self.subscription_json)
+
+    def _in_state(self, request: Request, found: list[Subscription]) -> list[Subscription]:
         state = request.query_params.get("state")
         if state == "live":
             found = [s for s in found if s.state in ("active", "canceled", "future")]
         elif state is not None:
             found = [s for s in found if s.state == state]
-        return 200, _page(request, found, self.subscription_json)
+        return found
 
     def _active_redemptions(self, request: Request, body: Json) -> tuple[int, Any]:
         account = self._account(request.path_params["account_id"])
@@ -1395,11 +1494,274 @@ class RecurlyEmulator(EmulatedAPI):
     def _get_plan(self, request: Request, body: Json) -> tuple[int, Any]:
         return 200, self.plan_json(self._plan(request.path_params["plan_id"]))
 
+    # --- purchases, new subscriptions, plan changes ----------------------------------------
+
+    def _buyer(self, body: Json) -> Account:
+        """The account a purchase names by `code`; a new code makes a new account, as at
+        Recurly (with no billing info)."""
+        given = body.get("account")
+        if not isinstance(given, dict) or not given.get("code"):
+            raise invalid("account", "code can't be blank")
+        code = str(given["code"])
+        found = next((a for a in self.accounts.values() if a.code == code), None)
+        if found is not None:
+            return found
+        account = Account(
+            id=new_id(), code=code, email=str(given.get("email") or ""),
+            first_name=given.get("first_name"), last_name=given.get("last_name"),
+            company=given.get("company"), created=now(), card=None,
+        )  # fmt: skip
+        self.accounts[account.id] = account
+        return account
+
+    def _add_line(
+        self, invoice: Invoice, description: str, unit: Decimal, quantity: int,
+        sub: Subscription | None = None,
+    ) -> None:  # fmt: skip
+        line = Line(
+            id=new_id(), uuid=secrets.token_hex(16), invoice_id=invoice.id,
+            account_id=invoice.account_id, currency=invoice.currency, description=description,
+            quantity=quantity, unit_amount=unit, created=invoice.created,
+            origin="plan" if sub else "one_time", subscription_id=sub.id if sub else None,
+            plan=sub.plan if sub else None,
+        )  # fmt: skip
+        self.lines[line.id] = line
+        invoice.line_ids.append(line.id)
+
+    def _discard(self, invoice: Invoice) -> None:
+        for line_id in invoice.line_ids:
+            self.lines.pop(line_id, None)
+        self.invoices.pop(invoice.id, None)
+
+    def _collect(self, account: Account, invoice: Invoice) -> None:
+        """Charge a new invoice to the saved card. A failed purchase leaves no invoice (and
+        no subscription or change): only its declined transaction stays, as at Recurly."""
+        total = self._total(invoice)
+        if total > 0 and account.card is None:
+            self._discard(invoice)
+            raise invalid("billing_info", "can't be blank")
+        if total > 0:
+            outcome = account.card or "success"
+            status = "success" if outcome == "success" else "declined"
+            txn = self._new_transaction(
+                account.id, "purchase", invoice.currency, total, status, invoice.created,
+                invoice=invoice,
+            )  # fmt: skip
+            if status != "success":
+                txn.invoice_id, txn.subscription_ids = None, []
+                self._discard(invoice)
+                raise declined(txn, outcome)
+        invoice.state, invoice.closed = "paid", invoice.created
+
+    def _purchase(self, request: Request, body: Json) -> tuple[int, Any]:
+        """`POST /purchases` with one-time charge line items (subscriptions in a purchase are
+        not emulated): collected from the card, or left pending with `manual`."""
+        currency = str(body.get("currency") or "")
+        if not currency:
+            raise invalid("currency", "can't be blank")
+        if body.get("subscriptions"):
+            raise ApiError(400, "bad_request", "The emulator sells no subscriptions in a purchase")
+        items = body.get("line_items")
+        if not isinstance(items, list) or not items:
+            raise invalid("line_items", "can't be blank")
+        method = str(body.get("collection_method") or "automatic")
+        if method not in ("automatic", "manual"):
+            raise invalid("collection_method", "is not included in the list")
+        lines: list[tuple[str, Decimal, int]] = []
+        for item in items:
+            if not isinstance(item, dict) or item.get("type", "charge") != "charge":
+                raise invalid("line_items", "only charges are emulated")
+            if str(item.get("currency") or currency) != currency:
+                raise invalid("currency", "must be the purchase's currency")
+            unit = _decimal(item.get("unit_amount"), "unit_amount")
+            if unit <= 0 or unit != quantize(unit, currency):
+                raise invalid(
+                    "unit_amount", f"must be positive, with {decimals(currency)} decimals"
+                )
+            description = str(item.get("description") or "One-time charge")
+            lines.append(
+                (description, quantize(unit, currency), _quantity(item.get("quantity", 1)))
+            )
+        account = self._buyer(body)
+        invoice = self._new_invoice(account.id, "charge", "purchase", currency, now())
+        invoice.customer_notes = body.get("customer_notes")
+        invoice.collection_method = method
+        for description, unit, quantity in lines:
+            self._add_line(invoice, description, unit, quantity)
+        if method == "automatic":
+            self._collect(account, invoice)
+        collection = {"object": "invoice_collection", "credit_invoices": [],
+                      "charge_invoice": self.invoice_json(invoice)}  # fmt: skip
+        return 201, collection
+
+    def _create_subscription(self, request: Request, body: Json) -> tuple[int, Any]:
+        """`POST /subscriptions`: the first period charged now, or a free trial first."""
+        plan = self._plan_named(body)
+        currency = str(body.get("currency") or "")
+        if currency not in plan.prices:
+            raise invalid("currency", f"is not a currency of plan {plan.code}")
+        quantity = _quantity(body.get("quantity", 1))
+        coupons = []
+        for code in body.get("coupon_codes") or []:
+            found = next((c for c in self.coupons.values() if c.code == code), None)
+            if found is None or found.state != "redeemable":
+                raise invalid("coupon_codes", f"{code} is invalid")
+            coupons.append(found)
+        when = now()
+        trial_ends = _time(body.get("trial_ends_at"), "trial_ends_at")
+        if trial_ends is not None and trial_ends <= when:
+            raise invalid("trial_ends_at", "must be in the future")
+        account = self._buyer(body)
+        end = trial_ends or _advance(when, plan)
+        sub = Subscription(
+            id=new_id(), uuid=secrets.token_hex(16), account_id=account.id, plan=plan,
+            currency=currency, unit_amount=plan.prices[currency], quantity=quantity,
+            state="active", created=when, period_start=when, period_end=end, term_end=end,
+            trial_started=when if trial_ends else None, trial_ends=trial_ends,
+            customer_notes=body.get("customer_notes"),
+        )  # fmt: skip
+        if trial_ends is None:
+            invoice = self._new_invoice(account.id, "charge", "purchase", currency, when)
+            invoice.customer_notes = sub.customer_notes
+            invoice.subscription_ids.append(sub.id)
+            self._add_line(invoice, plan.name, sub.unit_amount, quantity, sub)
+            self._collect(account, invoice)
+            sub.invoice_ids.append(invoice.id)
+        self.subscriptions[sub.id] = sub
+        for coupon in coupons:
+            on_sub = coupon.redemption_resource == "subscription"
+            redemption = Redemption(
+                id=new_id(), account_id=account.id, coupon=coupon, currency=currency,
+                created=when, subscription_id=sub.id if on_sub else None,
+            )  # fmt: skip
+            self.redemptions[redemption.id] = redemption
+        return 201, self.subscription_json(sub)
+
+    def _plan_named(self, body: Json) -> Plan:
+        if body.get("plan_id"):
+            return self._plan(str(body["plan_id"]))
+        if not body.get("plan_code"):
+            raise invalid("plan_code", "can't be blank")
+        code = str(body["plan_code"])
+        found = next((p for p in self.plans.values() if p.code == code), None)
+        if found is None:
+            raise invalid("plan_code", "is invalid")
+        return found
+
+    def _asked_change(self, sub: Subscription, body: Json) -> tuple[Change | None, str]:
+        """The change a body asks for (None: the subscription as it is) and its timeframe."""
+        if sub.state != "active":
+            raise invalid("subscription", f"is {sub.state} and cannot be changed")
+        timeframe = str(body.get("timeframe") or "now")
+        if timeframe not in ("now", "bill_date", "renewal", "term_end"):
+            raise invalid("timeframe", "is not included in the list")
+        named = "plan_code" in body or "plan_id" in body
+        plan = self._plan_named(body) if named else sub.plan
+        if sub.currency not in plan.prices:
+            raise invalid("plan_code", f"has no price in {sub.currency}")
+        unit = plan.prices[sub.currency]
+        if body.get("unit_amount") is not None:
+            unit = quantize(_decimal(body["unit_amount"], "unit_amount"), sub.currency)
+        quantity = _quantity(body.get("quantity", sub.quantity))
+        if (plan.id, unit, quantity) == (sub.plan.id, sub.unit_amount, sub.quantity):
+            return None, timeframe
+        when = now()
+        change = Change(
+            id=new_id(), subscription_id=sub.id, plan=plan, unit_amount=unit,
+            quantity=quantity, created=when,
+            activate_at=when if timeframe == "now" else self._activation(sub, timeframe),
+        )  # fmt: skip
+        return change, timeframe
+
+    def _prorated(self, sub: Subscription, unit: Decimal, quantity: int) -> Decimal:
+        """What changing now costs (negative: credit): the new price for the days left in
+        the period less the old one's, by whole days (today counted), none in a trial."""
+        moment = now()
+        if sub.trial_ends is not None and sub.trial_ends > moment:
+            return Decimal(0)
+        days = max(round((sub.period_end - sub.period_start).total_seconds() / 86400), 1)
+        left = min(max(math.ceil((sub.period_end - moment).total_seconds() / 86400), 0), days)
+        old = quantize(sub.unit_amount * sub.quantity * left / days, sub.currency)
+        new = quantize(unit * quantity * left / days, sub.currency)
+        return new - old
+
+    def _preview_change(self, request: Request, body: Json) -> tuple[int, Any]:
+        """What a change would do, saved nowhere: its invoice collection for `now`."""
+        sub = self._subscription(request.path_params["subscription_id"])
+        change, timeframe = self._asked_change(sub, body)
+        if change is None:
+            raise ApiError(422, "validation", "Subscription hasn't been changed")
+        collection = None
+        if timeframe == "now":
+            net = self._prorated(sub, change.unit_amount, change.quantity)
+            zero = quantize(Decimal(0), sub.currency)
+            kind = "credit" if net < 0 else "charge"
+            invoice = {
+                "object": "invoice", "type": kind, "origin": "immediate_change",
+                "state": "pending" if kind == "charge" else "open", "currency": sub.currency,
+                "subtotal": net, "discount": zero, "tax": zero, "total": net,
+                "balance": net, "paid": zero,
+                "account": self._account_mini(sub.account_id), "subscription_ids": [sub.id],
+            }  # fmt: skip
+            collection = {
+                "object": "invoice_collection",
+                "charge_invoice": invoice if kind == "charge" else None,
+                "credit_invoices": [invoice] if kind == "credit" else [],
+            }
+        return 200, self.change_json(change, _clean(collection) if collection else None)
+
+    def _activation(self, sub: Subscription, timeframe: str) -> datetime:
+        return sub.term_end if timeframe == "term_end" else sub.period_end
+
+    def _create_change(self, request: Request, body: Json) -> tuple[int, Any]:
+        """`now` changes the subscription and bills (or credits) the prorated difference at
+        once; a later timeframe replaces any pending change. A change to the subscription as
+        it is reverts a pending one (204), or is refused."""
+        sub = self._subscription(request.path_params["subscription_id"])
+        change, timeframe = self._asked_change(sub, body)
+        if change is None:
+            if sub.pending is None:
+                raise ApiError(422, "validation", "Subscription hasn't been changed")
+            sub.pending, sub.updated = None, now()
+            return 204, None
+        when, plan = change.created, change.plan
+        if timeframe != "now":
+            sub.pending, sub.updated = change, when
+            return 201, self.change_json(change)
+        net = self._prorated(sub, change.unit_amount, change.quantity)
+        account = self.accounts[sub.account_id]
+        collection: Json = {"object": "invoice_collection", "credit_invoices": []}
+        if net != 0:
+            kind = "charge" if net > 0 else "credit"
+            invoice = self._new_invoice(account.id, kind, "immediate_change", sub.currency, when)
+            invoice.subscription_ids.append(sub.id)
+            self._add_line(invoice, f"Prorated change to {plan.name}", abs(net), 1, sub)
+            if kind == "charge":
+                self._collect(account, invoice)  # a decline refuses the change
+                collection["charge_invoice"] = self.invoice_json(invoice)
+            else:
+                invoice.state, invoice.credit_issued = "open", abs(net)
+                key = (account.id, sub.currency)
+                self.credit[key] = self.credit.get(key, Decimal(0)) + abs(net)
+                collection["credit_invoices"] = [self.invoice_json(invoice)]
+            sub.invoice_ids.append(invoice.id)
+        sub.plan, sub.unit_amount, sub.quantity = plan, change.unit_amount, change.quantity
+        sub.pending, sub.updated = None, when
+        change.activated = True
+        return 201, self.change_json(change, collection)
+
     # --- plumbing --------------------------------------------------------------------------
 
     def app(self) -> Starlette:
         routes: list[tuple[str, str, Handler]] = [
             ("/accounts", "GET", self._list_accounts),
+            ("/transactions", "GET", self._list_transactions),
+            ("/invoices", "GET", self._list_invoices),
+            ("/subscriptions", "GET", self._list_subscriptions),
+            ("/subscriptions", "POST", self._create_subscription),
+            ("/subscriptions/{subscription_id}/change", "POST", self._create_change),
+            ("/subscriptions/{subscription_id}/change/preview", "POST", self._preview_change),
+            ("/purchases", "POST", self._purchase),
             ("/accounts/{account_id}", "GET", self._get_account),
             ("/accounts/{account_id}", "PUT", self._update_account),
             ("/accounts/{account_id}/transactions", "GET", self._account_transactions),
@@ -1527,6 +1889,22 @@ def _decimal(value: Any, param: str) -> Decimal:
         raise invalid(param, "is not a number") from None
 
 
+def _quantity(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise invalid("quantity", "must be a whole number greater than 0")
+    return value
+
+
+def _time(value: Any, param: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(param, "is not a valid date") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _json_body(raw: bytes) -> Json:
     if not raw.strip():
         return {}
@@ -1556,6 +1934,14 @@ def _offset(cursor: str | None) -> int:
 def _page(request: Request, records: list[Any], to_json: Callable[[Any], Json]) -> Json:
     """One page of a list, newest first unless `order=asc`, and the path of the next one."""
     query = request.query_params
+    if "ids" in query:
+        # Up to 200 IDs, all at once and in no order; no other list parameter goes with them.
+        if set(query) - {"ids"}:
+            raise invalid("ids", "cannot be used with other list parameters")
+        wanted = set(query["ids"].split(","))
+        chosen = [r for r in records if r.id in wanted]
+        return {"object": "list", "has_more": False, "next": None,
+                "data": [to_json(r) for r in chosen]}  # fmt: skip
     try:
         limit = int(query.get("limit", "20"))
     except ValueError:
@@ -1571,6 +1957,13 @@ def _page(request: Request, records: list[Any], to_json: Callable[[Any], Json]) 
         moment = getattr(record, "updated", None) if sort == "updated_at" else None
         return (moment or record.created, record.id)
 
+    begin = _time(query.get("begin_time"), "begin_time")
+    end = _time(query.get("end_time"), "end_time")
+    if begin is not None or end is not None:  # both inclusive, on the sorted field
+        records = [
+            r for r in records
+            if (begin is None or key(r)[0] >= begin) and (end is None or key(r)[0] <= end)
+        ]  # fmt: skip
     ordered = sorted(records, key=key, reverse=order == "desc")
     offset = _offset(query.get("cursor"))
     chunk = ordered[offset : offset + limit]

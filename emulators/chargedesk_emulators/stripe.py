@@ -617,6 +617,13 @@ class StripeEmulator:
              "payment_behavior pause_collection"),
             ("POST", "/v1/invoices/create_preview", h._h_preview_invoice, "customer subscription "
              "subscription_details"),
+            ("POST", "/v1/subscription_schedules", h._h_create_schedule, "from_subscription "
+             "metadata"),
+            ("GET", "/v1/subscription_schedules/{id}", h._h_get_schedule, ""),
+            ("POST", "/v1/subscription_schedules/{id}", h._h_update_schedule, "phases "
+             "end_behavior metadata proration_behavior"),
+            ("POST", "/v1/subscription_schedules/{id}/release", h._h_release_schedule,
+             "preserve_cancel_date"),
             ("DELETE", "/v1/subscriptions/{id}", h._h_cancel_subscription, "cancellation_details "
              "invoice_now prorate"),
             ("GET", "/v1/invoices/search", h._h_search_invoices, "query limit page"),
@@ -2143,8 +2150,248 @@ class StripeEmulator:
             "feedback": _str(details, "feedback"),
             "reason": "cancellation_requested",
         }
+        if sub["schedule"]:  # a canceled subscription's schedule is canceled with it
+            self._objects[sub["schedule"]].update(
+                status="canceled", canceled_at=now, current_phase=None
+            )
         self._emit("customer.subscription.deleted", sub)
         return self._out(sub, params)
+
+    # --- subscription schedules: phases that change a subscription at a set time ------------
+
+    def _phase(
+        self, sub: dict[str, Any], items: list[tuple[dict[str, Any], int]], start: int,
+        end: int, metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A schedule phase in Stripe's shape: its items name their prices by ID."""
+        phase = copy.deepcopy(self._fixtures["subscription_schedule"]["phases"][0])
+        phase.update(
+            add_invoice_items=[], application_fee_percent=None, billing_cycle_anchor=None,
+            billing_thresholds=None, collection_method=None, currency=sub["currency"],
+            default_payment_method=None, default_tax_rates=[], description=None, discounts=[],
+            end_date=end, invoice_settings=None, metadata=metadata or {}, on_behalf_of=None,
+            proration_behavior="create_prorations", start_date=start, transfer_data=None,
+            trial_end=None,
+        )  # fmt: skip
+        phase["items"] = [
+            {"billing_thresholds": None, "discounts": [], "metadata": {}, "plan": price["id"],
+             "price": price["id"], "quantity": quantity, "tax_rates": []}
+            for price, quantity in items
+        ]  # fmt: skip
+        return phase
+
+    def _h_create_schedule(self, params: dict[str, Any]) -> dict[str, Any]:
+        sub_id = _str(params, "from_subscription")
+        if sub_id is None:
+            # Only the migration of a live subscription is emulated.
+            raise ApiError(
+                400, "Missing required param: from_subscription.", code="parameter_missing",
+                param="from_subscription",
+            )  # fmt: skip
+        sub = self._get(sub_id, "subscription", "from_subscription")
+        if sub["status"] in ("canceled", "incomplete_expired"):
+            raise ApiError(
+                400, f"The subscription {sub_id} is canceled.", param="from_subscription"
+            )
+        if sub["schedule"]:
+            raise ApiError(
+                400,
+                "You cannot migrate a subscription that is already attached to a schedule: "
+                f"`{sub['schedule']}`.",
+                param="from_subscription",
+            )
+        items = sub["items"]["data"]
+        start = min(i["current_period_start"] for i in items)
+        end = max(i["current_period_end"] for i in items)
+        prices = [(self._objects[i["price"]["id"]], i["quantity"]) for i in items]
+        fixture = self._fixtures["subscription_schedule"]
+        settings = copy.deepcopy(fixture["default_settings"])
+        settings.update(
+            collection_method=sub["collection_method"], on_behalf_of=None, transfer_data=None,
+            billing_thresholds=None,
+        )  # fmt: skip
+        schedule = self._new(
+            "subscription_schedule", "sub_sched",
+            application=None, billing_mode=copy.deepcopy(fixture["billing_mode"]),
+            canceled_at=None, completed_at=None, current_phase={"start_date": start, "end_date": end},
+            customer=sub["customer"], customer_account=None, default_settings=settings,
+            end_behavior="release", metadata=_merge_metadata({}, _dict(params, "metadata")),
+            phases=[self._phase(sub, prices, start, end)], released_at=None,
+            released_subscription=None, status="active", subscription=sub_id, test_clock=None,
+        )  # fmt: skip
+        sub["schedule"] = schedule["id"]
+        self._emit("subscription_schedule.created", schedule)
+        return self._out(schedule, params)
+
+    def _h_get_schedule(self, params: dict[str, Any], schedule_id: str) -> dict[str, Any]:
+        return self._out(self._get(schedule_id, "subscription_schedule"), params)
+
+    def _live_schedule(self, schedule_id: str) -> dict[str, Any]:
+        schedule = self._get(schedule_id, "subscription_schedule")
+        if schedule["status"] not in ("not_started", "active"):
+            raise ApiError(
+                400,
+                f"You cannot update a subscription schedule that is currently in the "
+                f"`{schedule['status']}` status. It must be in one of the following statuses: "
+                "`not_started`, `active`.",
+            )
+        return schedule
+
+    def _h_update_schedule(self, params: dict[str, Any], schedule_id: str) -> dict[str, Any]:
+        schedule = self._live_schedule(schedule_id)
+        sub = self._objects[schedule["subscription"]]
+        behavior = _str(params, "end_behavior")
+        if behavior is not None and behavior not in ("release", "cancel"):
+            raise ApiError(400, f"Invalid end_behavior: {behavior}", param="end_behavior")
+        proration = _str(params, "proration_behavior")
+        if proration not in (None, "create_prorations", "always_invoice", "none"):
+            raise ApiError(
+                400, f"Invalid proration_behavior: {proration}", param="proration_behavior"
+            )
+        phases = (
+            self._phases(schedule, sub, _items(params, "phases")) if "phases" in params else None
+        )
+        if phases is not None:
+            schedule["phases"] = phases
+        if behavior is not None:
+            schedule["end_behavior"] = behavior
+        if "metadata" in params:
+            schedule["metadata"] = _merge_metadata(schedule["metadata"], _dict(params, "metadata"))
+        self._emit("subscription_schedule.updated", schedule)
+        return self._out(schedule, params)
+
+    def _phases(
+        self, schedule: dict[str, Any], sub: dict[str, Any], entries: list[Any]
+    ) -> list[dict[str, Any]]:
+        """New phases: the current one keeps its start; each next starts where the last ends,
+        lasting until its `end_date` or for its `duration`; a last one with neither lasts one
+        period of its price."""
+        if not entries:
+            raise ApiError(400, "Missing required param: phases.", code="parameter_missing",
+                           param="phases")  # fmt: skip
+        phases: list[dict[str, Any]] = []
+        start = schedule["current_phase"]["start_date"]
+        for index, entry in enumerate(entries):
+            entry = entry if isinstance(entry, dict) else {}
+            _allowed(
+                entry,
+                {"items", "start_date", "end_date", "duration", "metadata", "proration_behavior"},
+            )
+            given = _int(entry, "start_date")
+            if index == 0 and given is not None and given != start:
+                raise ApiError(
+                    400, "You can not modify the start date of the current phase.",
+                    param="phases[0][start_date]",
+                )  # fmt: skip
+            items = []
+            for n, item in enumerate(_items(entry, "items")):
+                item = item if isinstance(item, dict) else {}
+                _allowed(item, {"price", "plan", "quantity", "metadata"})
+                param = f"phases[{index}][items][{n}][price]"
+                price = self._get(_str(item, "price") or _str(item, "plan") or "", "price", param)
+                if (
+                    price["recurring"] is None
+                    or price["currency"].lower() != sub["currency"].lower()
+                ):
+                    raise ApiError(
+                        400, "All prices on a subscription must be recurring and in one currency.",
+                        param=param,
+                    )  # fmt: skip
+                items.append((price, _positive(item, "quantity") or 1))
+            if not items:
+                raise ApiError(
+                    400, f"Missing required param: phases[{index}][items].",
+                    code="parameter_missing", param=f"phases[{index}][items]",
+                )  # fmt: skip
+            end = _int(entry, "end_date")
+            duration = _dict(entry, "duration")
+            if duration and end is not None:
+                raise ApiError(
+                    400, "You may only specify one of these parameters: duration, end_date.",
+                    param=f"phases[{index}][duration]",
+                )  # fmt: skip
+            if duration:
+                unit = _str(duration, "interval", required=True) or ""
+                if unit not in ("day", "week", "month", "year"):
+                    raise ApiError(
+                        400, f"Invalid duration interval: {unit}",
+                        param=f"phases[{index}][duration][interval]",
+                    )  # fmt: skip
+                end = start
+                for _ in range(_positive(duration, "interval_count") or 1):
+                    end = _period_end(end, unit)
+            if end is None and index < len(entries) - 1:
+                raise ApiError(
+                    400, "Every phase but the last needs an end_date.",
+                    param=f"phases[{index}][end_date]",
+                )  # fmt: skip
+            end = end or _period_end(start, items[0][0]["recurring"]["interval"])
+            if end <= start:
+                raise ApiError(
+                    400, "A phase must end after it starts.", param=f"phases[{index}][end_date]"
+                )
+            phases.append(self._phase(sub, items, start, end, _dict(entry, "metadata")))
+            start = end
+        return phases
+
+    def _release(self, schedule: dict[str, Any], now: int) -> None:
+        """The subscription goes on as it stands, without its schedule."""
+        sub = self._objects[schedule["subscription"]]
+        sub["schedule"] = None
+        schedule.update(
+            status="released", released_at=now, released_subscription=sub["id"],
+            subscription=None, current_phase=None,
+        )  # fmt: skip
+        self._emit("subscription_schedule.released", schedule)
+
+    def _h_release_schedule(self, params: dict[str, Any], schedule_id: str) -> dict[str, Any]:
+        schedule = self._live_schedule(schedule_id)
+        self._release(schedule, int(time.time()))
+        return self._out(schedule, params)
+
+    def _advance(self, schedule: dict[str, Any], now: int) -> None:
+        """Every phase ended by `now` gives way to the next: the subscription takes its items
+        for a new period (billed at the new price), or, after the last, the schedule ends."""
+        while schedule["status"] == "active" and schedule["current_phase"]["end_date"] <= now:
+            ended = schedule["current_phase"]["end_date"]
+            following = [p for p in schedule["phases"] if p["start_date"] >= ended]
+            sub = self._objects[schedule["subscription"]]
+            if not following:
+                if schedule["end_behavior"] == "cancel":
+                    sub.update(status="canceled", canceled_at=ended, ended_at=ended)
+                    schedule.update(status="completed", completed_at=ended, current_phase=None)
+                    self._emit("customer.subscription.deleted", sub)
+                else:
+                    self._release(schedule, ended)
+                return
+            phase = following[0]
+            prices = [(self._objects[i["price"]], i["quantity"]) for i in phase["items"]]
+            first = sub["items"]["data"][0]
+            first.update(
+                plan=self._plan_of(prices[0][0]), price=self._render(prices[0][0]),
+                quantity=prices[0][1], current_period_start=phase["start_date"],
+                current_period_end=_period_end(
+                    phase["start_date"], prices[0][0]["recurring"]["interval"]
+                ),
+            )  # fmt: skip
+            schedule["current_phase"] = {
+                "start_date": phase["start_date"],
+                "end_date": phase["end_date"],
+            }
+            invoice = self._create_invoice(
+                sub["customer"], sub["currency"], collection_method=sub["collection_method"],
+                days_until_due=sub["days_until_due"], subscription=sub["id"],
+                lines=[(p["unit_amount"] * q, p["nickname"] or p["id"]) for p, q in prices],
+            )  # fmt: skip
+            invoice["billing_reason"] = "subscription_cycle"
+            sub["latest_invoice"] = invoice["id"]
+            self._finalize(invoice, auto_advance=True)
+            payment_method = self._objects[sub["customer"]]["invoice_settings"][
+                "default_payment_method"
+            ]
+            if payment_method is not None and invoice["status"] != "paid":
+                self._pay(invoice, payment_method)
+            self._emit("customer.subscription.updated", sub)
 
     # --- invoices --------------------------------------------------------------------------
 
@@ -2770,6 +3017,18 @@ class StripeEmulator:
             for item in self._get(subscription_id, "subscription")["items"]["data"]:
                 item["current_period_start"] -= seconds
                 item["current_period_end"] -= seconds
+
+    def advance_schedules(self, to: int) -> None:
+        """As if the clock stood at `to` (epoch seconds): each subscription schedule moves
+        through the phases that ended by then (what a Stripe test clock advanced does)."""
+        with self._seeding():
+            for schedule in self._of("subscription_schedule"):
+                self._advance(schedule, to)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every subscription schedule made, as the API would answer it."""
+        with self._lock:
+            return [self._render(s) for s in self._sorted(self._of("subscription_schedule"))]
 
     def add_coupon(
         self,

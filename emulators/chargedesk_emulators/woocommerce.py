@@ -21,6 +21,14 @@ the reference is silent, WooCommerce's own code:
   when it does not exist or does not support refunds, and the refund is then deleted;
   meta data is saved after the refund, so a request that dies in between leaves a refund
   without it. A full refund sets the order `refunded`.
+- Lists take WooCommerce's collection parameters the way `WC_REST_CRUD_Controller` builds its
+  query: `after`/`before`/`modified_after`/`modified_before` are strict (`WP_Date_Query`
+  is not inclusive), read in the store's timezone unless `dates_are_gmt`; `orderby` (`date`,
+  `id`) and `order` (desc by default; customers: `id`, `name`, `registered_date`, asc);
+  `include`, `parent`.
+- `GET /refunds` (every refund, each with its order as `parent_id`) is the newer
+  WooCommerce's (developer.woocommerce.com/docs/apis/rest-api/v3/refunds); `refunds_endpoint=
+  False` is a store from before it (`rest_no_route`).
 - WooCommerce Subscriptions (`/subscriptions`) can be switched off: its routes then answer
   404 `rest_no_route`. `transition_status` moves a subscription the way
   `WC_Subscription::update_status` does; a move it refuses throws, which WordPress turns
@@ -341,6 +349,7 @@ class WooCommerceEmulator(EmulatedAPI):
         permissions: str = "read_write",
         webhook_secret: str = "wc-webhook-secret",
         subscriptions: bool = True,
+        refunds_endpoint: bool = True,
         currency: str = "USD",
         decimals: int = 2,
         site_offset: timedelta = timedelta(hours=-3),
@@ -350,6 +359,7 @@ class WooCommerceEmulator(EmulatedAPI):
         self.consumer_secret = consumer_secret
         self.webhook_secret = webhook_secret
         self.subscriptions_enabled = subscriptions
+        self.refunds_endpoint = refunds_endpoint
         self.currency = currency
         self.decimals = decimals
         self.site_offset = site_offset
@@ -1001,6 +1011,7 @@ class WooCommerceEmulator(EmulatedAPI):
             ("GET", r"orders", self._list_orders, False),
             ("GET", r"orders/(\d+)", self._get_order, False),
             ("GET", r"orders/(\d+)/refunds", self._list_refunds, False),
+            ("GET", r"refunds", self._list_all_refunds, False),
             ("POST", r"orders/(\d+)/refunds", self._create_refund_endpoint, False),
             ("GET", r"orders/(\d+)/refunds/(\d+)", self._get_refund, False),
             ("GET", r"orders/(\d+)/notes", self._list_notes, False),
@@ -1015,6 +1026,8 @@ class WooCommerceEmulator(EmulatedAPI):
         ]
         for verb, pattern, handler, extension in table:
             if extension and not self.subscriptions_enabled:
+                continue
+            if handler == self._list_all_refunds and not self.refunds_endpoint:
                 continue
             found = re.fullmatch(pattern, rest)
             if found and verb == method:
@@ -1089,7 +1102,14 @@ class WooCommerceEmulator(EmulatedAPI):
             found = [c for c in found if c.email.lower() == email.lower()]
         if not php_empty(query.get("search")):
             found = [c for c in found if _user_matches(c, str(query["search"]).lower())]
-        found.sort(key=lambda c: (f"{c.first_name} {c.last_name}".lower(), c.id))
+        orderby = _choice(query, "orderby", ("name", "id", "include", "registered_date"), "name")
+        keys: dict[str, Callable[[CustomerRecord], Any]] = {
+            "name": lambda c: (f"{c.first_name} {c.last_name}".lower(), c.id),
+            "registered_date": lambda c: (c.created, c.id),
+        }
+        found.sort(key=keys.get(orderby, lambda c: c.id))
+        if _choice(query, "order", ("asc", "desc"), "asc") == "desc":
+            found.reverse()
         return self._page(found, query, path, lambda c: self.customer_json(c.id))
 
     def _get_customer(
@@ -1137,9 +1157,38 @@ class WooCommerceEmulator(EmulatedAPI):
         if not php_empty(query.get("search")):
             term = str(query["search"]).lower()
             found = [o for o in found if _matches(o, term)]
-        found.sort(key=lambda o: (o.created, o.id), reverse=True)
+        found = self._collection(found, query)
         dp = self._dp(query)
         return self._page(found, query, path, lambda o: self.order_json(o.id, dp))
+
+    def _collection(self, found: list[OrderRecord], query: dict[str, Any]) -> list[OrderRecord]:
+        """`WC_REST_CRUD_Controller::prepare_objects_query`'s dates, IDs and ordering."""
+        gmt = str(query.get("dates_are_gmt", "")).lower() in ("1", "true")
+        shift = timedelta(0) if gmt else self.site_offset
+        for name, attr, later in (
+            ("after", "created", True),
+            ("before", "created", False),
+            ("modified_after", "modified", True),
+            ("modified_before", "modified", False),
+        ):
+            if name not in query:
+                continue
+            bound = _date_param(query, name)
+            found = [
+                o for o in found
+                if ((getattr(o, attr) + shift) > bound if later else (getattr(o, attr) + shift) < bound)
+            ]  # fmt: skip
+        for name, attr in (("include", "id"), ("parent", "parent_id")):
+            if name in query:
+                wanted = _ids_param(query, name)
+                found = [o for o in found if getattr(o, attr) in wanted]
+        orderby = _choice(query, "orderby", ("date", "id", "include", "title", "slug"), "date")
+        found.sort(
+            key=(lambda o: o.id) if orderby in ("id", "include") else (lambda o: (o.created, o.id))
+        )
+        if _choice(query, "order", ("asc", "desc"), "desc") == "desc":
+            found.reverse()
+        return found
 
     def _order(self, order_id: int) -> OrderRecord:
         order = self.orders.get(order_id)
@@ -1161,6 +1210,24 @@ class WooCommerceEmulator(EmulatedAPI):
         found = sorted(self._refunds_of(order.id), key=lambda r: (r.created, r.id), reverse=True)
         dp = self._dp(query)
         return self._page(found, query, path, lambda r: self.refund_json(r.id, dp))
+
+    def _list_all_refunds(
+        self, key: ApiKey, query: dict[str, Any], body: Json, path: str
+    ) -> _Answer:
+        """`GET /refunds`: every order's refunds, newest first, each with `parent_id`."""
+        found = list(self.refunds.values())
+        if "include" in query:
+            wanted = _ids_param(query, "include")
+            found = [r for r in found if r.id in wanted]
+        if "parent" in query:
+            parents = _ids_param(query, "parent")
+            found = [r for r in found if r.order_id in parents]
+        found.sort(key=lambda r: (r.created, r.id), reverse=True)
+        dp = self._dp(query)
+        return self._page(
+            found, query, path, lambda r: {"id": r.id, "parent_id": r.order_id}
+            | {k: v for k, v in self.refund_json(r.id, dp).items() if k != "id"},
+        )  # fmt: skip
 
     def _get_refund(
         self,
@@ -1317,7 +1384,7 @@ class WooCommerceEmulator(EmulatedAPI):
         if "customer" in query:
             customer = _int_param(query, "customer", 0, 0, None)
             found = [o for o in found if o.customer_id == customer]
-        found.sort(key=lambda o: (o.created, o.id), reverse=True)
+        found = self._collection(found, query)
         dp = self._dp(query)
         return self._page(found, query, path, lambda o: self.order_json(o.id, dp))
 
@@ -1446,6 +1513,39 @@ def _int_param(query: dict[str, Any], name: str, default: int, low: int, high: i
         )
         raise invalid_param(name, f"{name} must be {bound}")
     return value
+
+
+def _choice(query: dict[str, Any], name: str, options: tuple[str, ...], default: str) -> str:
+    value = str(query.get(name) or default)
+    if value not in options:
+        raise invalid_param(name, f"{name} is not one of {', '.join(options)}.")
+    return value
+
+
+def _ids_param(query: dict[str, Any], name: str) -> set[int]:
+    """An array of IDs as WordPress reads it: `include[]=1&include[]=2` or `include=1,2`."""
+    raw = query.get(name)
+    values = raw if isinstance(raw, list) else str(raw or "").split(",")
+    try:
+        return {int(str(v).strip()) for v in values if str(v).strip()}
+    except ValueError:
+        raise invalid_param(
+            name, f"{name}[0] is not of type integer.", "rest_invalid_type"
+        ) from None
+
+
+def _date_param(query: dict[str, Any], name: str) -> datetime:
+    """`rest_parse_date`: RFC 3339, the offset optional; compared at whole seconds as MySQL
+    holds them (a value without offset is in the timezone the column is)."""
+    text = str(query.get(name) or "")
+    if not re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:\d{2})?)?", text
+    ):
+        raise invalid_param(name, "Invalid date.")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=UTC, microsecond=0)
 
 
 def _flat(query: dict[str, Any]) -> dict[str, str]:

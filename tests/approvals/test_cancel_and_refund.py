@@ -332,15 +332,15 @@ async def test_again_repeats_the_cancel_with_its_refund(
     assert repeated.amount == Money(minor=9000, currency="EUR")
 
 
-async def test_the_ledger_says_it_cannot_refund_on_cancelling_and_cancels_nothing(
+async def test_a_ledger_subscription_no_charge_names_refunds_nothing_and_cancels_nothing(
     services: Services, agent: Actor
 ) -> None:
     said = await say(
         services, agent, "cancel ledger:sub_jane_pro now and-refund last reason: moving away"
     )
     assert said.error is not None and said.approval is None
-    assert said.error.code == "unsupported"
-    assert "its payments name no subscription" in said.error.message
+    assert said.error.code == "invalid_state"
+    assert "no paid charge in the ledger" in said.error.message
     assert (
         await services.gateways.get("ledger").get_subscription("sub_jane_pro")
     ).status.value == "active"

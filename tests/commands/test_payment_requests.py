@@ -19,7 +19,7 @@ from bot.commands.router import COMMANDS, Context, run
 from bot.gateways.base import LookupQuery, WebhookRejected
 from bot.mail.message import HeaderRefused
 from bot.money import Money
-from bot.payment_requests import create, reminders
+from bot.payment_requests import create, lifetime, reminder_steps, reminders
 from bot.portal.redact import RedactLinks
 from bot.store.tables import AuditEntry, EmailRow, PaymentRequestRow
 from bot.webhooks import receive
@@ -179,6 +179,12 @@ async def test_the_pay_link_is_in_no_log_line_no_stored_email_and_no_audit_expor
     secret = url.split("#", 1)[1]
     assert len(sent(services)) == 2 and all(url in body(m) for m in sent(services))
     assert secret not in caplog.text
+    await assert_not_at_rest(services, secret)
+
+
+async def assert_not_at_rest(services: Any, secret: str) -> None:
+    """`secret` is in no stored email and no audit export (the emails exist, the requests
+    are audited)."""
     async with services.db.read() as s:
         stored = list(await s.scalars(select(EmailRow.message)))
     assert stored and not any(secret.encode() in m for m in stored)
@@ -238,22 +244,17 @@ async def test_open_requests_show_on_the_customer_card_until_paid(services, stri
     assert not [s for s in card.sections if s.title == "Open payment requests"]
 
 
-async def test_the_ledger_says_why_it_cannot_send_a_pay_link(services, agent):
-    reply = await say(services, agent, f"request ledger:cus_jane 10.00 EUR Order 3 {WHY}")
-    assert reply.error is not None and reply.error.code == "unsupported"
-    assert "no payment page" in reply.error.message
-    assert await requests(services) == []
-
-
 async def test_a_customer_may_not_send_payment_requests(services, stripe, customer):
     reply = await say(services, customer, f"request stripe:{stripe.env.customer_id} 5 EUR x {WHY}")
     assert reply.error is not None
     assert await requests(services) == []
 
 
-def test_reminder_times_are_after_the_request() -> None:
-    assert all(step > timedelta(0) for step in reminders.REMINDERS)
-    assert max(reminders.REMINDERS) < reminders.LIFETIME
+def test_the_default_reminders_come_after_the_request_and_before_it_expires(services) -> None:
+    steps = reminder_steps(services.settings)
+    assert steps == (timedelta(days=3), timedelta(days=7))
+    assert all(step > timedelta(0) for step in steps)
+    assert max(steps) < lifetime(services.settings) == timedelta(days=14)
 
 
 async def test_invoice_send_of_an_unpaid_stripe_invoice_has_stripe_send_its_own(

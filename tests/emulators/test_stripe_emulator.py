@@ -261,6 +261,27 @@ def world() -> Iterator[tuple[StripeEmulator, dict[str, list[dict[str, Any]]]]]:
         )
         expanded = api.ok("GET", f"/v1/subscriptions/{sub['id']}", {"expand": ["discounts"]})
         keep(expanded["discounts"][0])
+        schedule = api.ok("POST", "/v1/subscription_schedules", {"from_subscription": sub["id"]})
+        phase = schedule["phases"][0]
+        keep(
+            api.ok(
+                "POST",
+                f"/v1/subscription_schedules/{schedule['id']}",
+                {
+                    "end_behavior": "release",
+                    "phases": [
+                        {
+                            "start_date": phase["start_date"],
+                            "end_date": phase["end_date"],
+                            "items": [{"price": price["id"], "quantity": 1}],
+                        },
+                        {"items": [{"price": price["id"], "quantity": 2}]},
+                    ],
+                },
+            )
+        )
+        keep(api.ok("GET", f"/v1/subscription_schedules/{schedule['id']}"))
+        keep(api.ok("POST", f"/v1/subscription_schedules/{schedule['id']}/release"))
         keep(api.ok("POST", f"/v1/subscriptions/{sub['id']}", {"cancel_at_period_end": True}))
         keep(
             api.ok(
@@ -628,3 +649,44 @@ def test_form_keys_unflatten_into_objects_and_arrays() -> None:
         "expand": ["x", "y"],
         "email": "",
     }
+
+
+def test_a_subscription_has_one_schedule_whose_phases_apply_when_their_time_comes(
+    emulator: StripeEmulator, api: Api
+) -> None:
+    customer = emulator.add_customer("sched@example.com")
+    basic, team = emulator.add_price(2000), emulator.add_price(5000, nickname="Team")
+    sub = emulator.add_subscription(customer["id"], basic["id"])
+    made = api.ok("POST", "/v1/subscription_schedules", {"from_subscription": sub["id"]})
+    again = api.error("POST", "/v1/subscription_schedules", {"from_subscription": sub["id"]})
+    assert "already attached to a schedule" in again["message"]
+    now = made["phases"][0]
+    moved = api.error(
+        "POST",
+        f"/v1/subscription_schedules/{made['id']}",
+        {"phases": [{"start_date": now["start_date"] + 1, "items": [{"price": team["id"]}]}]},
+    )
+    assert moved["message"] == "You can not modify the start date of the current phase."
+    api.ok(
+        "POST",
+        f"/v1/subscription_schedules/{made['id']}",
+        {
+            "phases": [
+                {
+                    "start_date": now["start_date"],
+                    "end_date": now["end_date"],
+                    "items": [{"price": basic["id"]}],
+                },
+                {"items": [{"price": team["id"]}]},
+            ],
+        },
+    )
+    emulator.advance_schedules(now["end_date"] - 1)
+    assert emulator.get(sub["id"])["items"]["data"][0]["price"]["id"] == basic["id"]
+    emulator.advance_schedules(now["end_date"])
+    assert emulator.get(sub["id"])["items"]["data"][0]["price"]["id"] == team["id"]
+    later = api.ok("GET", f"/v1/subscription_schedules/{made['id']}")
+    emulator.advance_schedules(later["phases"][1]["end_date"])
+    done = api.ok("GET", f"/v1/subscription_schedules/{made['id']}")
+    assert (done["status"], done["released_subscription"]) == ("released", sub["id"])
+    assert emulator.get(sub["id"])["schedule"] is None

@@ -6,8 +6,10 @@ cycle, as Braintree keeps them), listed beside the contract's charges.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -39,6 +41,21 @@ def braintree_settings(api: BraintreeEmulator, **overrides: object) -> Braintree
 def braintree_gateway(api: BraintreeEmulator, **overrides: object) -> BraintreeGateway:
     """Our gateway on the emulator, retrying without delay; `overrides` change its settings."""
     return BraintreeGateway(braintree_settings(api, **overrides), backoff=0.01)
+
+
+@asynccontextmanager
+async def braintree_beside(services: Any) -> AsyncIterator[tuple[BraintreeEmulator, Seeded]]:
+    """The emulator seeded with the contract's customer, its gateway one more of `services`."""
+    from bot.gateways.registry import Gateways
+
+    with braintree_api() as api:
+        seeded = seed_contract_customer(api)
+        gateway = braintree_gateway(api)
+        services.gateways = Gateways([*services.gateways, gateway], timeout=5)
+        try:
+            yield api, seeded
+        finally:
+            await gateway.close()
 
 
 @dataclass

@@ -8,13 +8,15 @@ charges beside the contract's capture and authorizations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
 from bot.gateways.paypal.gateway import PayPalGateway
+from bot.gateways.registry import Gateways
+from bot.services import Services
 from bot.settings import PayPalSettings
 from chargedesk_emulators.paypal import PayPalEmulator, paypal_api
 from tests.fakes.emulated_gateway import contract_env
@@ -92,3 +94,18 @@ def paypal_env() -> AbstractAsyncContextManager[ContractEnv]:
         currency=CURRENCY,
         skips={"cancel_at_period_end": AT_PERIOD_END},
     )
+
+
+@asynccontextmanager
+async def paypal_beside(
+    services: Services,
+) -> AsyncIterator[tuple[PayPalEmulator, Seeded, PayPalGateway]]:
+    """The emulator, seeded, with our gateway on it as one more gateway of `services`."""
+    with paypal_api() as api:
+        seeded = seed_contract_payer(api)
+        gateway = paypal_gateway(api)
+        services.gateways = Gateways([*services.gateways, gateway], timeout=10)
+        try:
+            yield api, seeded, gateway
+        finally:
+            await gateway.close()

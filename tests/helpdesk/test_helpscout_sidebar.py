@@ -14,6 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bot.gateways.base import Capability, ErrorCode, Gateway, GatewayError, LookupQuery
+from bot.gateways.registry import Gateways
+from bot.models import GatewayProfile
 from bot.services import Services
 from bot.settings import HelpScoutSettings, Settings
 from bot.web import create_app
@@ -231,3 +234,22 @@ async def test_a_forged_request_names_no_agent(web, helpscout, monkeypatch, tamp
         body = body.replace(ALEX.encode(), MARIA.encode())
     answer = await web.post(PATH, content=body, headers=headers)
     assert answer.status_code == 401 and named == []
+
+
+class _Down(Gateway):
+    """A gateway that could search by email but does not answer."""
+
+    name = "stripe"
+    capabilities = frozenset({Capability.lookup})
+
+    async def lookup(self, query: LookupQuery) -> list[GatewayProfile]:
+        raise GatewayError(ErrorCode.unavailable, "Stripe is unavailable", gateway=self.name)
+
+
+async def test_a_gateway_that_did_not_answer_is_never_shown_as_no_customer_found(
+    web, helpscout, services
+) -> None:
+    services.gateways = Gateways([_Down()], timeout=5)
+    page = (await sidebar(web, helpscout, {"id": 3, "email": "nobody@example.com"})).json()
+    assert "No billing customer found" not in page["html"]
+    assert "Could not look this customer up (stripe: Stripe is unavailable)" in page["html"]

@@ -3,6 +3,7 @@ and the revenue and invoice reports read from it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from bot.errors import UserError
 from bot.gateways.registry import Gateways
 from bot.index.rows import row
 from bot.index.store import upsert
-from bot.index.sync import sync_gateway
+from bot.index.sync import LOCK_SECONDS, sync_gateway
 from bot.models import (
     Charge,
     ChargeStatus,
@@ -224,3 +225,23 @@ async def test_report_words_that_fit_nothing_are_one_line_naming_them(services, 
     reply = await say(services, manager, "report revenue fortnight")
     assert reply.error is not None and "'fortnight' is not a period" in reply.error.message
     assert "\n" not in reply.error.message
+
+
+async def test_a_sync_lock_outlives_a_dead_holder_by_a_minute_at_most_while_kept_by_a_live_one(
+    services,
+):
+    """A process killed mid-sync cannot renew its lock: the gateway is free again within
+    LOCK_SECONDS, not ten minutes. A live sync renews it after every page."""
+    key = services.key("lock", "sync", "stripe")
+    async with stripe_fake() as fake:
+        services.gateways = Gateways([*services.gateways, fake.gateway], timeout=5)
+        fake.emulator.delay_next(0.5, 2, path="/v1/charges")
+        running = asyncio.create_task(sync_gateway(services, fake.gateway, page_size=1))
+        ttls = []
+        while not running.done():
+            ttls.append(await services.redis.pttl(key))
+            await asyncio.sleep(0.05)
+        await running
+    held = [t for t in ttls if t > 0]
+    assert held and max(held) <= 60_000 and LOCK_SECONDS <= 60
+    assert await services.redis.exists(key) == 0  # released at the end

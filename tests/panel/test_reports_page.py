@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event
 
 from bot.actors import Actor, Role
 from bot.panel.reports import attachment, choices
@@ -260,3 +261,30 @@ def test_a_download_name_is_quoted_whatever_it_holds():
         'attachment; filename="a_b_c_d__Set-Cookie: x _.csv"; '
         "filename*=UTF-8''a%22b%3Bc%5Cd%0D%0ASet-Cookie%3A%20x%20%C3%A9.csv"
     )
+
+
+async def test_a_report_page_and_its_chart_build_the_report_once(panel: Panel):
+    """The page and the chart it shows are one build: the audit log is read once for both
+    (counted at the database), and the chart is that build's PNG."""
+    await refund_by(panel)
+    maria = await panel.enter(MANAGER)
+    reads: list[str] = []
+    engine = panel.services.db.engine.sync_engine
+
+    def spy(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT") and "FROM audit_log" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        status, page = await report_page(maria, kind="refunds", period=MONTH)
+        assert status == 200, text(page)
+        per_build = len(reads)
+        assert per_build >= 1
+        chart = await maria.web.get(chart_of(page)[0])
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+    assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
+    assert len(reads) == per_build  # the chart request built nothing again
+    typed = await say(panel.services, person("maria", Role.manager), f"report refunds {MONTH}")
+    assert chart.content == typed.files[0].content

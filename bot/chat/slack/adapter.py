@@ -30,8 +30,9 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,7 +48,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot import deliveries, references
+from bot import deliveries, lookup_slots, references
 from bot.actors import Actor, ChannelKind, Role
 from bot.approvals.workflow import ApprovalView
 from bot.cards.billing import approval_card
@@ -79,6 +80,7 @@ from bot.commands.forms import (
     submit,
 )
 from bot.commands.lookup import LOOKUP_PAGE
+from bot.commands.lookup_quoted import TIMED_OUT
 from bot.commands.router import Command, parse
 from bot.doors.base import ALERT_SECONDS, DECISIONS, Copy, Door, PostFailed, Refused, decided_in
 from bot.errors import UserError
@@ -100,6 +102,7 @@ GROUP_TTL = 300
 USER_TTL = 600
 COMPACT_ROWS = 3
 MAX_CANDIDATES = 3
+NOTICES_AT_ONCE = 2  # "Busy: … the card follows" messages being sent at once
 
 _ARGUMENT = re.compile(r"^[a-z]+: (?P<field>[a-z_]+)\b")
 # Refusals that belong to one field of a form, by error code.
@@ -192,6 +195,7 @@ class SlackBot(Door[Place]):
         self._poller: asyncio.Task[None] | None = None
         self._services: Services | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._notices = asyncio.Semaphore(NOTICES_AT_ONCE)
         self._register()
 
     def bind(self, services: Services) -> None:
@@ -363,7 +367,10 @@ class SlackBot(Door[Place]):
                 user=place.user, name=body.get("user_name"), team=body.get("team_id"),
                 channel=place.channel, home=_home(context),
             )  # fmt: skip
-            reply = await self.run_line(ctx, text)
+            if _is_lookup(text):
+                reply = await self._in_line(place, text, lambda: self.run_line(ctx, text))
+            else:
+                reply = await self.run_line(ctx, text)
             await self._deliver(ctx, reply, place, line=text, decided=decided_in(text))
         except Refused as exc:
             await self.refuse(place, str(exc))
@@ -432,7 +439,10 @@ class SlackBot(Door[Place]):
             label = (action.get("text") or {}).get("text") or spec.name.capitalize()
             await self._open_form(ctx, place, spec, raw, trigger_id, label)
             return
-        reply = await self.run_command(ctx, spec, raw)
+        if spec.name == "lookup":
+            reply = await self._in_line(place, value, lambda: self.run_command(ctx, spec, raw))
+        else:
+            reply = await self.run_command(ctx, spec, raw)
         await self._deliver(ctx, reply, place, line=value)
 
     async def _open_form(
@@ -557,9 +567,9 @@ class SlackBot(Door[Place]):
         if lookup.name != "lookup":
             await self._deliver(ctx, Reply.fail("usage", "only lookups have more pages"), place)
             return
-        reply = await self.run_command(
+        reply = await self._in_line(place, str(data["line"]), lambda: self.run_command(
             ctx, LOOKUP_PAGE, {"query": raw.get("query"), "section": base[0], "offset": base[1]}
-        )
+        ))  # fmt: skip
         await self._deliver(ctx, reply, place, line=data["line"], page=base)
 
     async def _on_message(
@@ -596,7 +606,7 @@ class SlackBot(Door[Place]):
             ctx = self.context(auto, channel, kind)
             for candidate in candidates:
                 line = f"lookup {candidate}"
-                reply = await self.run_line(ctx, line)
+                reply = await self._in_line(None, line, partial(self.run_line, ctx, line))
                 if reply.error is None and reply.cards:
                     # The router marks agent answers outside internal channels ephemeral; a
                     # helpdesk channel is the team's own ticket feed (checked not shared above),
@@ -621,6 +631,40 @@ class SlackBot(Door[Place]):
                 )
             except RedisError:
                 log.warning("cannot forget the sharing state of %s", channel)
+
+    async def _in_line(
+        self, place: Place | None, line: str, work: Callable[[], Awaitable[Reply]]
+    ) -> Reply:
+        """A lookup runs once it has a slot (`lookup_slots`): an agent whose lookup waited
+        `lookup.busy_notice` seconds is told, privately, that the card follows. A lookup
+        that found nobody because a gateway timed out is asked once more before the agent
+        reads "could not answer" (under a burst the timeout may be our own load)."""
+        settings = self.services.settings.lookup
+        line_of = lookup_slots.slots(self.services)
+
+        async def busy(ahead: int) -> None:
+            assert place is not None
+            said = (
+                f"Busy: {ahead} lookup{'s' if ahead != 1 else ''} ahead of yours; "
+                f"the card for `{clip(escape(line), 100)}` follows."
+            )
+            note = SlackMessage(text=said, blocks=[context(f":hourglass_flowing_sand: {said}")])
+            # The response_url first: Slack's Web API allows 100 ephemeral messages a minute.
+            async with self._notices:  # a few at a time: hundreds at once starve the lookups
+                if place.response_url:
+                    await self._respond(place, note)
+                else:
+                    await self._post(place, note, private=True)
+
+        async with line_of.slot(
+            busy_after=settings.busy_notice, busy=busy if place is not None else None
+        ):
+            reply = await work()
+        if reply.error is not None and reply.error.code == TIMED_OUT:
+            log.info("lookup %r timed out: asked once more", line)
+            async with line_of.slot():
+                reply = await work()
+        return reply
 
     # --- who and where --------------------------------------------------------------------
 
@@ -954,9 +998,13 @@ def _shown(reply: Reply, decided: str | None) -> bool:
     return decided is None or reply.error is not None
 
 
+def _is_lookup(line: str) -> bool:
+    return bool(line.split()) and line.split()[0].lower() == "lookup"
+
+
 def _pager(line: str | None, base: tuple[int, int] | None) -> Pager | None:
     """The "more" button's value for the cards of a lookup (None for any other command)."""
-    if not line or not line.split() or line.split()[0].lower() != "lookup":
+    if not line or not _is_lookup(line):
         return None
 
     def value(card_index: int, section_index: int, shown: int) -> str | None:

@@ -34,10 +34,11 @@ from bot.gateways.base import (
     Gateway,
     GatewayError,
     LookupQuery,
+    SyncPage,
     Unsupported,
     split_name,
 )
-from bot.gateways.braintree import discounts, disputes, sales, search
+from bot.gateways.braintree import discounts, disputes, sales, search, sync
 from bot.gateways.braintree.client import BraintreeAPI
 from bot.gateways.braintree.mapping import (
     CAPTURED,
@@ -123,6 +124,7 @@ class BraintreeGateway(Gateway):
             Capability.coupon,
             Capability.customer_details,
             Capability.charge_saved_card,
+            Capability.sync,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
@@ -132,6 +134,8 @@ class BraintreeGateway(Gateway):
         Capability.cancel_subscription: "at period end by ending its billing cycles",
         Capability.coupon: "the account's discounts, on subscriptions only",
         Capability.create_subscription: "one seat, on the customer's default payment method",
+        # Braintree has no invoices; disputes have no creation-time search.
+        Capability.sync: "no invoices (Braintree has none); disputes found by the day received",
         Capability.change_plan: "from now only, prorated by the day",
         # Braintree announces refunds only for bank payments (ACH, SEPA), when they settle.
         Capability.webhooks: "no refund notices for card payments",
@@ -199,6 +203,27 @@ class BraintreeGateway(Gateway):
         ids = [str(i) for i in field(sale, "refund_ids") or []]
         found = await asyncio.gather(*(self._api.transaction(i) for i in ids))
         return [f for f in found if f is not None]
+
+    async def sync_page(
+        self, kind: str, cursor: str | None, *, since: datetime | None, limit: int
+    ) -> SyncPage:
+        """A page of `kind` in creation order (bot/gateways/braintree/sync.py), as our models:
+        a sale with its refunds read, a subscription with its owner and currency."""
+        found, after, more = await sync.raw_page(self._api, kind, cursor, since=since, limit=limit)
+        objects: list[Any]
+        if kind == "customer":
+            objects = [parse_customer(c) for c in found]
+        elif kind == "charge":
+            refunds = await asyncio.gather(*(self._refunds(s) for s in found))
+            objects = [parse_transaction(s, r) for s, r in zip(found, refunds, strict=True)]
+        elif kind == "refund":
+            objects = [parse_refund(c) for c in found]
+        elif kind == "subscription":
+            contexts = await asyncio.gather(*(self._context(s) for s in found))
+            objects = [c.parse(s) for c, s in zip(contexts, found, strict=True)]
+        else:
+            objects = [parse_dispute(d) for d in found]
+        return SyncPage(objects, after, more)
 
     async def get_charge(self, charge_id: str) -> Charge:
         sale = await self._sale(charge_id)
@@ -611,6 +636,22 @@ class BraintreeGateway(Gateway):
             interval=interval(field(plan, "billing_frequency")),
         )  # fmt: skip
 
+    async def precheck_subscription(
+        self,
+        customer_id: str,
+        price: str,
+        *,
+        quantity: int,
+        trial_days: int | None,
+        coupon: str | None,
+    ) -> None:
+        """One seat, a plan the account has, a customer with a default payment method to
+        bill: what Braintree needs whatever a manager decides. A trial needs nothing of the
+        plan (Braintree lets a subscription set its own), and the coupon is read apart."""
+        _one_seat(quantity)
+        await self.get_price(price)
+        await self._default_token(customer_id)
+
     async def create_subscription(
         self,
         customer_id: str,
@@ -623,12 +664,7 @@ class BraintreeGateway(Gateway):
     ) -> Subscription:
         """On the customer's default payment method. Braintree keeps no key for a create, so
         the subscription's ID is made from it: a retry finds the one it made."""
-        if quantity != 1:
-            raise GatewayError(
-                ErrorCode.rejected,
-                "a Braintree subscription has no quantity: bill seats with an add-on",
-                gateway=NAME,
-            )
+        _one_seat(quantity)
         sub_id = "cd" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         if await self._api.subscription(sub_id) is None:
             params: dict[str, Any] = {
@@ -847,3 +883,13 @@ def _part_of_unsettled(charge: Charge, status: str) -> GatewayError:
         gateway=NAME,
         raw_code="91506",
     )
+
+
+def _one_seat(quantity: int) -> None:
+    """A Braintree subscription bills one of its plan: seats are an add-on's quantity."""
+    if quantity != 1:
+        raise GatewayError(
+            ErrorCode.rejected,
+            f"a Braintree subscription is one seat, not {quantity}: bill seats with an add-on",
+            gateway=NAME,
+        )

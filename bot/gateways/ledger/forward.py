@@ -14,7 +14,6 @@ import json
 import time
 from typing import Any
 
-import httpx
 from pydantic import BaseModel
 
 from bot.gateways.base import ErrorCode, GatewayError
@@ -51,6 +50,8 @@ class Forwarding:
     """The HTTP side of a Forwarder: one client, one signed POST per action."""
 
     def __init__(self, forwarder: Forwarder) -> None:
+        import httpx  # here, not at the top: only a ledger with a forward_url needs it
+
         self.forwarder = forwarder
         self._http = httpx.AsyncClient(timeout=forwarder.timeout)
 
@@ -61,6 +62,8 @@ class Forwarding:
         self, action: str, key: str, target_id: str, target: dict[str, Any], payload: dict[str, Any]
     ) -> str | None:
         """The business's reference for the action it carried out; GatewayError if it did not."""
+        import httpx
+
         body = json.dumps(
             {
                 "type": action,

@@ -51,6 +51,7 @@ from bot.gateways.ledger.mapping import (
     tax_ids_of,
 )
 from bot.gateways.proration import period_after, period_before, prorated
+from bot.gateways.termination import PAID_STATUSES, PaidPeriod, nothing_paid
 from bot.models import (
     Address,
     Charge,
@@ -60,6 +61,8 @@ from bot.models import (
     Dispute,
     DisputeStatus,
     GatewayProfile,
+    PayLink,
+    PayLinkStatus,
     PlanChange,
     PlanPrice,
     Refund,
@@ -75,6 +78,7 @@ from bot.store.tables import (
     LedgerDispute,
     LedgerInvoice,
     LedgerOperation,
+    LedgerPayLink,
     LedgerPrice,
     LedgerRefund,
     LedgerSubscription,
@@ -82,7 +86,10 @@ from bot.store.tables import (
 from bot.tax_ids import checked_tax_id, normalize_tax_id
 
 T = TypeVar("T")
+# (link ID, expiry) -> the billing page's signed URL for that link.
+PayPages = Callable[[str, datetime], str]
 KEY_MAX = 128  # ledger_operations.idempotency_key
+LINK_OPEN, LINK_PAID, LINK_CANCELLED = "open", "paid", "cancelled"  # ledger_pay_links.status
 
 
 def new_id(prefix: str) -> str:
@@ -112,30 +119,41 @@ class LedgerGateway(Gateway):
             Capability.coupon,
             Capability.charge_saved_card,
             Capability.sync,
+            Capability.payment_link,
+            Capability.cancel_with_refund,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
         Capability.tax_id: "one per customer: a new one replaces it",
         Capability.change_plan: "from now only; a prorated charge is an open invoice",
         Capability.charge_saved_card: "a charge record, sent to your system to collect",
+        Capability.payment_link: "our billing page; Pay records a charge for your system "
+        "to collect",
+        Capability.cancel_with_refund: "charges imported with their subscription",
     }
     # The ledger moves no money itself: its refund is already a record (and is sent to the
     # business's forward URL, whose answer decides), so a second, unforwarded kind would not fit.
     missing: ClassVar[Mapping[Capability, str]] = {
         Capability.manual_refund: "a ledger refund is a record already, sent to your system "
         "when a forward URL is set: use refund without manual",
-        Capability.payment_link: "the ledger has no payment page of its own: send your own "
-        "invoice, or request the payment on a card gateway",
-        Capability.cancel_with_refund: "its payments name no subscription: cancel it, then "
-        "refund the payment",
     }
 
     def __init__(
-        self, db: Database, *, forwarder: Forwarder | None = None, max_charges: int = 1000
+        self,
+        db: Database,
+        *,
+        forwarder: Forwarder | None = None,
+        max_charges: int = 1000,
+        pay_pages: PayPages | None = None,
+        pay_link_days: int = 14,
     ):
         self.db = db
         self.forwarder = forwarder
         self.max_charges = max_charges
+        # The ledger has no payment page of its own: a pay link opens our billing page, whose
+        # signed URL the wiring knows how to make (bot/payment_requests/hosted.py).
+        self.pay_pages = pay_pages
+        self.pay_link_days = pay_link_days
         self._forwarding = Forwarding(forwarder) if forwarder else None
 
     async def close(self) -> None:
@@ -533,6 +551,120 @@ class LedgerGateway(Gateway):
             row = await self._row(s, LedgerCustomer, customer_id, "customer")
             return tax_ids_of(row)[0]
 
+    # --- cancel and refund, pay links ----------------------------------------------------
+
+    async def subscription_payment(self, subscription_id: str) -> PaidPeriod:
+        """The newest charge that took money for the subscription (imported with its
+        `subscription`), and the period it paid for: the current one if the charge falls in
+        it, else one billing interval from the charge."""
+        async with self.db.read() as s:
+            sub = await self._row(s, LedgerSubscription, subscription_id, "subscription")
+            row = await s.scalar(
+                select(LedgerCharge)
+                .where(
+                    LedgerCharge.subscription_id == subscription_id,
+                    LedgerCharge.amount_captured > 0,
+                    LedgerCharge.status.in_(PAID_STATUSES),
+                )
+                .order_by(LedgerCharge.created.desc(), LedgerCharge.id.desc())
+                .limit(1)
+            )
+        if row is None:
+            raise nothing_paid(NAME, subscription_id, "no paid charge in the ledger")
+        start, end = sub.current_period_start, sub.current_period_end
+        if start is None and end is not None:
+            start = period_before(end, sub.interval)
+        if start is None or end is None or not start <= row.created < end:
+            start, end = row.created, period_after(row.created, sub.interval)
+        return PaidPeriod(charge=charge_of(row), start=start, end=end)
+
+    async def create_pay_link(
+        self, customer_id: str, amount: Money, *, description: str, reference: str,
+        idempotency_key: str,
+    ) -> PayLink:  # fmt: skip
+        """A link to our billing page for `amount`, open `pay_link_days` days: a record only
+        (nothing is sent to the business until the customer pays)."""
+        if self.pay_pages is None:
+            raise GatewayError(
+                ErrorCode.not_configured, "the billing pages are not set up", gateway=NAME
+            )
+
+        async def check(s: AsyncSession) -> LedgerCustomer:
+            return await self._locked(s, LedgerCustomer, customer_id, "customer")
+
+        async def apply(s: AsyncSession, row: LedgerCustomer, _: str | None) -> str:
+            now = _now()
+            link = LedgerPayLink(
+                id=new_id("plink"), customer_id=row.id, amount=amount.minor,
+                currency=amount.currency, description=description[:500], reference=reference,
+                status=LINK_OPEN, created=now, expires_at=now + timedelta(days=self.pay_link_days),
+            )  # fmt: skip
+            s.add(link)
+            return link.id
+
+        payload = {"amount": money_json(amount), "reference": reference}
+        link_id = await self._operate(
+            "pay_link", customer_id, idempotency_key, check, apply, payload, forward=False
+        )
+        return await self.get_pay_link(link_id)
+
+    async def get_pay_link(self, link_id: str) -> PayLink:
+        async with self.db.read() as s:
+            row = await self._row(s, LedgerPayLink, link_id, "pay link")
+        status = pay_link_status(row, _now())
+        url = None
+        if status == PayLinkStatus.open and self.pay_pages is not None:
+            url = self.pay_pages(row.id, row.expires_at)
+        return PayLink(
+            gateway=NAME, id=row.id, status=status, url=url, expires_at=row.expires_at,
+            charge_id=row.charge_id,
+        )  # fmt: skip
+
+    async def cancel_pay_link(self, link_id: str) -> PayLink:
+        async with self.db.write() as s:
+            row = await self._locked(s, LedgerPayLink, link_id, "pay link")
+            if row.status == LINK_OPEN:
+                row.status = LINK_CANCELLED
+        return await self.get_pay_link(link_id)
+
+    async def pay_own_page_link(self, link_id: str) -> PayLink:
+        """A charge of the link's amount, recorded once per payment request (its key is the
+        request's): what any ledger charge is, sent first to the business's system to collect
+        when a forward URL is set. Refused once the link is cancelled or past its expiry."""
+        async with self.db.read() as s:
+            found = await self._row(s, LedgerPayLink, link_id, "pay link")
+        amount = Money(minor=found.amount, currency=found.currency)
+
+        async def check(s: AsyncSession) -> LedgerPayLink:
+            row = await self._locked(s, LedgerPayLink, link_id, "pay link")
+            status = pay_link_status(row, _now())
+            if status != PayLinkStatus.open:
+                why = "cancelled" if row.status == LINK_CANCELLED else status.value
+                raise GatewayError(
+                    ErrorCode.invalid_state, f"pay link {link_id} is {why}", gateway=NAME
+                )
+            return row
+
+        async def apply(s: AsyncSession, row: LedgerPayLink, _: str | None) -> str:
+            charge = LedgerCharge(
+                id=new_id("ch"), customer_id=row.customer_id, amount=row.amount,
+                currency=row.currency, amount_captured=row.amount, amount_refunded=0,
+                status=ChargeStatus.succeeded, description=row.description, created=_now(),
+            )  # fmt: skip
+            s.add(charge)
+            row.status, row.charge_id = LINK_PAID, charge.id
+            return charge.id
+
+        payload = {
+            "amount": money_json(amount), "description": found.description,
+            "customer": found.customer_id, "payment_request": found.reference,
+        }  # fmt: skip
+        # Keyed by the request, not the link: one request is paid once, whatever page it was on.
+        await self._operate(
+            "charge", found.customer_id, f"{found.reference}:pay", check, apply, payload
+        )
+        return await self.get_pay_link(link_id)
+
     # --- disputes ------------------------------------------------------------------------
 
     async def get_dispute(self, dispute_id: str) -> Dispute:
@@ -638,8 +770,11 @@ class LedgerGateway(Gateway):
         check: Callable[[AsyncSession], Awaitable[Any]],
         apply: Callable[[AsyncSession, Any, str | None], Awaitable[str]],
         payload: dict[str, Any],
+        *,
+        forward: bool = True,
     ) -> str:
-        """Check, forward to the business if configured, then apply; once per key."""
+        """Check, forward to the business if configured (and `forward`: a record that moves
+        no money, such as a pay link, is not sent), then apply; once per key."""
         async with self.db.read() as s:
             done = await self._done(s, key, action, target_id)
             if done:
@@ -648,7 +783,7 @@ class LedgerGateway(Gateway):
             target_row = snapshot(target)
         reference = (
             await self._forwarding.send(action, key, target_id, target_row, payload)
-            if self._forwarding is not None
+            if self._forwarding is not None and forward
             else None
         )
         async with self.db.write() as s:
@@ -693,6 +828,15 @@ class LedgerGateway(Gateway):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def pay_link_status(row: LedgerPayLink, now: datetime) -> PayLinkStatus:
+    """Paid, open, or expired (cancelled, or past its expiry unpaid)."""
+    if row.status == LINK_PAID:
+        return PayLinkStatus.paid
+    if row.status == LINK_CANCELLED or row.expires_at <= now:
+        return PayLinkStatus.expired
+    return PayLinkStatus.open
 
 
 def _stored_key(key: str) -> str:

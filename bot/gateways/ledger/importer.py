@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import json
 import re
 import reprlib
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TextIO, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -42,10 +42,27 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
 )
-from sqlalchemy import select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ColumnElement,
+    MetaData,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 
 from bot.gateways.base import GatewayError
+from bot.gateways.readings import folded
 from bot.models import ChargeStatus, DisputeStatus, InvoiceStatus, SubscriptionStatus
 from bot.money import MAX_MINOR_DIGITS, Money, normalize_currency, parse_money
 from bot.store.db import Database
@@ -59,14 +76,15 @@ from bot.store.tables import (
     LedgerOperation,
     LedgerRefund,
     LedgerSubscription,
+    UTCDateTime,
 )
 from bot.tax_ids import checked_tax_id
 
 # Summary order; it is also a valid write order (customers and charges come first).
 KINDS = ("customers", "charges", "refunds", "subscriptions", "invoices", "disputes", "coupons")
 MAX_PROBLEMS_SHOWN = 20
-# Old SQLite builds cap a statement at 999 parameters; one query binds two chunks.
-_IN_CHUNK = 400
+# IDs looked up per query; they travel as one JSON parameter (see `_among`).
+_IN_CHUNK = 10_000
 _UNITS = "units"
 _ZERO = re.compile(r"^0+(?:[.,]0*)?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -97,6 +115,10 @@ class NewMoney:
 
     payments: list[str]  # charge IDs that took money
     refunds: list[tuple[str, str, str | None]]  # (charge ID, refund ID, reason)
+    # The same as SELECTs of (charge_id, source_id, reason) over the staged rows, for
+    # writing one row per source by `INSERT ... SELECT` inside the import's transaction.
+    payment_rows: Select[Any] | None = None
+    refund_rows: Select[Any] | None = None
 
 
 # Runs inside the import's transaction, after its rows are written.
@@ -131,8 +153,11 @@ class ImportSummary:
 # --- field types ------------------------------------------------------------------------
 
 
+_SPACE = re.compile(r"\s")  # str patterns: the characters str.isspace accepts
+
+
 def _object_id(value: str) -> str:
-    if any(c.isspace() for c in value):
+    if _SPACE.search(value):
         raise ValueError(f"{_echo(value)} must not contain spaces")
     return value
 
@@ -300,6 +325,7 @@ class ChargeRow(_Row):
     amount_refunded: Minor = 0
     description: Text500 | None = None
     invoice: ObjectId | None = None
+    subscription: ObjectId | None = None  # the subscription it paid for (cancel and-refund)
     failure_message: Text500 | None = None
     created: UtcDatetime | None = None
 
@@ -345,6 +371,7 @@ class ChargeRow(_Row):
             "status": self.status.value,
             "description": self.description,
             "invoice_id": self.invoice,
+            "subscription_id": self.subscription,
             "failure_message": self.failure_message,
             "created": self.created,
         }
@@ -539,20 +566,25 @@ async def import_file(
     """Import a JSON file (all types) or a CSV file (one type, from its name or `kind`)."""
     path = Path(path)
     name = path.name
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        kind = _kind(kind or path.stem.lower(), name)
+        try:
+            handle = await asyncio.to_thread(path.open, encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise LedgerImportError([f"{name}: cannot be read: {exc}"]) from None
+        with handle:  # read row by row while validating: the file is never whole in memory
+            return await _import(
+                db, {kind: _csv_rows(handle, name)}, units="major", on_write=on_write
+            )
     try:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise LedgerImportError([f"{name}: cannot be read: {exc}"]) from None
-    suffix = path.suffix.lower()
     if suffix == ".json":
-        return await _import(
-            db, _json_batch(text, name, kind, path.stem), units="minor", on_write=on_write
-        )
-    if suffix == ".csv":
-        kind = _kind(kind or path.stem.lower(), name)
-        return await _import(
-            db, {kind: list(_csv_rows(text, name))}, units="major", on_write=on_write
-        )
+        batch = _json_batch(text, name, kind, path.stem)
+        del text  # the parsed rows are all that is needed from here
+        return await _import(db, batch, units="minor", on_write=on_write)
     raise LedgerImportError([f"{name}: unknown format: use a .json or a .csv file"])
 
 
@@ -580,15 +612,17 @@ def _kind(kind: str, name: str) -> str:
 
 
 def _json_batch(text: str, name: str, kind: str | None, stem: str) -> dict[str, list[_Raw]]:
-    data = _parse_json(text, name)
+    data, duplicates = _parse_json(text, name)
     if isinstance(data, list):
         # A bare list holds one type, named like a CSV file's.
         kind = _kind(kind or stem.lower(), name)
-        _refuse_duplicate_keys(data, name, kind)
+        if duplicates:
+            _refuse_duplicate_keys(data, name, kind)
         return _sections({kind: data}, name)
     if kind is not None:
         raise LedgerImportError([f"{name}: kind= applies to CSV files and JSON lists only"])
-    _refuse_duplicate_keys(data, name, None)
+    if duplicates:
+        _refuse_duplicate_keys(data, name, None)
     return _sections(data, name)
 
 
@@ -598,11 +632,16 @@ class _Object(dict[str, Any]):
     duplicates: tuple[str, ...] = ()
 
 
-def _parse_json(text: str, name: str) -> Any:
+def _parse_json(text: str, name: str) -> tuple[Any, bool]:
+    """The parsed file, and whether some object in it names a key twice."""
+    duplicates = False
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicates
         found = dict(items)
         if len(found) == len(items):
             return found
+        duplicates = True
         # json.loads would keep the last of two values silently: remember it to refuse it.
         obj = _Object(items)
         counts = Counter(key for key, _ in items)
@@ -610,7 +649,7 @@ def _parse_json(text: str, name: str) -> Any:
         return obj
 
     try:
-        return json.loads(text, object_pairs_hook=pairs)
+        return json.loads(text, object_pairs_hook=pairs), duplicates
     except RecursionError:
         raise LedgerImportError([f"{name}: not valid JSON: nested too deeply"]) from None
     except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
@@ -658,8 +697,8 @@ def _sections(data: Any, source: str) -> dict[str, list[_Raw]]:
     return batch
 
 
-def _csv_rows(text: str, name: str) -> Iterator[_Raw]:
-    records = _csv_records(text, name)
+def _csv_rows(handle: TextIO, name: str) -> Iterator[_Raw]:
+    records = _csv_records(handle, name)
     header = next(records, None)
     if header is None:
         return
@@ -681,15 +720,17 @@ def _csv_rows(text: str, name: str) -> Iterator[_Raw]:
         yield where, {h: c for h, c in zip(header, cells, strict=False) if c.strip()}
 
 
-def _csv_records(text: str, name: str) -> Iterator[list[str]]:
+def _csv_records(handle: TextIO, name: str) -> Iterator[list[str]]:
     """The file's records; one the csv module cannot read refuses the file, naming its row."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(handle)
     row = 1
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError as exc:
+            raise LedgerImportError([f"{name}: cannot be read: {exc}"]) from None
         except csv.Error as exc:
             if "field limit" in str(exc):
                 problem = f"a cell is longer than {csv.field_size_limit()} characters"
@@ -720,7 +761,10 @@ class _Batch:
 
     def of(self, kind: str, model: type[_R]) -> list[tuple[str, _R]]:
         """The valid rows of one kind, typed, with where each was."""
-        return [(where, row) for where, row in self.rows[kind].values() if isinstance(row, model)]
+        rows = self.rows[kind].values()
+        if ROWS[kind] is model:  # every valid row of a kind is its model's: no test per row
+            return list(rows)  # type: ignore[arg-type]
+        return [(where, row) for where, row in rows if isinstance(row, model)]
 
 
 class _Problems:
@@ -734,7 +778,7 @@ class _Problems:
         self.lines.append(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
 
 
-def _validate(batch: dict[str, list[_Raw]], units: str, problems: _Problems) -> _Batch:
+def _validate(batch: Mapping[str, Iterable[_Raw]], units: str, problems: _Problems) -> _Batch:
     result = _Batch(rows={k: {} for k in KINDS}, seen={k: {} for k in KINDS})
     for kind, raws in batch.items():
         model = ROWS[kind]
@@ -792,10 +836,12 @@ def _formatter(currency: str) -> Callable[[int], str]:
 # --- checking against the ledger --------------------------------------------------------
 
 
-async def _check_references(s: AsyncSession, batch: _Batch, problems: _Problems) -> _Known:
+async def _check_references(
+    s: AsyncSession, batch: _Batch, problems: _Problems, *, lock: bool
+) -> _Known:
     """References resolve within the import or to rows already in the ledger, which the
     import may not undo (see `_check_history`); returns what the ledger holds."""
-    known = await _load_known(s, batch)  # first: it locks what the checks below read
+    known = await _load_known(s, batch, lock=lock)  # first: it may lock what the checks read
     customer_refs: list[tuple[str, str]] = [
         *((where, row.customer) for where, row in batch.of("charges", ChargeRow) if row.customer),
         *((where, row.customer) for where, row in batch.of("subscriptions", SubscriptionRow)),
@@ -807,6 +853,15 @@ async def _check_references(s: AsyncSession, batch: _Batch, problems: _Problems)
     for where, ref in customer_refs:
         if ref not in known_customers:
             problems.add(where, "customer", f"no customer {ref} in this import or in the ledger")
+    paid_for = [(w, r.subscription) for w, r in batch.of("charges", ChargeRow) if r.subscription]
+    in_import = set(batch.seen["subscriptions"])
+    wanted = {ref for _, ref in paid_for} - in_import
+    known_subscriptions = in_import | await _existing_ids(s, LedgerSubscription, wanted)
+    for where, ref in paid_for:
+        if ref not in known_subscriptions:
+            problems.add(
+                where, "subscription", f"no subscription {ref} in this import or in the ledger"
+            )
 
     charge_refs: list[tuple[str, RefundRow | DisputeRow]] = [
         *batch.of("refunds", RefundRow),
@@ -857,7 +912,7 @@ class _ChargeView:
 
     async def load(self, s: AsyncSession, ids: set[str]) -> None:
         for chunk in _chunks(ids):
-            for row in await s.scalars(select(LedgerCharge).where(LedgerCharge.id.in_(chunk))):
+            for row in await s.scalars(select(LedgerCharge).where(_among(LedgerCharge.id, chunk))):
                 self._ledger[row.id] = _Charge(
                     row.id, row.currency, row.amount, row.amount_refunded, None
                 )
@@ -900,8 +955,10 @@ async def _check_refund_totals(
             totals[row.charge][refund_id] = (row.amount, row.currency)
 
     for charge_id, refunds in sorted(totals.items()):
+        if not refunds:  # most imported charges: nothing to add up
+            continue
         charge = charges.get(charge_id)
-        if not refunds or charge is None:
+        if charge is None:
             continue
         if any(cur != charge.currency for _, cur in refunds.values()):
             continue  # mixed currencies: reported already
@@ -990,7 +1047,7 @@ class _Known:
         return f" (by the bot, {_short(ops[-1].idempotency_key)})" if ops else ""
 
 
-async def _load_known(s: AsyncSession, batch: _Batch) -> _Known:
+async def _load_known(s: AsyncSession, batch: _Batch, *, lock: bool) -> _Known:
     """Read, and lock against the bot's actions until the import commits, the rows it checks.
 
     The locks matter on PostgreSQL: without them a refund committed between this read and
@@ -1003,24 +1060,24 @@ async def _load_known(s: AsyncSession, batch: _Batch) -> _Known:
     rows: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
         ids = charge_ids if kind == "charges" else set(batch.rows[kind])
-        locked = await _rows(s, ROWS[kind].table, ids)
+        locked = await _rows(s, ROWS[kind].table, ids, lock=lock)
         rows[kind] = {i: locked[i] for i in batch.rows[kind] if i in locked}
     targets = charge_ids | set(batch.rows["subscriptions"]) | set(batch.rows["customers"])
     ops: dict[tuple[str, str], list[LedgerOperation]] = {}
     for chunk in _chunks(targets):
-        query = select(LedgerOperation).where(LedgerOperation.target_id.in_(chunk))
+        query = select(LedgerOperation).where(_among(LedgerOperation.target_id, chunk))
         for op in await s.scalars(query.order_by(LedgerOperation.created)):
             ops.setdefault((op.action, op.target_id), []).append(op)
     refunds: dict[str, LedgerRefund] = {}
     for chunk in _chunks(charge_ids | {row.id for _, row in imported_refunds}):
         query = select(LedgerRefund).where(
-            LedgerRefund.charge_id.in_(chunk) | LedgerRefund.id.in_(chunk)
+            _among(LedgerRefund.charge_id, chunk) | _among(LedgerRefund.id, chunk)
         )
         refunds.update({r.id: r for r in await s.scalars(query)})
     disputes: dict[str, dict[str, str]] = {}
     disputed = [cid for cid, row in rows["charges"].items() if row.status == "disputed"]
     for chunk in _chunks(disputed):
-        query = select(LedgerDispute).where(LedgerDispute.charge_id.in_(chunk))
+        query = select(LedgerDispute).where(_among(LedgerDispute.charge_id, chunk))
         for d in await s.scalars(query):
             disputes.setdefault(d.charge_id, {})[d.id] = d.status
     for _, row in batch.of("disputes", DisputeRow):
@@ -1031,10 +1088,11 @@ async def _load_known(s: AsyncSession, batch: _Batch) -> _Known:
     return _Known(rows, ops, refunds, bot_refunds, disputes, {k: {} for k in KINDS}, {}, set())
 
 
-async def _rows(s: AsyncSession, table: Any, ids: set[str]) -> dict[str, Any]:
+async def _rows(s: AsyncSession, table: Any, ids: set[str], *, lock: bool) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for chunk in _chunks(ids):
-        query = select(table).where(table.id.in_(chunk)).with_for_update()
+        query = select(table).where(_among(table.id, chunk))
+        query = query.with_for_update() if lock else query
         found.update({r.id: r for r in await s.scalars(query)})
     return found
 
@@ -1298,8 +1356,36 @@ def _dispute_history(row: DisputeRow, old: LedgerDispute, known: _Known) -> _Fou
 async def _existing_ids(s: AsyncSession, table: Any, ids: set[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(ids):
-        found.update(await s.scalars(select(table.id).where(table.id.in_(chunk))))
+        found.update(await s.scalars(select(table.id).where(_among(table.id, chunk))))
     return found
+
+
+class _IdList(ColumnElement[str]):
+    """A list of IDs as one JSON parameter, read back as rows by the database: a
+    100,000-row import's look-ups are a few queries, not hundreds of `IN (?, ?, ...)`
+    with a parameter each (capped at 999 by old SQLite, and slow to compile)."""
+
+    inherit_cache = False
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = json.dumps(ids)
+
+
+@compiles(_IdList, "sqlite")
+def _ids_sqlite(element: _IdList, compiler: Any, **kw: Any) -> str:
+    ids = compiler.process(bindparam(None, element.ids, type_=String), **kw)
+    return f"(SELECT value FROM json_each({ids}))"
+
+
+@compiles(_IdList, "postgresql")
+def _ids_postgresql(element: _IdList, compiler: Any, **kw: Any) -> str:
+    ids = compiler.process(bindparam(None, element.ids, type_=String), **kw)
+    return f"(SELECT json_array_elements_text(CAST({ids} AS json)))"
+
+
+def _among(column: Any, ids: list[str]) -> ColumnElement[bool]:
+    """`column IN ids`, with `ids` as one parameter."""
+    return column.op("IN", is_comparison=True)(_IdList(ids))  # type: ignore[no-any-return]
 
 
 def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
@@ -1312,69 +1398,235 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
 
 
 async def _import(
-    db: Database, raw: dict[str, list[_Raw]], *, units: str, on_write: OnWrite | None = None
+    db: Database, raw: dict[str, Iterable[_Raw]], *, units: str, on_write: OnWrite | None = None
 ) -> ImportSummary:
     problems = _Problems()
     batch = _validate(raw, units, problems)
-    # One transaction for checks and writes: the references checked are the ones
-    # written against, and any problem rolls everything back.
-    async with db.write() as s:
-        known = await _check_references(s, batch, problems)
+    raw.clear()  # the file's parsed objects are not needed past validation
+    await _prepare_staging(db)
+    for _ in range(_ATTEMPTS):
+        # Checked without the write lock; what the checks read is read again, locked, in
+        # the one short transaction that makes the import visible, and compared there.
+        async with db.read() as s:
+            known = await _check_references(s, batch, problems, lock=False)
         if problems.lines:
             raise LedgerImportError(problems.lines)
-        summary = ImportSummary()
-        now = datetime.now(UTC)
-        added: dict[str, list[Any]] = {}
-        for kind in KINDS:
-            rows = [row for _, row in batch.rows[kind].values()]
-            setattr(summary, kind, len(rows))
-            if kind == "refunds":  # the bot's own refunds, named by the business: kept as one
-                rows = [row for row in rows if row.id not in known.aliases]
-            added[kind] = await _upsert(
-                s, ROWS[kind].table, rows, now, known.rows[kind], known.keep[kind]
-            )
-        if on_write is not None:
-            await on_write(s, _new_money(added))
-    return summary
-
-
-def _new_money(added: dict[str, list[Any]]) -> NewMoney:
-    return NewMoney(
-        payments=[c.id for c in added["charges"] if c.captured > 0],
-        refunds=[(r.charge, r.id, r.reason) for r in added["refunds"]],
+        import_id = f"imp_{uuid.uuid4().hex[:20]}"
+        try:
+            summary, counts = await _stage(db, import_id, batch, known)
+            try:
+                async with db.write() as s:
+                    again = await _load_known(s, _in_ledger(batch, known), lock=True)
+                    if _digest(again, again) != _digest(known, again):
+                        raise _LedgerChanged
+                    await _publish(s, import_id, counts)
+                    if on_write is not None:
+                        await on_write(s, _new_money(batch, known, import_id))
+            except IntegrityError:  # a row checked as new was written meanwhile
+                continue
+            except _LedgerChanged:
+                continue
+            return summary
+        finally:
+            await _unstage(db, import_id)
+    raise LedgerImportError(
+        [f"the ledger kept changing while the import ran ({_ATTEMPTS} tries): run it again"]
     )
 
 
-async def _upsert(
-    s: AsyncSession,
-    table: Any,
-    rows: list[_Row],
-    now: datetime,
-    existing: Mapping[str, Any],
-    keep: Mapping[str, Mapping[str, Any]],
-) -> list[_Row]:
-    """Insert or update `rows` (`existing` holds those in the ledger, `keep` the values
-    they keep); returns the ones inserted."""
-    if not rows:
-        return []
-    inserted = []
-    for row in rows:
-        values = {**row.columns(), **keep.get(row.id, {})}
-        current = existing.get(row.id)
-        if current is None:
-            if "created" in values and values["created"] is None:
-                values["created"] = now
-            s.add(table(**values))
-            inserted.append(row)
-            continue
-        for column, value in values.items():
-            # No `created` in the file means "unchanged", not "now".
-            if column == "created" and value is None:
-                continue
-            setattr(current, column, value)
-    # Flushed type by type so that rows exist before the rows that point at them.
-    await s.flush()
-    return inserted
+# --- staging: written in short transactions, made visible in one ------------------------
+#
+# A large import used to hold the write lock for its whole run, so a manager's approval
+# waiting behind it ran into the busy timeout. Rows are now staged under an import ID,
+# each batch its own short transaction, then copied by `INSERT ... SELECT` (and
+# `UPDATE ... FROM`) in one short transaction that also re-checks what the import read.
+# A crash leaves only staged rows, which no reader looks at; the next import removes
+# those older than STALE_STAGING.
+
+_ATTEMPTS = 3
+_STAGE_BATCH = 2_000
+STALE_STAGING = timedelta(hours=1)
+_STAGING = MetaData()
+
+
+def _staged_table(table: Table) -> Table:
+    return Table(
+        f"{table.name}_staged",
+        _STAGING,
+        Column("import_id", String(40), index=True),
+        Column("is_new", Boolean),
+        Column("staged_at", UTCDateTime),
+        *(Column(c.name, c.type) for c in table.columns),
+    )
+
+
+STAGED: dict[str, Table] = {
+    kind: _staged_table(model.table.__table__)  # type: ignore[attr-defined]
+    for kind, model in ROWS.items()
+}
+
+
+class _LedgerChanged(Exception):
+    """What the checks read changed before the import could be made visible."""
+
+
+async def _prepare_staging(db: Database) -> None:
+    """Create the staging tables if needed and remove what crashed imports left."""
+    async with db.engine.begin() as conn:
+        await conn.run_sync(_STAGING.create_all, checkfirst=True)
+    cutoff = datetime.now(UTC) - STALE_STAGING
+    for staged in STAGED.values():
+        await _delete_staged(db, staged, staged.c.staged_at < cutoff)
+
+
+async def _unstage(db: Database, import_id: str) -> None:
+    for staged in STAGED.values():
+        await _delete_staged(db, staged, staged.c.import_id == import_id)
+
+
+async def _delete_staged(db: Database, staged: Table, where: ColumnElement[bool]) -> None:
+    """Delete staged rows a batch per transaction: other writers go in between."""
+    while True:
+        some = select(staged.c.id).where(where).limit(_STAGE_BATCH * 5).scalar_subquery()
+        async with db.write() as s:
+            deleted = await s.execute(delete(staged).where(where, staged.c.id.in_(some)))
+        if not deleted.rowcount:  # type: ignore[attr-defined]
+            return
+
+
+def _full_columns(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """Every column of `table`: `values`, else the column's scalar default, else None."""
+    full = {}
+    for column in table.columns:
+        if column.name in values:
+            full[column.name] = values[column.name]
+        else:
+            default = column.default
+            full[column.name] = default.arg if default is not None and default.is_scalar else None
+    if "name_key" in full:  # kept with `name` on every write (the ORM does it by @validates)
+        full["name_key"] = folded(full["name"])[:200] if full.get("name") else None
+    return full
+
+
+async def _stage(
+    db: Database, import_id: str, batch: _Batch, known: _Known
+) -> tuple[ImportSummary, dict[str, tuple[int, int]]]:
+    """Stage every row with its final column values; returns the summary and, per kind,
+    how many rows are (new, updates)."""
+    summary = ImportSummary()
+    counts: dict[str, tuple[int, int]] = {}
+    now = datetime.now(UTC)
+    for kind in KINDS:
+        table: Table = ROWS[kind].table.__table__  # type: ignore[attr-defined]
+        staged, existing, keep = STAGED[kind], known.rows[kind], known.keep[kind]
+        rows = [row for _, row in batch.rows[kind].values()]
+        setattr(summary, kind, len(rows))
+        if kind == "refunds":  # the bot's own refunds, named by the business: kept as one
+            rows = [row for row in rows if row.id not in known.aliases]
+        new = updated = 0
+        for start in range(0, len(rows), _STAGE_BATCH):
+            values = []
+            for row in rows[start : start + _STAGE_BATCH]:
+                columns = {**row.columns(), **keep.get(row.id, {})}
+                current = existing.get(row.id)
+                if current is None:
+                    if "created" in columns and columns["created"] is None:
+                        columns["created"] = now
+                    new += 1
+                else:
+                    # No `created` in the file means "unchanged", not "now"; columns the
+                    # file does not have keep the ledger's values.
+                    if columns.get("created", 0) is None:
+                        del columns["created"]
+                    columns = {**{c.name: getattr(current, c.key) for c in table.columns},
+                               **columns}  # fmt: skip
+                    updated += 1
+                values.append({
+                    **_full_columns(table, columns),
+                    "import_id": import_id, "is_new": current is None, "staged_at": now,
+                })  # fmt: skip
+            async with db.write() as s:  # short: other writers go between batches
+                await s.execute(insert(staged), values)
+        counts[kind] = (new, updated)
+    return summary, counts
+
+
+async def _publish(s: AsyncSession, import_id: str, counts: Mapping[str, tuple[int, int]]) -> None:
+    """Copy the staged rows into the ledger, type by type so that rows exist before the
+    rows that point at them."""
+    for kind in KINDS:
+        new, updated = counts.get(kind, (0, 0))
+        table: Table = ROWS[kind].table.__table__  # type: ignore[attr-defined]
+        staged = STAGED[kind]
+        names = [c.name for c in table.columns]
+        mine = staged.c.import_id == import_id
+        if new:
+            # In key order: the primary key's B-tree is appended to, not split all over.
+            query = select(*(staged.c[n] for n in names)).where(mine, staged.c.is_new)
+            query = query.order_by(staged.c.id)
+            await s.execute(insert(table).from_select(names, query))
+        if updated:
+            changes = {n: staged.c[n] for n in names if n != "id"}
+            await s.execute(
+                update(table)
+                .values(changes)
+                .where(table.c.id == staged.c.id, mine, staged.c.is_new.is_(False))
+            )
+
+
+def _in_ledger(batch: _Batch, known: _Known) -> _Batch:
+    """The part of `batch` whose checks read rows the ledger already holds."""
+    new_charges = set(batch.rows["charges"]) - set(known.rows["charges"])
+    rows: dict[str, dict[str, tuple[str, _Row]]] = {}
+    for kind in KINDS:
+        rows[kind] = {
+            i: (where, row)
+            for i, (where, row) in batch.rows[kind].items()
+            if i in known.rows[kind]
+            or (kind in ("refunds", "disputes") and getattr(row, "charge", None) not in new_charges)
+        }
+    return _Batch(rows=rows, seen=batch.seen)
+
+
+def _digest(known: _Known, scope: _Known) -> tuple[Any, ...]:
+    """What the checks relied on, limited to the rows that `scope` found in the ledger."""
+
+    def values(row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, c.key) for c in row.__table__.columns)
+
+    charges = set(scope.rows["charges"]) | {r.charge_id for r in scope.refunds.values()}
+    targets = {t for _, t in scope.ops} | charges | set(scope.rows["customers"])
+    targets |= set(scope.rows["subscriptions"])
+    return (
+        {k: {i: values(r) for i, r in rows.items() if i in scope.rows[k]} for k, rows in known.rows.items()},
+        {k: [(o.idempotency_key, o.result_id, o.external_ref) for o in ops]
+         for k, ops in known.ops.items() if k[1] in targets},
+        {i: values(r) for i, r in known.refunds.items() if r.charge_id in charges or i in scope.refunds},
+        {c: d for c, d in known.disputes.items() if c in charges},
+    )  # fmt: skip
+
+
+def _new_money(batch: _Batch, known: _Known, import_id: str) -> NewMoney:
+    """The payments and refunds the import adds (rows the ledger did not hold)."""
+    charges = [r for _, r in batch.of("charges", ChargeRow) if r.id not in known.rows["charges"]]
+    refunds = [
+        r
+        for _, r in batch.of("refunds", RefundRow)
+        if r.id not in known.rows["refunds"] and r.id not in known.aliases
+    ]
+    staged_charges, staged_refunds = STAGED["charges"].c, STAGED["refunds"].c
+    return NewMoney(
+        payments=[c.id for c in charges if c.captured > 0],
+        refunds=[(r.charge, r.id, r.reason) for r in refunds],
+        payment_rows=select(
+            staged_charges.id.label("charge_id"), staged_charges.id.label("source_id"),
+            null().label("reason"),
+        ).where(staged_charges.import_id == import_id, staged_charges.is_new,
+                staged_charges.amount_captured > 0),
+        refund_rows=select(
+            staged_refunds.charge_id, staged_refunds.id.label("source_id"), staged_refunds.reason
+        ).where(staged_refunds.import_id == import_id, staged_refunds.is_new),
+    )  # fmt: skip
 
 
 _ECHO = reprlib.Repr()  # keyword arguments need Python 3.12

@@ -78,6 +78,11 @@ _ISSUES: dict[str, ErrorCode] = {
     "PAYER_CANNOT_PAY": ErrorCode.card_declined,
     "TRANSACTION_REFUSED": ErrorCode.card_declined,
     "INVALID_RESOURCE_ID": ErrorCode.not_found,
+    "ORDER_NOT_APPROVED": ErrorCode.invalid_state,
+    "ORDER_ALREADY_CAPTURED": ErrorCode.invalid_state,
+    "ORDER_ALREADY_COMPLETED": ErrorCode.invalid_state,
+    "DUPLICATE_INVOICE_ID": ErrorCode.invalid_state,
+    "INSTRUMENT_DECLINED": ErrorCode.card_declined,
     "PREVIOUS_REQUEST_IN_PROGRESS": ErrorCode.unavailable,
 }
 _NAMES: dict[str, ErrorCode] = {

@@ -218,19 +218,25 @@ async def accept(api: PayPalAPI, dispute_id: str, key: str) -> Dispute:
     return await get(api, dispute_id)
 
 
-async def submit(api: PayPalAPI, dispute_id: str, evidence: Evidence, key: str) -> Dispute:
-    body = await read(api, dispute_id)
-    if answered_by(body, key):
-        return parse_dispute(body)  # our evidence is there already: a retry after a lost answer
+def require_evidence_taken(body: Json) -> None:
+    """Refuse evidence for a dispute that is answered, or still an inquiry (status OPEN,
+    stage INQUIRY): PayPal takes evidence only once it waits for the seller's response."""
     require_unanswered(parse_dispute(body))
     if body.get("status") != "WAITING_FOR_SELLER_RESPONSE":
         raise GatewayError(
             ErrorCode.invalid_state,
-            f"dispute {dispute_id} is {str(body.get('status')).lower()} (an inquiry): PayPal "
-            "takes evidence only once it waits for the seller's response; accept it, or answer "
-            "the buyer in PayPal's Resolution Center",
+            f"dispute {body.get('dispute_id')} is {str(body.get('status')).lower()} (an "
+            "inquiry): PayPal takes evidence only once it waits for the seller's response; "
+            "accept it, or answer the buyer in PayPal's Resolution Center",
             gateway=NAME, raw_code=str(body.get("status")),
         )  # fmt: skip
+
+
+async def submit(api: PayPalAPI, dispute_id: str, evidence: Evidence, key: str) -> Dispute:
+    body = await read(api, dispute_id)
+    if answered_by(body, key):
+        return parse_dispute(body)  # our evidence is there already: a retry after a lost answer
+    require_evidence_taken(body)
     try:
         await api.rest(
             "POST", f"{PATH}/{dispute_id}/provide-evidence", form=paypal_evidence(evidence, key),

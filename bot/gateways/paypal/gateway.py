@@ -36,11 +36,12 @@ from bot.gateways.base import (
     Gateway,
     GatewayError,
     LookupQuery,
+    SyncPage,
 )
 from bot.gateways.calls import optional
 from bot.gateways.checks import check_capture, check_refund, require_status
-from bot.gateways.events import GatewayEvent
-from bot.gateways.paypal import disputes
+from bot.gateways.events import EventKind, GatewayEvent
+from bot.gateways.paypal import disputes, orders, sync
 from bot.gateways.paypal.client import PayPalAPI, request_id
 from bot.gateways.paypal.mapping import (
     NAME,
@@ -81,20 +82,23 @@ from bot.models import (
     DisputeStatus,
     GatewayProfile,
     Invoice,
+    PayLink,
+    PayLinkStatus,
     Refund,
     Subscription,
 )
 from bot.money import Money
 from bot.settings import PayPalSettings
 
-SEARCH_WINDOW = timedelta(days=31) - timedelta(seconds=1)
-SEARCH_HISTORY = timedelta(days=3 * 365)  # Transaction Search covers three years
+SEARCH_WINDOW = sync.SEARCH_WINDOW
+SEARCH_HISTORY = sync.SEARCH_HISTORY
 SEARCH_PAGE_SIZE = 500
 INVOICE_PAGE_SIZE = 100
 ACTIVITY_PAGE = "https://www.paypal.com/activity/payment/"
 SANDBOX_ACTIVITY_PAGE = "https://www.sandbox.paypal.com/activity/payment/"
 # Captures, authorizations, sales and refunds share PayPal's 17-character transaction IDs.
 _TRANSACTION_ID = re.compile(r"[0-9A-Z]{17}")
+_PAYER_ID = re.compile(r"[0-9A-Z]{13}")  # a PayPal account (payer) ID
 
 
 @dataclass
@@ -132,21 +136,28 @@ class PayPalGateway(Gateway):
             Capability.disputes,
             Capability.accept_dispute,
             Capability.dispute_evidence,
+            Capability.payment_link,
+            Capability.sync,
         }
     )
+    lookup_kinds = frozenset({"email", "id", "invoice_number"})
     limits: ClassVar[Mapping[Capability, str]] = {
         # PayPal has no customer search: Transaction Search, which lags new payments.
-        Capability.lookup: "by e-mail and ID, no name search; the e-mail search lags new "
-        "payments by up to 3 h",
+        Capability.lookup: "by e-mail, ID and invoice number, no name search; the e-mail "
+        "search lags new payments by up to 3 h",
         Capability.cancel_subscription: "now only: no cancel at period end",
         Capability.disputes: "on payments of the last 180 days (the 20 newest on a card)",
         Capability.dispute_evidence: "once it waits for the seller (not while an inquiry); "
         "PDFs and notes, no tracking numbers",
+        # PayPal's approve page lasts 3 hours; the reminders carry a new order.
+        Capability.sync: "payers, charges and refunds from Transaction Search (3 years back, "
+        "3 h behind), invoices, disputes of 180 days; no subscriptions: PayPal lists none",
+        Capability.payment_link: "a PayPal checkout the buyer approves within 3 h (each "
+        "reminder carries a new one); the bot captures it on approval",
     }
     missing: ClassVar[Mapping[Capability, str]] = {
         Capability.charge_saved_card: "charging a PayPal buyer without them needs a vaulted "
         "payment token (reference transactions), which this gateway does not keep",
-        Capability.payment_link: "not built yet: PayPal orders (v2/checkout/orders) are the way",
         Capability.customer_details: "PayPal payer details belong to the payer: they change "
         "them in their PayPal account",
         Capability.tax_id: "PayPal payer details belong to the payer: PayPal keeps no tax ID "
@@ -314,24 +325,10 @@ class PayPalGateway(Gateway):
         rows: list[Json] = []
         page = 1
         while True:
-            options: Json = {
-                "start_date": _stamp(start),
-                "end_date": _stamp(end),
-                "fields": "all",
-                # Authorizations do not move the balance: without N they are left out.
-                "balance_affecting_records_only": "N",
-                "page_size": SEARCH_PAGE_SIZE,
-                "page": page,
-            }
-            if transaction_id:
-                options["transaction_id"] = transaction_id
-            reply = await self._api.sdk(
-                self._api.sdk_client.transaction_search.search_transactions,
-                options,
-                verb="search",
-                what=f"transactions from {start:%Y-%m-%d} to {end:%Y-%m-%d}",
-            )
-            body = reply.body or {}
+            body = await sync.search_page(
+                self._api, start, end, page=page, page_size=SEARCH_PAGE_SIZE,
+                transaction_id=transaction_id,
+            )  # fmt: skip
             rows.extend(body.get("transaction_details") or [])
             if page >= int(body.get("total_pages") or 1):
                 return rows
@@ -354,6 +351,10 @@ class PayPalGateway(Gateway):
         return found
 
     async def _invoices_for(self, email: str) -> list[Json]:
+        return await self._search_invoices({"recipient_email": email}, f"invoices for {email}")
+
+    async def _search_invoices(self, search: Json, what: str) -> list[Json]:
+        """Every invoice Invoicing v2's search finds for `search`, page after page."""
         invoices: list[Json] = []
         page = 1
         while True:
@@ -365,9 +366,9 @@ class PayPalGateway(Gateway):
                     "page_size": str(INVOICE_PAGE_SIZE),
                     "total_required": "true",
                 },
-                json_body={"recipient_email": email},
+                json_body=search,
                 verb="search",
-                what=f"invoices for {email}",
+                what=what,
             )
             body = reply.body or {}
             invoices.extend(body.get("items") or [])
@@ -396,6 +397,8 @@ class PayPalGateway(Gateway):
         if query.kind == "email":
             found = await self._find(query.value)
             return list(await asyncio.gather(*(self._profile(f) for f in found)))
+        if query.kind == "invoice_number":
+            return await self._by_invoice_number(query.value)
         seed = await self._seed(query.value.strip())
         if seed is None:
             return []
@@ -411,6 +414,17 @@ class PayPalGateway(Gateway):
             if other.payer.id is None:
                 seed.merge(other)
         return [await self._profile(seed)]
+
+    async def _by_invoice_number(self, number: str) -> list[GatewayProfile]:
+        """The customers of PayPal invoices numbered `number` (Invoicing v2's search), each
+        looked up by the e-mail the invoice was sent to."""
+        invoices = await self._search_invoices(
+            {"invoice_number": number}, f"invoices numbered {number}"
+        )
+        emails = dict.fromkeys(e.lower() for i in invoices if (e := recipient_email(i)))
+        found = await asyncio.gather(*(self._find(e) for e in emails))
+        profiles = await asyncio.gather(*(self._profile(f) for fs in found for f in fs))
+        return list(profiles)
 
     async def _seed(self, object_id: str) -> Found | None:
         """What one ID says about its payer, or None if PayPal has no such object."""
@@ -435,6 +449,8 @@ class PayPalGateway(Gateway):
                 return None
             payer = Payer(None, recipient_email(invoice), recipient_name(invoice))
             return Found(payer, invoices={object_id: invoice})
+        if _PAYER_ID.fullmatch(object_id):
+            return await self._payer_seed(object_id)
         try:
             resolved = await self._resolve(object_id)
         except GatewayError as exc:
@@ -452,6 +468,17 @@ class PayPalGateway(Gateway):
         else:
             seed.authorizations[object_id] = None
         return seed
+
+    async def _payer_seed(self, payer_id: str) -> Found | None:
+        """A payer ID (what a PayPal customer ID is here), from the lookback's search rows:
+        PayPal offers no read of a payer by ID."""
+        end = _now()
+        rows = await self._rows(end - timedelta(days=self.settings.lookback_days), end)
+        for row in reversed(rows):  # the latest row names the payer's current e-mail
+            payer = row_payer(row)
+            if payer.id == payer_id and payer.email:
+                return Found(payer)
+        return None
 
     async def _refund_seed(self, refund_id: str) -> Found | None:
         """A refund ID names the payer of the capture it paid back (its `up` link)."""
@@ -813,6 +840,12 @@ class PayPalGateway(Gateway):
     async def open_disputes(self) -> list[Dispute]:
         return await disputes.open_disputes(self._api)
 
+    async def precheck_dispute(self, dispute: Dispute, *, accept: bool) -> None:
+        """Evidence for an inquiry (status OPEN) is refused now, not after approval: the
+        dispute is read afresh for PayPal's own status, which our model does not keep."""
+        if not accept:
+            disputes.require_evidence_taken(await disputes.read(self._api, dispute.id))
+
     async def accept_dispute(self, dispute_id: str, *, idempotency_key: str) -> Dispute:
         return await disputes.accept(self._api, dispute_id, idempotency_key)
 
@@ -824,7 +857,58 @@ class PayPalGateway(Gateway):
     # --- webhooks ------------------------------------------------------------------------
 
     async def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> list[GatewayEvent]:
-        return await verify_and_parse(self._api, self.settings.webhook_id, body, headers)
+        """Verified events; a buyer's approval of one of our pay links is captured here (the
+        order, read afresh, decides), so it arrives as the payment it became."""
+        events = await verify_and_parse(self._api, self.settings.webhook_id, body, headers)
+        return [await self._settled(e) for e in events]
+
+    async def _settled(self, event: GatewayEvent) -> GatewayEvent:
+        if event.raw_type != "CHECKOUT.ORDER.APPROVED" or "payment_request" not in event.detail:
+            return event
+        order = await optional(orders.read(self._api, event.object_id))
+        if order is None:  # lapsed at PayPal: nothing to capture
+            return event
+        link = orders.pay_link_of(await orders.settle(self._api, order), _now())
+        if link.status != PayLinkStatus.paid:
+            return event  # cancelled by us meanwhile, or still pending
+        return event.model_copy(
+            update={"kind": EventKind.payment_succeeded, "related_id": link.charge_id,
+                    "status": "COMPLETED"}
+        )  # fmt: skip
+
+    async def sync_page(
+        self, kind: str, cursor: str | None, *, since: datetime | None, limit: int
+    ) -> SyncPage:
+        """See bot/gateways/paypal/sync.py: what PayPal lists, and the 3-year default."""
+        return await sync.page(self._api, kind, cursor, since=since, limit=limit, now=_now())
+
+    # --- pay links (bot/gateways/paypal/orders.py) ---------------------------------------
+
+    async def create_pay_link(
+        self, customer_id: str, amount: Money, *, description: str, reference: str,
+        idempotency_key: str,
+    ) -> PayLink:  # fmt: skip
+        """An Orders v2 checkout; the customer is who approves it on PayPal (PayPal takes
+        no payer ID for a new order)."""
+        order = await orders.create(
+            self._api, amount, description=description, reference=reference, key=idempotency_key
+        )
+        return orders.pay_link_of(order, _now())
+
+    async def get_pay_link(self, link_id: str) -> PayLink:
+        """The order as it stands; an approved one is captured first (exactly once)."""
+        order = await optional(orders.read(self._api, link_id))
+        if order is None:  # PayPal no longer serves an order it let lapse
+            return PayLink(gateway=NAME, id=link_id, status=PayLinkStatus.expired)
+        return orders.pay_link_of(await orders.settle(self._api, order), _now())
+
+    async def cancel_pay_link(self, link_id: str) -> PayLink:
+        """Orders v2 has no cancel: the order is marked so the bot never captures it, and
+        PayPal lets it lapse; one paid already is left as it is."""
+        order = await optional(orders.read(self._api, link_id))
+        if order is None:
+            return PayLink(gateway=NAME, id=link_id, status=PayLinkStatus.expired)
+        return await orders.cancel(self._api, order, _now())
 
 
 # --- helpers -------------------------------------------------------------------------------

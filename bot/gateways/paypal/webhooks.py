@@ -17,6 +17,7 @@ from bot.gateways.events import EventKind, GatewayEvent
 from bot.gateways.paypal.client import PayPalAPI
 from bot.gateways.paypal.disputes import dispute_status
 from bot.gateways.paypal.mapping import NAME, Json, money_from_paypal, paypal_time, up_id
+from bot.gateways.paypal.orders import reference_of
 from bot.money import Money
 
 WEBHOOK_TOLERANCE = timedelta(minutes=5)
@@ -148,6 +149,15 @@ def parse_event(event: Json) -> GatewayEvent:
                 kind = EventKind.capture  # an authorization was captured
             if raw_type.startswith("PAYMENT.SALE."):
                 related = resource.get("billing_agreement_id") or related
+        if reference_of(resource.get("custom_id")):  # a capture of one of our pay links
+            detail["payment_request"] = str(reference_of(resource.get("custom_id")))
+    elif raw_type.startswith("CHECKOUT.ORDER."):
+        # Approved is not paid: the gateway captures it (bot/gateways/paypal/orders.py).
+        unit = (resource.get("purchase_units") or [{}])[0]
+        amount = _event_money(unit.get("amount"))
+        customer = (resource.get("payer") or {}).get("payer_id")
+        if reference_of(unit.get("custom_id")):
+            detail["payment_request"] = str(reference_of(unit.get("custom_id")))
     elif raw_type.startswith("CUSTOMER.DISPUTE."):
         object_id = str(resource.get("dispute_id") or object_id)
         disputed = (resource.get("disputed_transactions") or [{}])[0]

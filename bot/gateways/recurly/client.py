@@ -91,13 +91,19 @@ class Reply:
     request_id: str | None
 
     def error(self) -> tuple[str | None, str | None]:
-        """Recurly's error type (or a declined payment's code) and its words."""
+        """Recurly's error type (or a declined payment's decline code) and its words."""
         error = self.body.get("error") if isinstance(self.body, dict) else None
         if not isinstance(error, dict):
             return None, None
-        declined = error.get("transaction_error") or {}
-        code = declined.get("code") if isinstance(declined, dict) else None
+        declined = self.declined()
+        code = declined.get("decline_code") or declined.get("code")
         return code or error.get("type"), error.get("message")
+
+    def declined(self) -> dict[str, Any]:
+        """A declined payment's `transaction_error` (empty for other errors)."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        found = error.get("transaction_error") if isinstance(error, dict) else None
+        return found if isinstance(found, dict) else {}
 
     def error_type(self) -> str | None:
         error = self.body.get("error") if isinstance(self.body, dict) else None
@@ -158,6 +164,11 @@ class _Lease:
 def _error(reply: Reply, verb: str, what: str) -> GatewayError:
     raw_code, raw_message = reply.error()
     code = _TYPES.get(reply.error_type() or "") or status_code(reply.status)
+    declined = reply.declined()
+    if declined.get("decline_code") == "requires_3d_secure" or str(
+        declined.get("category") or ""
+    ).startswith("three_d_secure"):
+        code = ErrorCode.authentication_required  # the cardholder must be there: not off session
     refused_key = reply.status in (401, 403) and code == ErrorCode.rejected
     return answer_error(
         PROVIDER,

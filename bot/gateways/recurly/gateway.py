@@ -17,8 +17,13 @@
   timeframe (term end by default); cancel now is `DELETE /subscriptions/{id}` with
   `refund` none (what the approval flow sends), partial or full. Recurly ends a
   subscription once: a retry finds it ended and changes nothing.
+- New subscriptions and plan changes are in `plans.py`; a charge of the saved card is a
+  one-off purchase (`POST /purchases`) whose invoice carries our reference in its customer
+  notes, as a refund's credit invoice does: a retry finds it instead of charging again.
+- The billing index reads the site's lists oldest first (`sync.py`).
 - Capture and void are not offered (Recurly's authorize-and-capture purchases are not
-  built here), nor invoices sent by us: Recurly e-mails its own.
+  built here), nor invoices sent by us: Recurly e-mails its own, nor pay links: Recurly's
+  API describes no page that pays one invoice.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from bot.gateways.base import (
     Gateway,
     GatewayError,
     LookupQuery,
+    SyncPage,
     Unsupported,
     split_name,
 )
 from bot.gateways.checks import check_refund
 from bot.gateways.events import GatewayEvent
+from bot.gateways.recurly import plans, sync
 from bot.gateways.recurly.client import RecurlyAPI, listing
 from bot.gateways.recurly.mapping import (
     CHARGE_TYPES,
@@ -52,6 +59,7 @@ from bot.gateways.recurly.mapping import (
     coupon_of,
     describe_coupon,
     fixed_currencies,
+    has_reference,
     is_invoice_number,
     is_object_id,
     is_our_refund,
@@ -63,6 +71,7 @@ from bot.gateways.recurly.mapping import (
     parse_refund,
     parse_subscription,
     recurly_time,
+    reference_note,
     refund_note,
     refunds_by_charge,
     refunds_in,
@@ -76,6 +85,8 @@ from bot.models import (
     Customer,
     GatewayProfile,
     Invoice,
+    PlanChange,
+    PlanPrice,
     Refund,
     Subscription,
 )
@@ -125,6 +136,10 @@ class RecurlyGateway(Gateway):
             Capability.hosted_card_update,
             Capability.customer_details,
             Capability.pause_subscription,
+            Capability.create_subscription,
+            Capability.change_plan,
+            Capability.charge_saved_card,
+            Capability.sync,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
@@ -135,10 +150,17 @@ class RecurlyGateway(Gateway):
         "prorates the partial refund itself",
         Capability.lookup: "by e-mail, ID and number: no search by name or part of an e-mail",
         Capability.coupon: "removed from the account (Recurly removes no single subscription's)",
+        Capability.create_subscription: "on the account's saved billing info; a price is a "
+        "plan code and currency (pro:EUR)",
+        Capability.change_plan: "now (Recurly prorates it) or at the next bill date (no "
+        "proration); refused if Recurly's fresh preview differs from the approved one",
+        Capability.charge_saved_card: "a one-off purchase (POST /purchases) on the account's "
+        "billing info",
+        Capability.sync: "no disputes (Recurly has no dispute API)",
     }
     missing: ClassVar[Mapping[Capability, str]] = {
-        Capability.charge_saved_card: "not built yet: a one-off purchase (POST /purchases)",
-        Capability.payment_link: "not built yet: the account's hosted payment pages",
+        Capability.payment_link: "Recurly's API has no pay page for one invoice: its hosted "
+        "account page (hosted_login_token) opens the whole account, not a single payment",
         Capability.accept_dispute: _NO_DISPUTES,
         Capability.dispute_evidence: _NO_DISPUTES,
     }
@@ -664,6 +686,134 @@ class RecurlyGateway(Gateway):
             )
         return parse_refund(max(made, key=lambda t: str(t.get("created_at") or "")), reason)
 
+    # --- new subscriptions, plan changes, charges -------------------------------------------
+
+    async def _account(self, customer_id: str) -> Json:
+        if not customer_id.strip() or "/" in customer_id:
+            raise GatewayError(
+                ErrorCode.not_found, f"Recurly has no account {customer_id!r}", gateway=NAME
+            )
+        account = await self._api.read(
+            lambda c: c.get_account(customer_id), f"account {customer_id}"
+        )
+        self._remember(account)
+        return account
+
+    async def get_price(self, price: str) -> PlanPrice:
+        """A plan and one of its currencies (`pro-monthly:EUR`, or the code of a plan with
+        one currency)."""
+        return (await plans.read_plan(self._api, price))[1]
+
+    async def create_subscription(
+        self,
+        customer_id: str,
+        price: str,
+        *,
+        idempotency_key: str,
+        quantity: int = 1,
+        trial_days: int | None = None,
+        coupon: str | None = None,
+    ) -> Subscription:
+        """`POST /subscriptions` for the account (by its code), charged to its billing info
+        unless a trial comes first. No idempotency key: the subscription carries our
+        reference in its customer notes, and a retry finds it there."""
+        if quantity < 1:
+            raise GatewayError(
+                ErrorCode.rejected, "a subscription needs 1 or more seats", gateway=NAME
+            )
+        (plan, chosen), account = await asyncio.gather(
+            plans.read_plan(self._api, price), self._account(customer_id)
+        )
+        sub = await plans.create_subscription(
+            self._api, account, chosen, idempotency_key,
+            quantity=quantity, trial_days=trial_days, coupon=coupon,
+        )  # fmt: skip
+        self._remember(sub)
+        return parse_subscription(sub, plan)
+
+    async def preview_plan_change(
+        self, subscription_id: str, price: str, *, now: bool, prorate: bool, at: int | None = None
+    ) -> PlanChange:
+        """Recurly's own preview (`POST .../change/preview`); `at` is recorded, not used:
+        Recurly prorates as of the moment it is asked."""
+        sub = await self._subscription(subscription_id)
+        when = at or int(datetime.now(UTC).timestamp())
+        return await plans.preview(self._api, sub, price, now=now, prorate=prorate, at=when)
+
+    async def change_plan(self, change: PlanChange, *, idempotency_key: str) -> Subscription:
+        """The previewed change, once: a subscription already so (a retry) is the result;
+        a fresh preview that differs from the approved one refuses it."""
+        sub = await self._subscription(change.subscription_id)
+        if not plans.is_done(sub, change):
+            now = int(datetime.now(UTC).timestamp())
+            await plans.change_plan(self._api, sub, change, at=now)
+            sub = await self._subscription(change.subscription_id)
+        return parse_subscription(sub, await self._plan(mini_id(sub.get("plan"))))
+
+    async def charge_saved_card(
+        self, customer_id: str, amount: Money, *, description: str, idempotency_key: str
+    ) -> Charge:
+        """A one-off purchase (`POST /purchases`, one charge line) collected from the
+        account's billing info. Its invoice carries our reference: a retry returns that
+        invoice's payment instead of charging again."""
+        if amount.minor <= 0:
+            raise GatewayError(ErrorCode.rejected, "a charge must be more than zero", gateway=NAME)
+        value = amount_to_recurly(amount)
+        account = await self._account(customer_id)
+        account_id = str(account["id"])
+        found = await self._our_charge(account_id, idempotency_key)
+        if found is not None:
+            return found
+        body: Json = {
+            "currency": amount.currency,
+            "account": {"code": account["code"]},
+            "collection_method": "automatic",
+            "customer_notes": reference_note("Charge", idempotency_key),
+            "line_items": [{
+                "type": "charge", "currency": amount.currency, "unit_amount": value,
+                "quantity": 1, "description": description.strip()[:255] or "One-time charge",
+            }],
+        }  # fmt: skip
+        what = f"{amount.format()} to account {account_id}"
+        try:
+            collection = await self._api.write(
+                lambda c: c.create_purchase(body), verb="charge", what=what
+            )
+        except GatewayError as exc:
+            if exc.code not in _UNKNOWN_OUTCOME:
+                raise
+            found = await self._our_charge(account_id, idempotency_key)  # did it go through?
+            if found is None:
+                raise
+            return found
+        invoice = collection.get("charge_invoice") or {}
+        charge = _payment_of(invoice)
+        if charge is None:
+            raise GatewayError(
+                ErrorCode.invalid_state,
+                f"Recurly made invoice {invoice.get('number')} for {what} but no payment: "
+                "check it in Recurly",
+                gateway=NAME,
+            )
+        self._remember(invoice)
+        return charge
+
+    async def _our_charge(self, account_id: str, key: str) -> Charge | None:
+        invoices = await self._api.items(
+            lambda c: c.list_account_invoices(account_id, **listing(type="charge")),
+            f"invoices of account {account_id}",
+            self.max_listed,
+        )
+        ours = next((i for i in invoices if has_reference(i, key)), None)
+        return _payment_of(ours) if ours is not None else None
+
+    # --- the billing index ---------------------------------------------------------------------
+
+    async def sync_page(
+        self, kind: str, cursor: str | None, *, since: datetime | None, limit: int
+    ) -> SyncPage:
+        return await sync.page(self._api, kind, cursor, since=since, limit=limit, plan=self._plan)
+
     # --- not offered, each with its reason -----------------------------------------------
 
     async def capture(
@@ -902,6 +1052,16 @@ class RecurlyGateway(Gateway):
 
 async def _nothing() -> None:
     return None
+
+
+def _payment_of(invoice: Mapping[str, Any]) -> Charge | None:
+    """The successful payment of an invoice we made, as our charge."""
+    payment = next(
+        (t for t in invoice.get("transactions") or []
+         if t.get("type") in PAYMENT_TYPES and t.get("status") == "success"),
+        None,
+    )  # fmt: skip
+    return parse_charge(payment, (), invoice) if payment is not None else None
 
 
 def _unsupported(capability: Capability, why: str) -> Unsupported:

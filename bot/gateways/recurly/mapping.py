@@ -159,11 +159,22 @@ def refund_note(idempotency_key: str) -> str:
     notes are what a retry can find the earlier refund by. The customer sees them, so
     they hold a reference only, never the agent's reason.
     """
-    return f"Refund reference {refund_reference(idempotency_key)}"
+    return reference_note("Refund", idempotency_key)
+
+
+def reference_note(what: str, idempotency_key: str) -> str:
+    """Customer notes carrying our reference (`Charge reference cd-…`): on what we create at
+    Recurly (a purchase's invoice, a subscription), a retry finds its earlier result by them."""
+    return f"{what} reference {refund_reference(idempotency_key)}"
+
+
+def has_reference(obj: Mapping[str, Any], idempotency_key: str) -> bool:
+    """Whether a Recurly invoice or subscription carries our reference in its notes."""
+    return refund_reference(idempotency_key) in str(obj.get("customer_notes") or "")
 
 
 def is_our_refund(credit_invoice: Mapping[str, Any], idempotency_key: str) -> bool:
-    return refund_reference(idempotency_key) in str(credit_invoice.get("customer_notes") or "")
+    return has_reference(credit_invoice, idempotency_key)
 
 
 def refunds_in(credit_invoice: Mapping[str, Any], charge_id: str) -> list[Json]:
@@ -431,6 +442,8 @@ def parse_subscription(
         else None,
         # Paused, or to pause at the next renewal (`paused_at`): payments stop either way.
         paused=state == "paused" or bool(sub.get("paused_at")),
+        quantity=int(sub.get("quantity") or 1),
+        trial_end=recurly_time(trial_ends),
     )
 
 

@@ -94,6 +94,8 @@ class StripeGateway(Gateway):
     limits: ClassVar[Mapping[Capability, str]] = {
         # Since API 2025-03-31 a coupon lives on subscriptions, not on the customer.
         Capability.coupon: "on subscriptions: a customer's coupon goes on each live one",
+        Capability.change_plan: "now (priced by Stripe's preview) or at renewal (a subscription "
+        "schedule); subscriptions of one item",
     }
 
     max_listed = 100  # subscriptions, invoices and tax IDs shown per customer
@@ -313,7 +315,7 @@ class StripeGateway(Gateway):
                 page_size=None,
             ),
         )
-        statuses, refunds, disputes, discounts = await asyncio.gather(
+        statuses, refunds, disputes, discounts, _ = await asyncio.gather(
             self._api.each(self._intent_status(c) for c in charges),
             self._api.each(self._refunds_of(c) for c in charges),
             self._api.each(
@@ -327,6 +329,7 @@ class StripeGateway(Gateway):
                 if c.get("disputed")
             ),
             self._discounts(customer, subscriptions),
+            self._with_schedules(subscriptions),
         )
         charges_out = sorted(
             (parse_charge(c, s) for c, s in zip(charges, statuses, strict=True)),
@@ -350,6 +353,23 @@ class StripeGateway(Gateway):
             tax_ids=tuple(parse_tax_id(t) for t in tax_ids),
             discounts=tuple(discounts),
         )
+
+    async def _with_schedules(self, subscriptions: list[dict[str, Any]]) -> None:
+        """Each live subscription's schedule in place of its ID, for a plan change waiting
+        for the renewal; read one by one, as not every Stripe-compatible server expands it."""
+        scheduled = [
+            s for s in subscriptions
+            if isinstance(s.get("schedule"), str) and s.get("status") not in plans.ENDED
+        ]  # fmt: skip
+        found = await self._api.each(
+            self._api.get(
+                lambda sid=s["schedule"]: self._api.v1.subscription_schedules.retrieve_async(sid),
+                f"the schedule of {s['id']}",
+            )
+            for s in scheduled
+        )
+        for sub, schedule in zip(scheduled, found, strict=True):
+            sub["schedule"] = schedule
 
     # --- discounts -------------------------------------------------------------------------
 
@@ -664,7 +684,13 @@ class StripeGateway(Gateway):
 
     async def change_plan(self, change: PlanChange, *, idempotency_key: str) -> Subscription:
         sub = await self._subscription_raw(change.subscription_id)
-        return parse_subscription(await plans.change_plan(self._api, sub, change, idempotency_key))
+        if change.now:
+            changed = await plans.change_plan(self._api, sub, change, idempotency_key)
+            return parse_subscription(changed)
+        await plans.schedule_change(self._api, sub, change, idempotency_key)
+        return parse_subscription(
+            await self._subscription_raw(change.subscription_id, expand=["schedule"])
+        )
 
     async def set_paused(
         self, subscription_id: str, paused: bool, *, idempotency_key: str

@@ -40,6 +40,8 @@ NAME = "stripe"
 # 24-hour idempotency window) and the agent's reason.
 KEY_META = "chargedesk_idempotency_key"
 REASON_META = "chargedesk_reason"
+# On a schedule phase we set: the name of its plan, for the card (phases name prices by ID).
+PLAN_META = "chargedesk_plan"
 METADATA_VALUE_MAX = 500  # Stripe refuses longer metadata values
 STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 
@@ -295,7 +297,26 @@ def parse_subscription(raw: Mapping[str, Any]) -> Subscription:
         paused=bool(raw.get("pause_collection")),
         quantity=first.get("quantity") or 1,
         trial_end=stripe_time(raw.get("trial_end")),
+        **_next_plan(raw.get("schedule"), price.get("id"), first.get("quantity") or 1),
     )
+
+
+def _next_plan(schedule: Any, price_id: str | None, quantity: int) -> dict[str, Any]:
+    """The plan a live schedule (expanded) moves the subscription to after its current phase,
+    where that differs from what it is on now: `next_plan` and `next_plan_from`."""
+    if not isinstance(schedule, Mapping) or schedule.get("status") not in ("active", "not_started"):
+        return {}
+    ends = (schedule.get("current_phase") or {}).get("end_date") or 0
+    for phase in schedule.get("phases") or []:
+        items = phase.get("items") or []
+        if (phase.get("start_date") or 0) < ends or not items:
+            continue
+        price = expandable_id(items[0].get("price"))
+        if (price, items[0].get("quantity") or 1) == (price_id, quantity):
+            continue
+        name = (phase.get("metadata") or {}).get(PLAN_META) or price
+        return {"next_plan": name, "next_plan_from": stripe_time(phase.get("start_date"))}
+    return {}
 
 
 def subscription_period(raw: Mapping[str, Any]) -> tuple[datetime, datetime] | None:

@@ -1,8 +1,10 @@
 """Stripe subscriptions beyond cancel: prices, starting one, plan changes priced by
 `POST /v1/invoices/create_preview`, and pausing collection.
 
-A plan change is previewed with a `proration_date` and carried out with the same one, so
-Stripe charges exactly what the preview said; `always_invoice` bills it at once.
+A plan change now is previewed with a `proration_date` and carried out with the same one,
+so Stripe charges exactly what the preview said; `always_invoice` bills it at once. A change
+at renewal is a subscription schedule: the current phase runs to the period's end, the next
+bills the new price, then the schedule releases the subscription (`end_behavior: release`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from typing import Any
 
 from bot.gateways.base import ErrorCode, GatewayError
 from bot.gateways.stripe.client import StripeAPI
-from bot.gateways.stripe.mapping import KEY_META, NAME, from_stripe_amount, metadata_of
+from bot.gateways.stripe.mapping import (
+    KEY_META,
+    NAME,
+    PLAN_META,
+    expandable_id,
+    from_stripe_amount,
+    metadata_of,
+    subscription_period,
+)
 from bot.models import PlanChange, PlanPrice
 from bot.money import Money
 
@@ -88,14 +98,8 @@ def _details(item: dict[str, Any], change: PlanChange) -> dict[str, Any]:
 async def preview(
     api: StripeAPI, sub: dict[str, Any], price: PlanPrice, *, now: bool, prorate: bool, at: int
 ) -> PlanChange:
-    """What the change charges today, from Stripe's own preview of the invoice it bills now."""
-    if not now:
-        raise GatewayError(
-            ErrorCode.rejected,
-            "a Stripe plan change at renewal needs a subscription schedule: change it `now` "
-            "with `none` to bill the new price from the next renewal without proration",
-            gateway=NAME,
-        )
+    """What the change charges today, from Stripe's own preview of the invoice it bills now;
+    at renewal nothing today and the new price from the current period's end."""
     if sub.get("status") in ENDED:
         raise GatewayError(
             ErrorCode.invalid_state, f"subscription {sub['id']} is canceled", gateway=NAME
@@ -115,6 +119,13 @@ async def preview(
         recurring=Money(minor=price.amount.minor * quantity, currency=currency),
         interval=price.interval, quantity=quantity,
     )  # fmt: skip
+    if not now:
+        period = subscription_period(sub)
+        if period is None:
+            raise GatewayError(
+                ErrorCode.invalid_state, f"subscription {sub['id']} has no period", gateway=NAME
+            )
+        return change.model_copy(update={"starts_at": period[1]})
     if not prorate:
         return change
     invoice = await api.get(
@@ -148,6 +159,68 @@ async def change_plan(
             {"idempotency_key": key},
         ),
         f"the plan change of {sub['id']}",
+    )
+
+
+def _duration(interval: str) -> dict[str, Any]:
+    """A phase of one billing period (`month`, `3 months`) as Stripe's phase `duration`
+    (`iterations`, which counted periods, is gone since API 2025-09-30)."""
+    count, _, unit = interval.rpartition(" ")
+    return {"interval": unit.removesuffix("s"), "interval_count": int(count or 1)}
+
+
+async def schedule_change(
+    api: StripeAPI, sub: dict[str, Any], change: PlanChange, key: str
+) -> dict[str, Any]:
+    """The change at renewal as the subscription's schedule: made from the subscription, or
+    its own schedule updated (a subscription has one at most). Both calls carry the key, and
+    a schedule that already says what this change asks is left as it is."""
+    item = _only_item(sub)
+    schedule_id = expandable_id(sub.get("schedule"))
+    what = f"the schedule of {sub['id']}"
+    if schedule_id is None:
+        schedule = await api.get(
+            lambda: api.v1.subscription_schedules.create_async(
+                {"from_subscription": sub["id"]}, {"idempotency_key": f"{key}:schedule"}
+            ),
+            what,
+        )
+    else:
+        schedule = await api.get(
+            lambda: api.v1.subscription_schedules.retrieve_async(schedule_id), what
+        )
+    if metadata_of(schedule).get(KEY_META) == key:
+        return schedule  # ours, done already
+    period = subscription_period(sub)
+    current = schedule.get("current_phase") or {}
+    if period is None or not current:
+        raise GatewayError(
+            ErrorCode.invalid_state, f"{sub['id']} has no current period to keep", gateway=NAME
+        )
+    phases = [
+        {
+            "start_date": current["start_date"],
+            "end_date": int(period[1].timestamp()),
+            "items": [{"price": item["price"]["id"], "quantity": item.get("quantity") or 1}],
+        },
+        {  # one period of the new price, then the subscription is released onto it
+            "items": [{"price": change.price, "quantity": change.quantity}],
+            "duration": _duration(change.interval),
+            "metadata": {PLAN_META: change.plan},
+        },
+    ]
+    return await api.get(
+        lambda: api.v1.subscription_schedules.update_async(
+            schedule["id"],
+            {
+                "phases": phases,
+                "end_behavior": "release",
+                "proration_behavior": "none",
+                "metadata": {KEY_META: key},
+            },
+            {"idempotency_key": f"{key}:phases"},
+        ),
+        what,
     )
 
 

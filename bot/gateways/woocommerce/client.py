@@ -59,6 +59,14 @@ class Reply:
         message = self.body.get("message")
         return (str(code) if code else None), (plain(message) if message else None)
 
+    @property
+    def total_pages(self) -> int:
+        """`X-WP-TotalPages` of a list (1 where the store did not say)."""
+        try:
+            return int(self.headers.get("x-wp-totalpages", "1"))
+        except ValueError:
+            return 1
+
 
 def plain(text: Any) -> str:
     """Store-written text (messages may carry HTML) as one bounded line."""
@@ -225,11 +233,7 @@ class WooCommerceAPI:
             )
             batch = reply.body if isinstance(reply.body, list) else []
             items.extend(batch)
-            try:
-                total_pages = int(reply.headers.get("x-wp-totalpages", "1"))
-            except ValueError:
-                total_pages = 1
-            if page >= total_pages or len(batch) < PAGE_SIZE:
+            if page >= reply.total_pages or len(batch) < PAGE_SIZE:
                 break
             page += 1
         return items[:limit]

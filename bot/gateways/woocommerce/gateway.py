@@ -4,7 +4,9 @@
   (`orders?search=`, kept only where the billing e-mail is the one asked for). An account's
   orders are those of its user ID; a guest's, those with the e-mail and no account. An
   order number (`order #1234`, `1234`) finds the order with that number (a plugin may make
-  numbers differ from IDs), else the order or subscription with that ID.
+  numbers differ from IDs), else the order or subscription with that ID, else the order a
+  refund with that ID belongs to (`GET /refunds?include=`, whose `parent_id` is the order:
+  a store too old to have that endpoint finds no refund by its number).
 - Refunds go through the order's payment plugin (`api_refund: true`). WooCommerce has no
   idempotency key: the request's key goes into the refund's meta data and reason, and the
   order's refunds are listed before anything is posted, so a retry finds the first
@@ -19,6 +21,8 @@
 - Subscriptions need the WooCommerce Subscriptions extension: cancelled now
   (`cancelled`) or at the end of the paid period (`pending-cancel`); without it the store
   answers `rest_no_route` and cancelling is unsupported, saying why.
+- The billing index is fed page by page from orders, subscriptions and accounts
+  (`sync.py`).
 - Capture and void do not exist in WooCommerce's REST API: the payment plugin captures
   or releases when the order's status changes in WooCommerce.
 """
@@ -30,6 +34,7 @@ import html
 import logging
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import ClassVar
 
 from bot.gateways.base import (
@@ -38,6 +43,7 @@ from bot.gateways.base import (
     Gateway,
     GatewayError,
     LookupQuery,
+    SyncPage,
     Unsupported,
     split_name,
 )
@@ -45,6 +51,7 @@ from bot.gateways.checks import check_refund
 from bot.gateways.events import GatewayEvent
 from bot.gateways.readings import MAX_MATCHES
 from bot.gateways.termination import PaidPeriod, nothing_paid
+from bot.gateways.woocommerce import sync
 from bot.gateways.woocommerce.client import Reply, WooCommerceAPI, error_of
 from bot.gateways.woocommerce.mapping import (
     HIDDEN_STATUSES,
@@ -122,6 +129,7 @@ class WooCommerceGateway(Gateway):
             Capability.pause_subscription,
             Capability.webhooks,
             Capability.customer_details,
+            Capability.sync,
         }
     )
     limits: ClassVar[Mapping[Capability, str]] = {
@@ -132,8 +140,10 @@ class WooCommerceGateway(Gateway):
         Capability.pause_subscription: "on-hold and back, with WooCommerce Subscriptions",
         Capability.cancel_with_refund: "with the WooCommerce Subscriptions extension",
         Capability.customer_details: "registered customers: a guest's details are on the order",
-        Capability.lookup: "names and parts of e-mails find accounts, not guests; refund IDs "
-        "are not searched",
+        Capability.lookup: "names and parts of e-mails find accounts, not guests; a refund ID "
+        "needs a store whose REST API lists `/refunds`",
+        Capability.sync: "orders with their refunds, guests and subscriptions by change; "
+        "accounts as they are added (WooCommerce lists no changed accounts)",
     }
     missing: ClassVar[Mapping[Capability, str]] = {
         Capability.charge_saved_card: "WooCommerce's REST API cannot charge a saved card: its "
@@ -209,6 +219,11 @@ class WooCommerceGateway(Gateway):
             if exc.raw_code == "rest_no_route":
                 return []
             raise
+
+    async def sync_page(
+        self, kind: str, cursor: str | None, *, since: datetime | None, limit: int
+    ) -> SyncPage:
+        return await sync.page(self._api, kind, cursor, since=since, limit=limit)
 
     async def get_charge(self, charge_id: str) -> Charge:
         return _charge(await self._order(self._post_id(charge_id, "order")))
@@ -318,7 +333,28 @@ class WooCommerceGateway(Gateway):
                     sub = None
                 if sub is not None:
                     owners = [customer_ref(int(sub.get("customer_id") or 0))]
+        if not owners and by_id is None and order_id_of(number) is not None:
+            owners = await self._owners_of_refund(int(number))
         return list(dict.fromkeys(o for o in owners if o))
+
+    async def _owners_of_refund(self, refund_id: int) -> list[str]:
+        """Who owns the order a refund ID belongs to: WooCommerce's `GET /refunds` names
+        each refund's order (`parent_id`); a store from before that endpoint cannot say."""
+        try:
+            found = await self._api.get(
+                "refunds", {"include": refund_id}, what=f"refund {refund_id}"
+            )
+        except GatewayError as exc:
+            if exc.raw_code == "rest_no_route":
+                return []  # older WooCommerce: a bare refund number is not searchable
+            raise
+        parents = {
+            int(r["parent_id"])
+            for r in found.body or []
+            if isinstance(r, dict) and str(r.get("id")) == str(refund_id) and r.get("parent_id")
+        }
+        orders = [await self._optional(f"orders/{p}", f"order {p}") for p in sorted(parents)]
+        return [owner for o in orders if o is not None and (owner := owner_of(o))]
 
     async def _owner_profile(self, owner: str) -> GatewayProfile | None:
         user = user_id_of(owner)
@@ -627,7 +663,20 @@ class WooCommerceGateway(Gateway):
             return parse_subscription(after)
         raise error_of(reply, verb, what)
 
-    # --- webhooks ------------------------------------------------------------------------
+    # --- customer details ----------------------------------------------------------------
+
+    async def precheck_customer_details(self, customer_id: str) -> None:
+        """A guest (an e-mail, no account) has no details of their own to change: refused
+        before anyone is asked to approve it."""
+        if user_id_of(customer_id) is None:
+            raise GatewayError(
+                ErrorCode.invalid_state,
+                f"{customer_id} bought as a guest, so their name and address are on each "
+                "order, not on an account: change them on the order in WooCommerce "
+                "(Orders > the order > Billing > edit)",
+                gateway=NAME,
+                raw_code="guest",
+            )
 
     async def update_customer(
         self,
@@ -639,13 +688,9 @@ class WooCommerceGateway(Gateway):
     ) -> Customer:
         """`PUT /customers/{id}`: the account's name and billing address. Putting the same
         values twice changes nothing, so a retry needs no key of its own."""
+        await self.precheck_customer_details(customer_id)  # a guest: refused again here
         user = user_id_of(customer_id)
-        if user is None:
-            raise Unsupported(
-                NAME, Capability.customer_details,
-                f"{customer_id} bought as a guest: their billing details belong to each order, "
-                "and the next checkout asks for them again",
-            )  # fmt: skip
+        assert user is not None
         body: Json = {}
         billing: Json = {}
         if name is not None:

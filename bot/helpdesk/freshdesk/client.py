@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from bot.helpdesk.errors import check, send
 
 NAME = "freshdesk"
@@ -21,6 +19,8 @@ PAGES = 5
 
 class FreshdeskClient:
     def __init__(self, base_url: str, *, api_key: str, timeout: float) -> None:
+        import httpx  # on first use: a process with no helpdesk configured never loads httpx
+
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=httpx.BasicAuth(api_key, "X"),

@@ -19,8 +19,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
-
 from bot.helpdesk.errors import check, segment, send
 
 NAME = "front"
@@ -49,6 +47,8 @@ class FrontClient:
         timeout: float = 10.0,
     ) -> None:
         self._base = base_url.rstrip("/")
+        import httpx  # on first use: a process with no helpdesk configured never loads httpx
+
         self._http = httpx.AsyncClient(
             base_url=self._base,
             timeout=timeout,

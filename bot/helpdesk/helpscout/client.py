@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from bot.helpdesk.errors import HelpdeskUnavailable, check, segment, send
+
+if TYPE_CHECKING:
+    import httpx
 
 NAME = "helpscout"
 API = "https://api.helpscout.net"
@@ -33,6 +34,8 @@ class HelpScoutClient:
     ) -> None:
         self._app_id = app_id
         self._app_secret = app_secret
+        import httpx  # on first use: a process with no helpdesk configured never loads httpx
+
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,

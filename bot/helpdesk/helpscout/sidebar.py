@@ -43,6 +43,7 @@ from bot.actors import Actor
 from bot.approvals.actions import ACTIONS
 from bot.cards.billing import profile_card
 from bot.commands import COMMANDS
+from bot.commands.lookup_quoted import unanswered
 from bot.helpdesk.agents import helpdesk_actor
 from bot.helpdesk.base import Forged
 from bot.helpdesk.helpscout import panel_entry
@@ -142,8 +143,13 @@ def section(
     )
     head = f"<p><b>{html.escape(clean(address))}</b><br><i>{confidence}</i></p>"
     if not profile.found:
-        down = "; ".join(f"{f.gateway}: {f.message}" for f in profile.failures)
-        said = "No billing customer found" + (f" (not asked: {down})" if down else "")
+        failed = unanswered(profile.failures)
+        if failed:  # a gateway that could have found them did not answer: no "not found"
+            down = "; ".join(f"{f.gateway}: {f.message}" for f in failed)
+            said = f"Could not look this customer up ({down}); reload to try again"
+        else:
+            down = "; ".join(f"{f.gateway}: {f.message}" for f in profile.failures)
+            said = "No billing customer found" + (f" (not asked: {down})" if down else "")
         return head + f"<p>{html.escape(clean(said))}</p>"
     card = profile_card(profile, locale=locale, max_rows=ROWS)
     commands = [b.command for b in card.actions if b.command and b.command.split()[0] in actions]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
-
 from bot.helpdesk.errors import HelpdeskUnavailable, check, segment, send
 
 NAME = "intercom"
@@ -31,6 +29,8 @@ class IntercomClient:
         base_url: str = API,
         timeout: float = 10.0,
     ) -> None:
+        import httpx  # on first use: a process with no helpdesk configured never loads httpx
+
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,

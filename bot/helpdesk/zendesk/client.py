@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from bot.helpdesk.errors import check, segment, send
 from bot.settings import ZendeskSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 NAME = "zendesk"
 PAGES = 5  # comments pages searched for a marker (100 each): a new ticket has few
@@ -24,6 +25,8 @@ PAGES = 5  # comments pages searched for a marker (100 each): a new ticket has f
 
 class ZendeskClient:
     def __init__(self, base_url: str, *, email: str, api_token: str, timeout: float) -> None:
+        import httpx  # on first use: a process with no helpdesk configured never loads httpx
+
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=httpx.BasicAuth(f"{email}/token", api_token),
@@ -55,6 +58,8 @@ class ZendeskClient:
         """A next page on Zendesk's own host; anything else is not followed (it would get our token)."""
         if not isinstance(url, str):
             return None
+        import httpx
+
         target, base = httpx.URL(url), self._client.base_url
         return (
             url

@@ -33,7 +33,11 @@ USED: dict[str, dict[str, list[str]]] = {
         "/v2/payments/authorizations/{authorization_id}/capture": ["post"],
         "/v2/payments/authorizations/{authorization_id}/void": ["post"],
     },
-    "checkout_orders_v2": {"/v2/checkout/orders/{id}": ["get"]},
+    "checkout_orders_v2": {
+        "/v2/checkout/orders": ["post"],
+        "/v2/checkout/orders/{id}": ["get", "patch"],
+        "/v2/checkout/orders/{id}/capture": ["post"],
+    },
     "billing_subscriptions_v1": {
         "/v1/billing/subscriptions/{id}": ["get"],
         "/v1/billing/subscriptions/{id}/cancel": ["post"],

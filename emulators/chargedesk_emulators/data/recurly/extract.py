@@ -25,6 +25,12 @@ MODIFIED = (
 )
 USED: dict[str, list[str]] = {
     "/accounts": ["get"],
+    "/transactions": ["get"],
+    "/invoices": ["get"],
+    "/subscriptions": ["get", "post"],
+    "/subscriptions/{subscription_id}/change": ["post"],
+    "/subscriptions/{subscription_id}/change/preview": ["post"],
+    "/purchases": ["post"],
     "/accounts/{account_id}": ["get"],
     "/accounts/{account_id}/transactions": ["get"],
     "/accounts/{account_id}/invoices": ["get"],
