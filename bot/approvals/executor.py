@@ -265,23 +265,28 @@ async def _finish(
             )
             if moved and state in (State.failed, State.stale):
                 refund_budget = await _release_budget(session, view.id)
-        # What the conditional UPDATE wrote is known: read the row back only if it lost a race.
-        current = (
-            view.model_copy(update={"state": state, "updated_at": at, **values})
-            if moved
-            else await load(session, view.id)
-        )
-        await append(session, audit_record(current, actor, outcome, detail=detail or {},
-                                           gateway_request_id=result_id))  # fmt: skip
-        if state == State.succeeded:
-            for listener in services.listeners:
-                await listener.record_action(services, session, current)
+        if not moved:
+            # Another run (recovery taking a slow run for a crashed one) ended it first; the
+            # outcome it recorded stands, and this run adds no second one to the log.
+            current = await load(session, view.id)
+        else:
+            # What the conditional UPDATE wrote is known: no need to read the row back.
+            current = view.model_copy(update={"state": state, "updated_at": at, **values})
+            await append(session, audit_record(current, actor, outcome, detail=detail or {},
+                                               gateway_request_id=result_id))  # fmt: skip
+            if state == State.succeeded:
+                for listener in services.listeners:
+                    await listener.record_action(services, session, current)
     if refund_budget is not None:
         await _give_back(services, view.id, *refund_budget)
     if state in (State.succeeded, State.executing):
         await lookup_cache.forget(
             services, view.gateway, view.customer_id
         )  # money moved, or may have
+    if not moved:
+        log.info("approval %s: %s by another run already; this run's %s not recorded",
+                 view.id, current.state, outcome)  # fmt: skip
+        return current
     if error is not None:
         log.warning("approval %s %s: %s", view.id, outcome, error.message)
     else:

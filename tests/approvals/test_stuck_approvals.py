@@ -272,3 +272,28 @@ async def test_of_two_refunds_approved_at_once_the_one_that_no_longer_fits_goes_
     # Each re-reads the charge under its lock: whichever runs second sees what the first did.
     assert sorted(v.state for v in results) == [State.stale, State.succeeded]
     assert await refunded(services) in (6000, 7000)
+
+
+async def test_recovery_rerunning_an_execution_still_under_way_records_one_outcome(
+    services, agent, manager
+):
+    approval = await pending(services, agent, "80")
+    assert (await vote(services, manager, approval, approve=True, reason=None)).state == "approved"
+    lock = await hold_charge(services)  # the first run waits here, `executing`, for a while
+    first = asyncio.create_task(execute(services, approval, manager))
+    for _ in range(500):  # bounded: the first run claims it within a few milliseconds
+        if (await get(services, approval)).state == State.executing:
+            break
+        await asyncio.sleep(0.01)
+    # A sweeper takes it for a crashed run (it has been executing "too long") and re-runs it.
+    second = asyncio.create_task(recover(services, older_than=NOW))
+    await asyncio.sleep(0.2)
+    await lock.release()
+    await asyncio.gather(first, second)
+
+    assert (await get(services, approval)).state == State.succeeded
+    assert await refunded(services) == 8000  # the same key: the money moved once
+    # The log says how it ended once: the run that came second records nothing of its own
+    # (not a second "succeeded", nor "stale" for the refund the first one made).
+    ended = [await outcomes(services, approval, o) for o in ("succeeded", "stale", "failed")]
+    assert ended == [1, 0, 0]
