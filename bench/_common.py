@@ -32,6 +32,19 @@ from bot.wiring import open_services
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
+async def on_fake_slack(bench: Callable[[Any, Any], Awaitable[bool]], args: Any) -> int:
+    """Run `bench(args, api)` against the Slack Web API emulator: exit status 0 when it
+    passed and the emulator saw no request Slack would refuse, else 1."""
+    from chargedesk_emulators.slack import slack_api
+
+    with slack_api() as api:
+        ok = await bench(args, api)
+        if api.problems:
+            print("the fake Slack API saw bad requests:", *api.problems[:5], sep="\n  ")
+            ok = False
+    return 0 if ok else 1
+
+
 def quiet_logs(verbose: bool) -> None:
     """The bot logs every refused vote at WARNING; a storm of 1,000 would drown the table."""
     logging.basicConfig(

@@ -36,12 +36,20 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from _common import add_customer, bench_services, ms, percentile, quiet_logs, table
+from _common import (
+    add_customer,
+    bench_services,
+    ms,
+    on_fake_slack,
+    percentile,
+    quiet_logs,
+    table,
+)
 from slack_sdk.signature import SignatureVerifier
 
 from bot.settings import SlackSettings
 from bot.web import create_app
-from chargedesk_emulators.slack import TEAM_ID, Call, SlackAPI, slack_api
+from chargedesk_emulators.slack import TEAM_ID, Call, SlackAPI
 
 SECRET = "bench-signing-secret-0123456789ab"
 
@@ -217,12 +225,7 @@ async def bench(args: argparse.Namespace, api: SlackAPI) -> bool:
 
 
 async def main(args: argparse.Namespace) -> int:
-    with slack_api() as api:
-        ok = await bench(args, api)
-        if api.problems:
-            print("the fake Slack API saw bad requests:", *api.problems[:5], sep="\n  ")
-            ok = False
-    return 0 if ok else 1
+    return await on_fake_slack(bench, args)
 
 
 def parse_args() -> argparse.Namespace:

@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from _common import bench_services, ms, quiet_logs, summarize, table, timed
+from _common import bench_services, ms, on_fake_slack, quiet_logs, summarize, table, timed
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -53,7 +53,7 @@ from bot.gateways.base import Capability, Gateway, LookupQuery
 from bot.models import Customer, GatewayProfile
 from bot.settings import SlackSettings
 from bot.web import create_app
-from chargedesk_emulators.slack import TEAM_ID, SlackAPI, slack_api
+from chargedesk_emulators.slack import TEAM_ID, SlackAPI
 
 SECRET = "bench-signing-secret-0123456789ab"
 AGENT = "U0BENCHAGNT"
@@ -227,12 +227,7 @@ async def bench(args: argparse.Namespace, api: SlackAPI) -> bool:
 
 
 async def main(args: argparse.Namespace) -> int:
-    with slack_api() as api:
-        ok = await bench(args, api)
-        if api.problems:
-            print("the fake Slack API saw bad requests:", *api.problems[:5], sep="\n  ")
-            ok = False
-    return 0 if ok else 1
+    return await on_fake_slack(bench, args)
 
 
 def parse_args() -> argparse.Namespace:
