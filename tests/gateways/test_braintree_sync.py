@@ -6,20 +6,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
 
 from bot.gateways.base import Gateway
 from bot.index.sync import sync_gateway
 from bot.services import Services
-from bot.store.tables import IndexedObject, SyncCursor
 from chargedesk_emulators.braintree import BraintreeEmulator
 from tests.fakes.braintree_env import CURRENCY, braintree_beside
+from tests.index.syncing import indexed as index_of
+from tests.index.syncing import sync_killed
 
 pytestmark = pytest.mark.storage
-
-
-class Crash(Exception):
-    """The process dying between two pages."""
 
 
 @pytest.fixture
@@ -36,11 +32,7 @@ async def braintree(services) -> AsyncIterator[tuple[BraintreeEmulator, Gateway]
 
 
 async def indexed(services: Services, kind: str) -> list[str]:
-    async with services.db.read() as session:
-        query = select(IndexedObject.object_id).where(
-            IndexedObject.gateway == "braintree", IndexedObject.kind == kind
-        )
-        return sorted(await session.scalars(query))
+    return sorted(await index_of(services, "braintree", kind))
 
 
 def transaction_fetches(api: BraintreeEmulator) -> list[object]:
@@ -83,15 +75,8 @@ async def test_an_interrupted_braintree_sync_resumes_without_writing_twice(servi
     sales = expected(api)["charge"]
     assert len(sales) >= 5
 
-    def die_after_two_pages(name: str, kind: str, written: int) -> None:
-        if kind == "charge" and written >= 4:
-            raise Crash
-
-    with pytest.raises(Crash):
-        await sync_gateway(services, gateway, progress=die_after_two_pages, page_size=2)
-    async with services.db.read() as session:
-        cursor = await session.get(SyncCursor, ("braintree", "charge"))
-    assert cursor is not None and not cursor.done and cursor.synced == 4
+    cursor = await sync_killed(services, gateway, charges=4)
+    assert cursor.synced == 4
     resumed = await sync_gateway(services, gateway, page_size=2, pause=0.01)
     assert resumed.written["charge"] == len(sales) - 4  # the rest, none of the first four
     assert await indexed(services, "charge") == sales

@@ -7,21 +7,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
 from bot.gateways.paypal import sync
 from bot.gateways.paypal.gateway import PayPalGateway
 from bot.index.sync import sync_gateway
 from bot.services import Services
-from bot.store.tables import IndexedObject, SyncCursor
+from bot.store.tables import IndexedObject
 from chargedesk_emulators.paypal import PayPalEmulator, schema_problems
 from tests.fakes.paypal_env import EMAIL, Seeded, paypal_beside
+from tests.index.syncing import indexed as index_of
+from tests.index.syncing import sync_killed
 
 pytestmark = pytest.mark.storage
-
-
-class Crash(Exception):
-    """The process dying between two pages."""
 
 
 class World:
@@ -46,11 +43,7 @@ async def world(services: Services) -> AsyncIterator[World]:
 
 
 async def indexed(services: Services, kind: str) -> dict[str, IndexedObject]:
-    async with services.db.read() as session:
-        found = await session.scalars(
-            select(IndexedObject).where(IndexedObject.gateway == "paypal", IndexedObject.kind == kind)
-        )  # fmt: skip
-        return {o.object_id: o for o in found}
+    return await index_of(services, "paypal", kind)
 
 
 async def test_a_paypal_sync_fills_the_index_then_finds_nothing_new(services, world):
@@ -89,15 +82,8 @@ async def test_a_paypal_sync_fills_the_index_then_finds_nothing_new(services, wo
 
 
 async def test_an_interrupted_paypal_sync_resumes_after_its_last_page(services, world):
-    def die_after_two_charges(gateway: str, kind: str, written: int) -> None:
-        if kind == "charge" and written >= 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        await sync_gateway(services, world.gateway, progress=die_after_two_charges, page_size=2)
-    async with services.db.read() as session:
-        cursor = await session.get(SyncCursor, ("paypal", "charge"))
-    assert cursor is not None and not cursor.done and cursor.synced >= 2
+    cursor = await sync_killed(services, world.gateway, charges=2)
+    assert cursor.synced >= 2
     before = cursor.synced
     resumed = await sync_gateway(services, world.gateway, page_size=2, pause=0.01)
     assert len(await indexed(services, "charge")) == 6

@@ -14,17 +14,15 @@ from bot.gateways.recurly.gateway import RecurlyGateway
 from bot.gateways.registry import Gateways
 from bot.index.sync import sync_gateway
 from bot.services import Services
-from bot.store.tables import IndexedObject, SyncCursor
+from bot.store.tables import IndexedObject
 from chargedesk_emulators.recurly import RecurlyEmulator, recurly_api, schema_problems
 from tests.fakes.recurly_env import CURRENCY, recurly_gateway, seed_contract_account
+from tests.index.syncing import indexed as index_of
+from tests.index.syncing import sync_killed
 
 pytestmark = pytest.mark.storage
 
 _CHARGES = ("purchase", "capture", "authorization")
-
-
-class Crash(Exception):
-    """The process dying between two pages."""
 
 
 @pytest.fixture
@@ -49,11 +47,7 @@ async def recurly(services: Services) -> AsyncIterator[tuple[RecurlyEmulator, Re
 
 
 async def indexed(services: Services, kind: str) -> list[str]:
-    async with services.db.read() as session:
-        query = select(IndexedObject.object_id).where(
-            IndexedObject.gateway == "recurly", IndexedObject.kind == kind
-        )
-        return sorted(await session.scalars(query))
+    return sorted(await index_of(services, "recurly", kind))
 
 
 def expected(api: RecurlyEmulator) -> dict[str, list[str]]:
@@ -101,15 +95,8 @@ async def test_an_interrupted_recurly_sync_resumes_without_writing_twice(
     charges = expected(api)["charge"]
     assert len(charges) >= 6
 
-    def die_after_two_pages(name: str, kind: str, written: int) -> None:
-        if kind == "charge" and written >= 4:
-            raise Crash
-
-    with pytest.raises(Crash):
-        await sync_gateway(services, gateway, progress=die_after_two_pages, page_size=2)
-    async with services.db.read() as session:
-        cursor = await session.get(SyncCursor, ("recurly", "charge"))
-    assert cursor is not None and not cursor.done and cursor.synced >= 4
+    cursor = await sync_killed(services, gateway, charges=4)
+    assert cursor.synced >= 4
     written_before = cursor.synced
     resumed = await sync_gateway(services, gateway, page_size=2, pause=0.01)
     assert resumed.written["charge"] == len(charges) - written_before  # none written twice
