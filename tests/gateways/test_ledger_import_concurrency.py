@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from bot.gateways.ledger.importer import STAGED, import_file
 from bot.services import Services
@@ -138,3 +138,18 @@ async def test_ledger_import_requests_one_receipt_per_payment_in_batches(
         receipts = list(await s.scalars(select(DocumentRow.source_id)))
     assert sorted(receipts) == ["ch_0", "ch_1", "ch_2"]
     assert await count(services, DocumentRequest) == requests_before
+
+
+async def test_a_staging_table_left_from_before_an_upgrade_is_made_again(services, tmp_path):
+    # As if `ledger_charges` had gained a column since its staging table was made.
+    staged = STAGED["charges"]
+    async with services.db.engine.begin() as conn:
+        await conn.execute(text(f"DROP TABLE IF EXISTS {staged.name}"))
+        await conn.execute(
+            text(f"CREATE TABLE {staged.name} (import_id VARCHAR(40), id VARCHAR(64))")
+        )
+
+    summary = await import_file(services.db, write_export(tmp_path / "export.json", 5, "ch_up"))
+
+    assert summary.charges == 5
+    assert await count(services, LedgerCharge) >= 5

@@ -46,6 +46,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
+    Connection,
     MetaData,
     Select,
     String,
@@ -53,6 +54,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    inspect,
     null,
     select,
     update,
@@ -1471,12 +1473,27 @@ class _LedgerChanged(Exception):
 
 
 async def _prepare_staging(db: Database) -> None:
-    """Create the staging tables if needed and remove what crashed imports left."""
+    """Create the staging tables if needed and remove what crashed imports left.
+
+    They mirror the ledger tables' columns, which a later migration may change: a staging
+    table whose columns differ (made before an upgrade) holds nothing worth keeping, and is
+    made again."""
     async with db.engine.begin() as conn:
-        await conn.run_sync(_STAGING.create_all, checkfirst=True)
+        await conn.run_sync(_match_staging)
     cutoff = datetime.now(UTC) - STALE_STAGING
     for staged in STAGED.values():
         await _delete_staged(db, staged, staged.c.staged_at < cutoff)
+
+
+def _match_staging(conn: Connection) -> None:
+    have = inspect(conn)
+    for staged in STAGED.values():
+        if have.has_table(staged.name):
+            columns = {c["name"] for c in have.get_columns(staged.name)}
+            if columns == set(staged.c.keys()):
+                continue
+            staged.drop(conn)
+        staged.create(conn)
 
 
 async def _unstage(db: Database, import_id: str) -> None:
